@@ -1,0 +1,213 @@
+//! Command-line interface: clap definitions only. Shared option groups (model, sampling, context) are flattened
+//! into each subcommand; doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::image_input::ImageFit;
+use crate::settings::{CacheType, ContextSettings, FlashAttention, SamplingSettings};
+
+/// Run Google's MedGemma models locally from GGUF files, on a CPU or one GPU, with no network.
+///
+/// For research only: not for clinical diagnosis or patient care.
+#[derive(Debug, Parser)]
+#[command(name = "medgemma", version, propagate_version = true, max_term_width = 110)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer one prompt (with optional images) and exit.
+    Run(RunArgs),
+}
+
+/// Which model files to load.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// The MedGemma model, a .gguf file (e.g. medgemma-4b-it-Q4_K_M.gguf).
+    #[arg(short = 'm', long = "model", value_name = "MODEL.gguf", env = "MEDGEMMA_MODEL")]
+    pub model: Option<PathBuf>,
+    /// The vision projector for images, a .gguf file (e.g. mmproj-F16.gguf); needed for --image.
+    #[arg(long, value_name = "MMPROJ.gguf", env = "MEDGEMMA_MMPROJ")]
+    pub mmproj: Option<PathBuf>,
+    /// Number of layers to offload to the GPU (GPU builds only; 0 = CPU only).
+    #[arg(long = "gpu-layers", value_name = "N", default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Show llama.cpp's own logs and timing statistics on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// How tokens are chosen.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Temperature; 0 = greedy decoding (the default, as in Google's MedGemma examples).
+    #[arg(long = "temp", value_name = "T", default_value_t = 0.0, value_parser = non_negative_f32)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = all).
+    #[arg(long = "top-k", value_name = "K", default_value_t = 64, value_parser = clap::value_parser!(i32).range(0..))]
+    pub top_k: i32,
+    /// Keep the smallest set of tokens whose probabilities add up to P.
+    #[arg(long = "top-p", value_name = "P", default_value_t = 0.95, value_parser = unit_interval)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely one (0 = off).
+    #[arg(long = "min-p", value_name = "P", default_value_t = 0.0, value_parser = unit_interval)]
+    pub min_p: f32,
+    /// Penalty for repeating recent tokens (1 = off).
+    #[arg(long = "repeat-penalty", value_name = "X", default_value_t = 1.0, value_parser = positive_f32)]
+    pub repeat_penalty: f32,
+    /// Random seed for sampling (ignored when greedy).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u32,
+    /// The most tokens to generate.
+    #[arg(short = 'n', long = "max-tokens", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: u64,
+}
+
+impl SamplingArgs {
+    pub fn settings(&self) -> SamplingSettings {
+        SamplingSettings {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens as usize,
+            ..SamplingSettings::default()
+        }
+    }
+}
+
+/// The context the model runs in.
+#[derive(Debug, Clone, Args)]
+pub struct ContextArgs {
+    /// Context size in tokens [default: the smaller of 8192 and the model's trained length].
+    #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
+    pub ctx_size: Option<u32>,
+    /// CPU threads [default: the CPUs available to this process].
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+    /// Tokens evaluated per batch (at least 512, so that one image fits in a batch).
+    #[arg(short = 'b', long = "batch-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Element type of the KV cache (q8_0 needs flash attention).
+    #[arg(long = "cache-type", value_name = "TYPE", value_enum, default_value_t = CacheType::F16)]
+    pub cache_type: CacheType,
+    /// Flash attention.
+    #[arg(long = "flash-attn", value_name = "WHEN", value_enum, default_value_t = FlashAttention::Auto)]
+    pub flash_attention: FlashAttention,
+}
+
+impl ContextArgs {
+    pub fn settings(&self) -> ContextSettings {
+        let defaults = ContextSettings::default();
+        ContextSettings {
+            ctx_size: self.ctx_size,
+            threads: self.threads.unwrap_or(defaults.threads),
+            batch_size: self.batch_size,
+            cache_type: self.cache_type,
+            flash_attention: self.flash_attention,
+        }
+    }
+}
+
+/// `medgemma run`
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The question. Read from standard input when it is `-`, or when it is absent and stdin is not a terminal.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// An image to show the model (PNG, JPEG, BMP, TIFF, WebP); repeat for several. Needs --mmproj.
+    #[arg(long = "image", value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    /// How a non-square image is made square: pad (keep the aspect ratio, as Google's preprocessing does) or
+    /// stretch (as the Hugging Face processor does).
+    #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
+    pub image_fit: ImageFit,
+    /// A system prompt, e.g. "You are an expert radiologist.".
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// A whole conversation as JSON instead of PROMPT: [{"role":"system"|"user"|"model","content":"...",
+    /// "images":["a.png"]}, ...]; image paths are relative to the file.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["prompt", "images", "system"])]
+    pub messages: Option<PathBuf>,
+    /// Print the thinking block (MedGemma 1.5 and 27B) on stderr; it is hidden by default.
+    #[arg(long = "show-thinking")]
+    pub show_thinking: bool,
+    /// Print one JSON object on stdout when done (text, finish reason, token ids, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the logits at the last prompt position to FILE as a JSON array (for comparisons with a reference).
+    #[arg(long = "logits-out", value_name = "FILE")]
+    pub logits_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
+fn parse_f32(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("{s:?} is not a finite number"));
+    }
+    Ok(v)
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v < 0.0 {
+        return Err("must be 0 or more".into());
+    }
+    Ok(v)
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v <= 0.0 {
+        return Err("must be more than 0".into());
+    }
+    Ok(v)
+}
+
+fn unit_interval(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err("must be between 0 and 1".into());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for args in [
+            &["medgemma", "run", "--temp", "-1", "q"][..],
+            &["medgemma", "run", "--top-p", "1.5", "q"],
+            &["medgemma", "run", "-n", "0", "q"],
+            &["medgemma", "run", "--repeat-penalty", "0", "q"],
+            &["medgemma", "run", "--messages", "c.json", "q"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} should fail");
+        }
+        let ok = Cli::try_parse_from(["medgemma", "run", "-m", "x.gguf", "--image", "a.png", "--image", "b.png", "q"]).unwrap();
+        let Command::Run(run) = ok.command;
+        assert_eq!(run.images.len(), 2);
+        assert_eq!(run.sampling.settings().temperature, 0.0);
+    }
+}

@@ -1,0 +1,164 @@
+//! `medgemma run`: answer one prompt (or one conversation from a JSON file), streaming the answer to stdout.
+
+use std::io::{IsTerminal, Read, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::cli::RunArgs;
+use crate::conversation::{Conversation, ConversationFile};
+use crate::engine::{Engine, FinishReason, LoadOptions, PromptItem, Session, SessionStats};
+use crate::files::write_atomically;
+use crate::gguf::GgufHeader;
+use crate::image_input::ImageInput;
+use crate::terminal::{self, ImageProgress};
+
+#[derive(Serialize)]
+struct RunReport<'a> {
+    text: &'a str,
+    thinking: &'a str,
+    finish_reason: FinishReason,
+    prompt_tokens: usize,
+    /// Prompt token ids in order; -1 marks an image-embedding position.
+    prompt_token_ids: Vec<i64>,
+    generated_token_ids: &'a [i32],
+    timings: &'a SessionStats,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let conversation = read_conversation(&args)?;
+    conversation.check_ready_to_answer().context("cannot answer this conversation")?;
+    let Some(model) = args.model.model.clone() else {
+        bail!("no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)");
+    };
+    let n_images = conversation.images().count();
+    if n_images > 0 && args.model.mmproj.is_none() {
+        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)");
+    }
+    terminal::research_notice();
+
+    let side = args
+        .model
+        .mmproj
+        .as_deref()
+        .and_then(|p| GgufHeader::read(p).ok())
+        .and_then(|h| h.get_u64("clip.vision.image_size"))
+        .unwrap_or(896) as u32;
+    let images = conversation
+        .images()
+        .map(|p| ImageInput::load(p, args.image_fit, side))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let context = args.context.settings();
+    let engine = Engine::load(&LoadOptions {
+        model,
+        mmproj: args.model.mmproj.clone(),
+        gpu_layers: args.model.gpu_layers,
+        threads: context.threads,
+        verbose: args.model.verbose,
+    })?;
+    let mut session = Session::new(&engine, &context)?;
+    let prompt = session.prepare(&conversation, &images)?;
+    session.check_fits(&prompt)?;
+    session.evaluate(&prompt, &mut ImageProgress::new(n_images, args.model.verbose))?;
+
+    if let Some(path) = &args.logits_out {
+        let logits = session.last_logits();
+        let json = serde_json::to_vec(&logits)?;
+        write_atomically(path, &json).with_context(|| format!("cannot write --logits-out {}", path.display()))?;
+    }
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut write_error: Option<std::io::Error> = None;
+    let streaming = !args.json;
+    let show_thinking = args.show_thinking;
+    let mut on_token = |t: &crate::engine::GeneratedToken| {
+        if t.thinking {
+            if show_thinking && !t.text.is_empty() {
+                eprint!("{}", t.text);
+            }
+            return ControlFlow::Continue(());
+        }
+        if streaming && !t.text.is_empty() {
+            if let Err(e) = out.write_all(t.text.as_bytes()).and_then(|()| out.flush()) {
+                write_error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    let generation = session.generate(&args.sampling.settings(), &mut on_token)?;
+    if let Some(e) = write_error {
+        return Err(e).context("cannot write the answer to stdout");
+    }
+    if streaming {
+        if !generation.text.ends_with('\n') {
+            writeln!(out)?;
+        }
+    } else {
+        let report = RunReport {
+            text: &generation.text,
+            thinking: &generation.thinking,
+            finish_reason: generation.finish,
+            prompt_tokens: prompt.n_tokens(),
+            prompt_token_ids: prompt
+                .items()
+                .iter()
+                .map(|i| match i {
+                    PromptItem::Token(t) => i64::from(*t),
+                    PromptItem::ImageEmbedding => -1,
+                })
+                .collect(),
+            generated_token_ids: &generation.tokens,
+            timings: session.stats(),
+        };
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    if generation.finish == FinishReason::ContextFull {
+        eprintln!("medgemma: the answer stopped because the context is full ({} tokens); raise -c/--ctx-size", session.ctx_size());
+    }
+    if args.model.verbose {
+        eprintln!("medgemma: {}", terminal::stats_line(session.stats()));
+    }
+    Ok(())
+}
+
+/// The conversation from --messages, or from PROMPT / stdin with --system and --image.
+fn read_conversation(args: &RunArgs) -> Result<Conversation> {
+    if let Some(path) = &args.messages {
+        return read_messages_file(path);
+    }
+    let text = match args.prompt.as_deref() {
+        Some("-") => read_stdin()?,
+        Some(p) => p.to_string(),
+        None if !std::io::stdin().is_terminal() => read_stdin()?,
+        None => bail!("no prompt: give it as an argument (medgemma run -m MODEL.gguf \"question\"), on standard input, or with --messages FILE.json"),
+    };
+    if text.trim().is_empty() && args.images.is_empty() {
+        bail!("the prompt is empty: give a question as an argument or on standard input");
+    }
+    Ok(Conversation::single(args.system.clone(), text, args.images.clone()))
+}
+
+fn read_stdin() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("cannot read the prompt from standard input (is it UTF-8 text?)")?;
+    Ok(text)
+}
+
+fn read_messages_file(path: &Path) -> Result<Conversation> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read --messages {}", path.display()))?;
+    let file: ConversationFile = serde_json::from_slice(&bytes).with_context(|| {
+        format!("--messages {}: not a conversation in JSON ([{{\"role\": \"user\", \"content\": \"...\"}}, ...])", path.display())
+    })?;
+    let mut conversation = Conversation::from_messages(file.into_messages())
+        .with_context(|| format!("--messages {}", path.display()))?;
+    let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    conversation.resolve_images(&base);
+    Ok(conversation)
+}

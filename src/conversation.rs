@@ -1,0 +1,206 @@
+//! The conversation a prompt is built from: an optional system prompt and alternating user/model turns, each
+//! with text and, for user turns, images.
+//!
+//! Owns: the conversation JSON format shared by `run --messages`, batch jobs and saved chats, and its validation
+//! (roles alternate, the first turn is the user's, only user turns carry images). Pure: no model, no files read
+//! except the JSON itself.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Who speaks in a turn. Gemma 3 calls the assistant `model`; `assistant` is accepted as a synonym.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    #[serde(alias = "assistant")]
+    Model,
+}
+
+/// One message as written in JSON: `{"role": "user", "content": "...", "images": ["chest.png"]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<PathBuf>,
+}
+
+/// One turn of the conversation after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub role: Role,
+    pub text: String,
+    pub images: Vec<PathBuf>,
+}
+
+/// A validated conversation: the system prompt (Gemma 3 has no system role; it is prefixed to the first user turn)
+/// and turns that alternate user, model, user, ...
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conversation {
+    pub system: Option<String>,
+    pub turns: Vec<Turn>,
+}
+
+/// Why a conversation is not valid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConversationError {
+    #[error("message {index}: a system message is only allowed first")]
+    LateSystem { index: usize },
+    #[error("message {index}: roles must alternate user, model, user, ... starting with user (found {found:?})")]
+    NotAlternating { index: usize, found: Role },
+    #[error("message {index}: only user messages can carry images")]
+    ImagesOnModelTurn { index: usize },
+    #[error("the conversation has no user message")]
+    Empty,
+    #[error("the last message must be the user's, for the model to answer it")]
+    EndsWithModel,
+}
+
+impl Conversation {
+    /// A one-question conversation.
+    pub fn single(system: Option<String>, text: String, images: Vec<PathBuf>) -> Self {
+        Conversation { system, turns: vec![Turn { role: Role::User, text, images }] }
+    }
+
+    /// Validates a list of messages: an optional leading system message, then alternating user/model turns.
+    pub fn from_messages(messages: Vec<Message>) -> Result<Self, ConversationError> {
+        let mut conversation = Conversation::default();
+        for (index, message) in messages.into_iter().enumerate() {
+            match message.role {
+                Role::System if index == 0 => {
+                    if !message.images.is_empty() {
+                        return Err(ConversationError::ImagesOnModelTurn { index });
+                    }
+                    conversation.system = Some(message.content);
+                }
+                Role::System => return Err(ConversationError::LateSystem { index }),
+                role => {
+                    let expected = if conversation.turns.len() % 2 == 0 { Role::User } else { Role::Model };
+                    if role != expected {
+                        return Err(ConversationError::NotAlternating { index, found: role });
+                    }
+                    if role == Role::Model && !message.images.is_empty() {
+                        return Err(ConversationError::ImagesOnModelTurn { index });
+                    }
+                    conversation.turns.push(Turn { role, text: message.content, images: message.images });
+                }
+            }
+        }
+        Ok(conversation)
+    }
+
+    /// Checks that the model has a user message to answer.
+    pub fn check_ready_to_answer(&self) -> Result<(), ConversationError> {
+        match self.turns.last() {
+            None => Err(ConversationError::Empty),
+            Some(turn) if turn.role == Role::Model => Err(ConversationError::EndsWithModel),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Every image of the conversation, in prompt order.
+    pub fn images(&self) -> impl Iterator<Item = &PathBuf> {
+        self.turns.iter().flat_map(|t| t.images.iter())
+    }
+
+    /// Resolves relative image paths against `base` (the folder of the JSON file they came from).
+    pub fn resolve_images(&mut self, base: &Path) {
+        for turn in &mut self.turns {
+            for image in &mut turn.images {
+                if image.is_relative() {
+                    *image = base.join(&*image);
+                }
+            }
+        }
+    }
+
+    /// The conversation as messages again (for saving).
+    pub fn to_messages(&self) -> Vec<Message> {
+        let system = self.system.iter().map(|s| Message { role: Role::System, content: s.clone(), images: vec![] });
+        let turns = self.turns.iter().map(|t| Message { role: t.role, content: t.text.clone(), images: t.images.clone() });
+        system.chain(turns).collect()
+    }
+}
+
+/// The JSON forms accepted for a conversation file: a bare list of messages, or `{"messages": [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ConversationFile {
+    Messages(Vec<Message>),
+    Object { messages: Vec<Message> },
+}
+
+impl ConversationFile {
+    pub fn into_messages(self) -> Vec<Message> {
+        match self {
+            ConversationFile::Messages(m) | ConversationFile::Object { messages: m } => m,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: Role, content: &str) -> Message {
+        Message { role, content: content.into(), images: vec![] }
+    }
+
+    #[test]
+    fn system_then_alternating_turns() {
+        let c = Conversation::from_messages(vec![
+            msg(Role::System, "Be brief."),
+            msg(Role::User, "Hi"),
+            msg(Role::Model, "Hello"),
+            msg(Role::User, "Again"),
+        ])
+        .unwrap();
+        assert_eq!(c.system.as_deref(), Some("Be brief."));
+        assert_eq!(c.turns.len(), 3);
+        c.check_ready_to_answer().unwrap();
+        assert_eq!(c.to_messages().len(), 4);
+    }
+
+    #[test]
+    fn rejects_bad_orders() {
+        let late = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::System, "b")]);
+        assert_eq!(late, Err(ConversationError::LateSystem { index: 1 }));
+        let two_users = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::User, "b")]);
+        assert_eq!(two_users, Err(ConversationError::NotAlternating { index: 1, found: Role::User }));
+        let model_first = Conversation::from_messages(vec![msg(Role::Model, "a")]);
+        assert!(matches!(model_first, Err(ConversationError::NotAlternating { .. })));
+        let ends = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::Model, "b")]).unwrap();
+        assert_eq!(ends.check_ready_to_answer(), Err(ConversationError::EndsWithModel));
+        assert_eq!(Conversation::default().check_ready_to_answer(), Err(ConversationError::Empty));
+    }
+
+    #[test]
+    fn model_turns_cannot_carry_images() {
+        let mut m = msg(Role::Model, "x");
+        m.images.push("a.png".into());
+        let r = Conversation::from_messages(vec![msg(Role::User, "a"), m]);
+        assert_eq!(r, Err(ConversationError::ImagesOnModelTurn { index: 1 }));
+    }
+
+    #[test]
+    fn parses_both_json_forms_and_assistant_alias() {
+        let a: ConversationFile = serde_json::from_str(r#"[{"role":"user","content":"hi","images":["x.png"]}]"#).unwrap();
+        let b: ConversationFile =
+            serde_json::from_str(r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#)
+                .unwrap();
+        assert_eq!(a.into_messages()[0].images, vec![PathBuf::from("x.png")]);
+        assert_eq!(b.into_messages()[1].role, Role::Model);
+    }
+
+    #[test]
+    fn resolves_relative_images() {
+        let mut c = Conversation::single(None, "q".into(), vec!["a.png".into(), "/abs/b.png".into()]);
+        c.resolve_images(Path::new("/data/jobs"));
+        let images: Vec<_> = c.images().cloned().collect();
+        assert_eq!(images, vec![PathBuf::from("/data/jobs/a.png"), PathBuf::from("/abs/b.png")]);
+    }
+}

@@ -1,0 +1,46 @@
+//! Errors of the engine: each names the file or flag at fault and says what to do.
+
+use std::path::PathBuf;
+
+use crate::gguf::GgufError;
+use crate::image_input::ImageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model file {} not found; pass a MedGemma .gguf file with -m/--model", path.display())]
+    ModelMissing { path: PathBuf },
+    #[error("mmproj file {} not found; pass the vision projector .gguf that belongs to the model with --mmproj", path.display())]
+    MmprojMissing { path: PathBuf },
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{} is a vision projector (mmproj), not a language model: pass it with --mmproj, and the model with -m/--model", path.display())]
+    MmprojGivenAsModel { path: PathBuf },
+    #[error("{} is a language model ({arch}), not a vision projector: pass it with -m/--model, and the mmproj file with --mmproj", path.display())]
+    ModelGivenAsMmproj { path: PathBuf, arch: String },
+    #[error("{} is a {arch} model; medgemma runs Gemma 3 models (MedGemma and its fine-tunes, architecture gemma3)", path.display())]
+    UnsupportedArchitecture { path: PathBuf, arch: String },
+    #[error("{} has no vision encoder; pass the mmproj file with image support to --mmproj", path.display())]
+    NoVisionEncoder { path: PathBuf },
+    #[error("the mmproj {} projects images to width {mmproj_width} but the model {} has hidden size {model_width}: they do not belong together; use the mmproj published with this model", mmproj.display(), model.display())]
+    ProjectionMismatch { mmproj: PathBuf, mmproj_width: u64, model: PathBuf, model_width: u64 },
+    #[error("llama.cpp could not load {}; run again with --verbose to see llama.cpp's reason", path.display())]
+    ModelLoad { path: PathBuf },
+    #[error("llama.cpp could not load the vision projector {}; run again with --verbose to see llama.cpp's reason", path.display())]
+    MmprojLoad { path: PathBuf },
+    #[error("the model {} has no {token} token, so it is not a Gemma 3 chat model", path.display())]
+    MissingControlToken { path: PathBuf, token: String },
+    #[error("images were given but no vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)")]
+    ImagesWithoutMmproj,
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("the prompt is {prompt_tokens} tokens but the context holds {ctx_size} (with room for at least one answer token); raise -c/--ctx-size (this model was trained for {trained} tokens) or shorten the prompt")]
+    PromptTooLong { prompt_tokens: usize, ctx_size: u32, trained: u32 },
+    #[error("cannot create a llama.cpp context of {ctx_size} tokens (out of memory?); lower -c/--ctx-size")]
+    Context { ctx_size: u32 },
+    #[error("llama.cpp failed to evaluate the prompt: {0}")]
+    Decode(String),
+    #[error("the vision projector failed on image {}: {reason}", path.display())]
+    ImageEncode { path: PathBuf, reason: String },
+    #[error("user text produced the control token {token:?}; refusing to run a forged prompt")]
+    ForgedControlToken { token: String },
+}

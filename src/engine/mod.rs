@@ -1,0 +1,19 @@
+//! The engine: the only code that touches llama.cpp (through `llama-cpp-2` and `llama-cpp-sys-2`).
+//!
+//! Owns: loading a MedGemma GGUF and its vision projector (with checks that name the file and the fix), a
+//! [`Session`] that owns a context and its KV positions, turning prompt pieces into tokens and image embeddings,
+//! and the one generation loop every command (run, chat, batch, bench) uses. It must not print to stdout: results
+//! go back to the caller through return values and callbacks.
+
+mod error;
+mod logging;
+mod model;
+mod sampling;
+mod session;
+
+pub use error::EngineError;
+pub use model::{Engine, LoadOptions, ModelSummary};
+pub use session::{
+    EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, PreparedPrompt, PromptItem, Session,
+    SessionStats,
+};

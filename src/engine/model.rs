@@ -1,0 +1,219 @@
+//! Loading: checks the model and mmproj files (exists, is GGUF, whole, the right kind, they fit together), then
+//! loads them into llama.cpp and reads what the prompt builder needs from the vocabulary.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdContext, MtmdContextParams};
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token_type::LlamaTokenAttr;
+
+use super::error::EngineError;
+use super::logging;
+use crate::gguf::GgufHeader;
+use crate::prompt::{ControlToken, PROTECTED_TOKEN_TEXTS};
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub model: PathBuf,
+    pub mmproj: Option<PathBuf>,
+    /// Layers offloaded to the GPU (0 on a CPU-only build).
+    pub gpu_layers: u32,
+    /// Threads for the vision encoder.
+    pub threads: i32,
+    /// Show llama.cpp's own logging on stderr.
+    pub verbose: bool,
+}
+
+/// Facts about the loaded model, for `--verbose`, `/show` and result headers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSummary {
+    pub model: PathBuf,
+    pub mmproj: Option<PathBuf>,
+    pub name: Option<String>,
+    pub n_params: u64,
+    pub n_layer: u32,
+    pub hidden_size: u64,
+    pub trained_ctx: u32,
+    pub n_vocab: i32,
+    pub image_size: Option<u32>,
+}
+
+pub(super) struct Vision {
+    pub(super) ctx: RefCell<MtmdContext>,
+    pub(super) image_size: u32,
+}
+
+/// A loaded model (and vision projector, when given). Sessions borrow it.
+pub struct Engine {
+    pub(super) model: LlamaModel,
+    pub(super) vision: Option<Vision>,
+    pub(super) controls: HashMap<&'static str, LlamaToken>,
+    /// Protected token texts that this vocabulary would match inside plain text (see `prompt::split_protected`).
+    pub(super) split_literals: Vec<String>,
+    /// Ids that must never come out of tokenizing user text.
+    pub(super) protected_ids: Vec<(LlamaToken, String)>,
+    pub(super) thinking: (Option<i32>, Option<i32>),
+    pub(super) summary: ModelSummary,
+    // Declared last: dropped after the model and the vision context.
+    pub(super) backend: LlamaBackend,
+}
+
+fn check_model_file(path: &Path) -> Result<GgufHeader, EngineError> {
+    if !path.exists() {
+        return Err(EngineError::ModelMissing { path: path.to_path_buf() });
+    }
+    let header = GgufHeader::read(path)?;
+    match header.architecture() {
+        Some("clip") => Err(EngineError::MmprojGivenAsModel { path: path.to_path_buf() }),
+        Some("gemma3") => Ok(header),
+        other => Err(EngineError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            arch: other.unwrap_or("(none)").to_string(),
+        }),
+    }
+}
+
+fn check_mmproj_file(path: &Path, model: &GgufHeader) -> Result<GgufHeader, EngineError> {
+    if !path.exists() {
+        return Err(EngineError::MmprojMissing { path: path.to_path_buf() });
+    }
+    let header = GgufHeader::read(path)?;
+    if !header.is_mmproj() {
+        let arch = header.architecture().unwrap_or("unknown").to_string();
+        return Err(EngineError::ModelGivenAsMmproj { path: path.to_path_buf(), arch });
+    }
+    let has_vision = header.get("clip.has_vision_encoder").and_then(|v| v.as_bool()).unwrap_or(false);
+    if !has_vision {
+        return Err(EngineError::NoVisionEncoder { path: path.to_path_buf() });
+    }
+    let width = header.get_u64("clip.vision.projection_dim");
+    let hidden = model.arch_u64("embedding_length");
+    if let (Some(w), Some(h)) = (width, hidden) {
+        if w != h {
+            return Err(EngineError::ProjectionMismatch {
+                mmproj: path.to_path_buf(),
+                mmproj_width: w,
+                model: model.path.clone(),
+                model_width: h,
+            });
+        }
+    }
+    Ok(header)
+}
+
+impl Engine {
+    /// Checks and loads the model and, when given, its vision projector.
+    pub fn load(options: &LoadOptions) -> Result<Engine, EngineError> {
+        logging::configure(options.verbose);
+        let model_header = check_model_file(&options.model)?;
+        let mmproj_header = match &options.mmproj {
+            Some(p) => Some(check_mmproj_file(p, &model_header)?),
+            None => None,
+        };
+        let backend = LlamaBackend::init().map_err(|_| EngineError::ModelLoad { path: options.model.clone() })?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
+        let model = LlamaModel::load_from_file(&backend, &options.model, &params)
+            .map_err(|_| EngineError::ModelLoad { path: options.model.clone() })?;
+
+        let vision = match (&options.mmproj, &mmproj_header) {
+            (Some(path), Some(header)) => {
+                let params = MtmdContextParams {
+                    use_gpu: options.gpu_layers > 0,
+                    print_timings: options.verbose,
+                    n_threads: options.threads,
+                    media_marker: CString::new(mtmd_default_marker()).expect("marker has no NUL"),
+                    image_min_tokens: -1,
+                    image_max_tokens: -1,
+                };
+                let path_str = path.to_str().ok_or_else(|| EngineError::MmprojLoad { path: path.clone() })?;
+                let ctx = MtmdContext::init_from_file(path_str, &model, &params)
+                    .map_err(|_| EngineError::MmprojLoad { path: path.clone() })?;
+                if !ctx.support_vision() {
+                    return Err(EngineError::NoVisionEncoder { path: path.clone() });
+                }
+                let image_size = header.get_u64("clip.vision.image_size").unwrap_or(896) as u32;
+                Some(Vision { ctx: RefCell::new(ctx), image_size })
+            }
+            _ => None,
+        };
+
+        let (controls, split_literals, protected_ids, thinking) = read_vocab(&model, &options.model)?;
+        let summary = ModelSummary {
+            model: options.model.clone(),
+            mmproj: options.mmproj.clone(),
+            name: model_header.get_str("general.name").map(str::to_string),
+            n_params: model.n_params(),
+            n_layer: model.n_layer(),
+            hidden_size: model_header.arch_u64("embedding_length").unwrap_or(0),
+            trained_ctx: model.n_ctx_train(),
+            n_vocab: model.n_vocab(),
+            image_size: vision.as_ref().map(|v| v.image_size),
+        };
+        Ok(Engine { model, vision, controls, split_literals, protected_ids, thinking, summary, backend })
+    }
+
+    pub fn summary(&self) -> &ModelSummary {
+        &self.summary
+    }
+
+    /// True when a vision projector is loaded.
+    pub fn has_vision(&self) -> bool {
+        self.vision.is_some()
+    }
+
+    /// The side of the square images the vision projector takes (for `--image-fit stretch`).
+    pub fn image_size(&self) -> Option<u32> {
+        self.vision.as_ref().map(|v| v.image_size)
+    }
+
+    /// The text of a token as the vocabulary stores it (for tests and diagnostics).
+    pub fn token_text(&self, token: i32) -> String {
+        self.model.vocab().text(LlamaToken(token)).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+type VocabFacts = (HashMap<&'static str, LlamaToken>, Vec<String>, Vec<(LlamaToken, String)>, (Option<i32>, Option<i32>));
+
+/// Finds the template's control tokens, the protected tokens, and the thinking markers by their text.
+fn read_vocab(model: &LlamaModel, path: &Path) -> Result<VocabFacts, EngineError> {
+    let vocab = model.vocab();
+    let wanted: Vec<&'static str> =
+        PROTECTED_TOKEN_TEXTS.iter().copied().chain(["<unused94>", "<unused95>"]).collect();
+    let mut found: HashMap<&'static str, LlamaToken> = HashMap::new();
+    for token in vocab.tokens() {
+        let Some(text) = vocab.text(token) else { continue };
+        let bytes = text.to_bytes();
+        if bytes.first() != Some(&b'<') {
+            continue;
+        }
+        if let Some(w) = wanted.iter().find(|w| w.as_bytes() == bytes) {
+            found.entry(w).or_insert(token);
+        }
+    }
+    for control in [ControlToken::Bos, ControlToken::StartOfTurn, ControlToken::EndOfTurn] {
+        if !found.contains_key(control.text()) {
+            return Err(EngineError::MissingControlToken { path: path.to_path_buf(), token: control.text().into() });
+        }
+    }
+    let mut split_literals = Vec::new();
+    let mut protected_ids = Vec::new();
+    for text in PROTECTED_TOKEN_TEXTS {
+        if let Some(&token) = found.get(text) {
+            protected_ids.push((token, text.to_string()));
+            let attrs = vocab.attr(token);
+            let hidden_from_text = attrs.contains(LlamaTokenAttr::Control) || attrs.contains(LlamaTokenAttr::Unknown);
+            if !hidden_from_text {
+                split_literals.push(text.to_string());
+            }
+        }
+    }
+    let thinking = (found.get("<unused94>").map(|t| t.0), found.get("<unused95>").map(|t| t.0));
+    Ok((found, split_literals, protected_ids, thinking))
+}

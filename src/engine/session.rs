@@ -1,0 +1,393 @@
+//! A session: one llama.cpp context, its KV positions, prompt evaluation (text and images) and the generation
+//! loop. Every command generates through [`Session::generate`].
+
+use std::num::NonZeroU32;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::token::LlamaToken;
+
+use super::error::EngineError;
+use super::model::Engine;
+use super::sampling::sampler;
+use crate::conversation::Conversation;
+use crate::image_input::ImageInput;
+use crate::prompt::{self, PromptPiece};
+use crate::settings::{CacheType, ContextSettings, FlashAttention, SamplingSettings};
+use crate::thinking::{Routed, ThinkingFilter};
+use crate::utf8_stream::Utf8Stream;
+
+/// One position-holding item of a prepared prompt, for reports: a text token, or one image-embedding position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptItem {
+    Token(i32),
+    ImageEmbedding,
+}
+
+enum Part {
+    Tokens(Vec<LlamaToken>),
+    Image { path: PathBuf, chunks: MtmdInputChunks },
+}
+
+/// A prompt turned into tokens and preprocessed images, ready to evaluate.
+pub struct PreparedPrompt {
+    parts: Vec<Part>,
+    items: Vec<PromptItem>,
+}
+
+impl PreparedPrompt {
+    /// Number of KV positions the prompt takes.
+    pub fn n_tokens(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The prompt as tokens and image-embedding positions, in order.
+    pub fn items(&self) -> &[PromptItem] {
+        &self.items
+    }
+}
+
+/// Told about slow steps while a prompt is evaluated (image encoding takes about a minute on a laptop CPU).
+pub trait EvalObserver {
+    fn image_started(&mut self, _index: usize, _path: &std::path::Path) {}
+    fn image_finished(&mut self, _index: usize, _elapsed: Duration) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl EvalObserver for NoObserver {}
+
+/// One generated token, as the caller sees it.
+#[derive(Debug, Clone)]
+pub struct GeneratedToken {
+    pub id: i32,
+    /// Text to show: answer text, or thinking text (see `thinking`); empty for markers and partial characters.
+    pub text: String,
+    pub thinking: bool,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn.
+    Stop,
+    /// `--max-tokens` reached.
+    Length,
+    /// The context is full.
+    ContextFull,
+    /// The caller stopped it (Ctrl-C).
+    Interrupted,
+}
+
+/// Timings of the last prompt evaluation and generation.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SessionStats {
+    pub prompt_tokens: usize,
+    pub prompt_ms: f64,
+    pub generated_tokens: usize,
+    pub generation_ms: f64,
+    pub time_to_first_token_ms: f64,
+}
+
+impl SessionStats {
+    pub fn prompt_tokens_per_s(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prompt_ms)
+    }
+    pub fn generation_tokens_per_s(&self) -> f64 {
+        per_second(self.generated_tokens.saturating_sub(1), self.generation_ms)
+    }
+}
+
+fn per_second(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub tokens: Vec<i32>,
+    /// The answer text (thinking excluded).
+    pub text: String,
+    pub thinking: String,
+    pub finish: FinishReason,
+}
+
+/// A context on a loaded model, with its KV positions.
+pub struct Session<'e> {
+    engine: &'e Engine,
+    ctx: LlamaContext<'e>,
+    n_ctx: u32,
+    n_batch: u32,
+    n_past: i32,
+    has_logits: bool,
+    eval_started: Option<Instant>,
+    stats: SessionStats,
+}
+
+fn kv_type(t: CacheType) -> KvCacheType {
+    match t {
+        CacheType::F16 => KvCacheType::F16,
+        CacheType::F32 => KvCacheType::F32,
+        CacheType::Q8_0 => KvCacheType::Q8_0,
+    }
+}
+
+impl<'e> Session<'e> {
+    /// Creates a context. The context size defaults to the smaller of 8192 and the model's trained length.
+    pub fn new(engine: &'e Engine, settings: &ContextSettings) -> Result<Session<'e>, EngineError> {
+        let trained = engine.model.n_ctx_train().max(1);
+        let n_ctx = settings.ctx_size.unwrap_or(trained.min(8192)).max(16);
+        // Gemma 3 image chunks are decoded non-causally in one micro-batch: it must hold a whole image.
+        let n_batch = settings.batch_size.max(512);
+        let flash = match settings.flash_attention {
+            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_threads(settings.threads)
+            .with_n_threads_batch(settings.threads)
+            .with_type_k(kv_type(settings.cache_type))
+            .with_type_v(kv_type(settings.cache_type))
+            .with_flash_attention_policy(flash)
+            .with_no_perf(true);
+        let ctx = engine
+            .model
+            .new_context(&engine.backend, params)
+            .map_err(|_| EngineError::Context { ctx_size: n_ctx })?;
+        Ok(Session { engine, ctx, n_ctx, n_batch, n_past: 0, has_logits: false, eval_started: None, stats: SessionStats::default() })
+    }
+
+    /// The context size in tokens.
+    pub fn ctx_size(&self) -> u32 {
+        self.n_ctx
+    }
+
+    /// KV positions in use.
+    pub fn used(&self) -> usize {
+        self.n_past as usize
+    }
+
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Renders, tokenizes and preprocesses `conversation` (with its images already read, in prompt order).
+    pub fn prepare(&self, conversation: &Conversation, images: &[ImageInput]) -> Result<PreparedPrompt, EngineError> {
+        let pieces = prompt::render(conversation, true);
+        self.prepare_pieces(&pieces, images)
+    }
+
+    /// Tokenizes rendered pieces. Text is tokenized with special-token parsing off; control tokens go in by id.
+    pub fn prepare_pieces(&self, pieces: &[PromptPiece], images: &[ImageInput]) -> Result<PreparedPrompt, EngineError> {
+        let vocab = self.engine.model.vocab();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut items = Vec::new();
+        fn push_tokens(parts: &mut Vec<Part>, items: &mut Vec<PromptItem>, tokens: Vec<LlamaToken>) {
+            items.extend(tokens.iter().map(|t| PromptItem::Token(t.0)));
+            match parts.last_mut() {
+                Some(Part::Tokens(prev)) => prev.extend(tokens),
+                _ => parts.push(Part::Tokens(tokens)),
+            }
+        }
+        for piece in pieces {
+            match piece {
+                PromptPiece::Control(c) => {
+                    let token = self.engine.controls[c.text()];
+                    push_tokens(&mut parts, &mut items, vec![token]);
+                }
+                PromptPiece::Text(text) => {
+                    let mut tokens = Vec::new();
+                    for part in prompt::split_protected(text, &self.engine.split_literals) {
+                        tokens.extend(vocab.tokenize(part.as_bytes(), false, false));
+                    }
+                    if let Some((_, name)) = self.engine.protected_ids.iter().find(|(id, _)| tokens.contains(id)) {
+                        return Err(EngineError::ForgedControlToken { token: name.clone() });
+                    }
+                    push_tokens(&mut parts, &mut items, tokens);
+                }
+                PromptPiece::Image(index) => {
+                    let vision = self.engine.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
+                    let image = &images[*index];
+                    let (w, h) = image.rgb.dimensions();
+                    let encode_err = |reason: String| EngineError::ImageEncode { path: image.path.clone(), reason };
+                    let mut bitmap = MtmdBitmap::from_image_data(w, h, image.rgb.as_raw()).map_err(|e| encode_err(e.to_string()))?;
+                    bitmap.set_id(&image.sha256).map_err(|e| encode_err(e.to_string()))?;
+                    let text = MtmdInputText { text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(), add_special: false, parse_special: true };
+                    let chunks = vision.ctx.borrow().tokenize(text, &[&bitmap]).map_err(|e| encode_err(e.to_string()))?;
+                    let mut these = Vec::new();
+                    for i in 0..chunks.len() {
+                        let chunk = chunks.get(i).expect("index in range");
+                        match chunk.chunk_type() {
+                            MtmdInputChunkType::Text => {
+                                these.extend(chunk.text_tokens().unwrap_or(&[]).iter().map(|t| PromptItem::Token(t.0)));
+                            }
+                            _ => these.extend(std::iter::repeat_n(PromptItem::ImageEmbedding, chunk.n_tokens())),
+                        }
+                    }
+                    items.extend(these);
+                    parts.push(Part::Image { path: image.path.clone(), chunks });
+                }
+            }
+        }
+        Ok(PreparedPrompt { parts, items })
+    }
+
+    /// Checks that `prompt` fits in what is left of the context, with room for at least one answer token.
+    pub fn check_fits(&self, prompt: &PreparedPrompt) -> Result<(), EngineError> {
+        let needed = self.n_past as usize + prompt.n_tokens() + 1;
+        if needed > self.n_ctx as usize {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: self.n_past as usize + prompt.n_tokens(),
+                ctx_size: self.n_ctx,
+                trained: self.engine.model.n_ctx_train(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Evaluates `prompt` after what the context already holds. Refuses a prompt that does not fit.
+    pub fn evaluate(&mut self, prompt: &PreparedPrompt, observer: &mut dyn EvalObserver) -> Result<(), EngineError> {
+        self.check_fits(prompt)?;
+        let started = Instant::now();
+        self.eval_started = Some(started);
+        let n_parts = prompt.parts.len();
+        let mut image_index = 0;
+        for (i, part) in prompt.parts.iter().enumerate() {
+            let last = i + 1 == n_parts;
+            match part {
+                Part::Tokens(tokens) => self.decode_tokens(tokens, last)?,
+                Part::Image { path, chunks } => {
+                    let vision = self.engine.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
+                    observer.image_started(image_index, path);
+                    let t = Instant::now();
+                    let mut mtmd = vision.ctx.borrow_mut();
+                    self.n_past = chunks
+                        .eval_chunks(&mut mtmd, &mut self.ctx, self.n_past, 0, self.n_batch as i32, last)
+                        .map_err(|e| EngineError::ImageEncode { path: path.clone(), reason: e.to_string() })?;
+                    self.has_logits = last;
+                    observer.image_finished(image_index, t.elapsed());
+                    image_index += 1;
+                }
+            }
+        }
+        self.stats = SessionStats {
+            prompt_tokens: prompt.n_tokens(),
+            prompt_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..SessionStats::default()
+        };
+        Ok(())
+    }
+
+    fn decode_tokens(&mut self, tokens: &[LlamaToken], logits_for_last: bool) -> Result<(), EngineError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let mut batch = LlamaBatch::new(self.n_batch as usize, 1);
+        let n = tokens.len();
+        for (c, chunk) in tokens.chunks(self.n_batch as usize).enumerate() {
+            batch.clear();
+            for (j, token) in chunk.iter().enumerate() {
+                let index = c * self.n_batch as usize + j;
+                let logits = logits_for_last && index + 1 == n;
+                batch
+                    .add(*token, self.n_past + j as i32, &[0], logits)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+            }
+            self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
+            self.n_past += chunk.len() as i32;
+        }
+        self.has_logits = logits_for_last;
+        Ok(())
+    }
+
+    /// The logits at the last evaluated position (empty if the last evaluation produced none).
+    pub fn last_logits(&self) -> Vec<f32> {
+        if !self.has_logits {
+            return Vec::new();
+        }
+        self.ctx.get_logits_ith(-1).to_vec()
+    }
+
+    /// Generates an answer after the evaluated prompt. `on_token` sees each token as it comes and may stop
+    /// generation by returning `ControlFlow::Break`. Generated tokens stay in the context.
+    pub fn generate(
+        &mut self,
+        sampling: &SamplingSettings,
+        on_token: &mut dyn FnMut(&GeneratedToken) -> ControlFlow<()>,
+    ) -> Result<Generation, EngineError> {
+        let vocab = self.engine.model.vocab();
+        let mut chain = sampler(sampling, self.engine.model.n_vocab());
+        let (open, close) = self.engine.thinking;
+        let mut filter = ThinkingFilter::new(open, close);
+        let mut utf8 = Utf8Stream::default();
+        let mut think_utf8 = Utf8Stream::default();
+        let mut out = Generation { tokens: Vec::new(), text: String::new(), thinking: String::new(), finish: FinishReason::Length };
+        let started = self.eval_started.take().unwrap_or_else(Instant::now);
+        let gen_started = Instant::now();
+        let mut batch = LlamaBatch::new(1, 1);
+        while out.tokens.len() < sampling.max_tokens {
+            if !self.has_logits {
+                return Err(EngineError::Decode("no logits to sample from (empty prompt?)".into()));
+            }
+            let token = chain.sample(&self.ctx, -1);
+            if out.tokens.is_empty() {
+                self.stats.time_to_first_token_ms = started.elapsed().as_secs_f64() * 1000.0;
+            }
+            out.tokens.push(token.0);
+            if vocab.is_eog(token) {
+                out.finish = FinishReason::Stop;
+                break;
+            }
+            let bytes = vocab.token_to_piece(token, false, None);
+            let event = match filter.route(token.0, String::new()) {
+                Routed::Marker => GeneratedToken { id: token.0, text: String::new(), thinking: filter.in_thinking() },
+                Routed::Thinking(_) => {
+                    let text = think_utf8.push(&bytes);
+                    out.thinking.push_str(&text);
+                    GeneratedToken { id: token.0, text, thinking: true }
+                }
+                Routed::Answer(_) => {
+                    let text = utf8.push(&bytes);
+                    out.text.push_str(&text);
+                    GeneratedToken { id: token.0, text, thinking: false }
+                }
+            };
+            if on_token(&event).is_break() {
+                out.finish = FinishReason::Interrupted;
+                break;
+            }
+            if self.n_past as u32 >= self.n_ctx {
+                out.finish = FinishReason::ContextFull;
+                break;
+            }
+            batch.clear();
+            batch.add(token, self.n_past, &[0], true).map_err(|e| EngineError::Decode(e.to_string()))?;
+            self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
+            self.n_past += 1;
+            self.has_logits = true;
+        }
+        let rest = utf8.finish();
+        if !rest.is_empty() {
+            out.text.push_str(&rest);
+            let _ = on_token(&GeneratedToken { id: -1, text: rest, thinking: false });
+        }
+        out.thinking.push_str(&think_utf8.finish());
+        self.stats.generated_tokens = out.tokens.len();
+        self.stats.generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
+        Ok(out)
+    }
+}

@@ -1,0 +1,439 @@
+//! A small, defensive reader for GGUF file headers (metadata and tensor table).
+//!
+//! Owns: telling a GGUF model from an mmproj from a file that is not GGUF at all or has been cut short, before
+//! llama.cpp sees it (llama.cpp aborts or returns a bare null on such files). Pure Rust: it never calls llama.cpp
+//! and never reads tensor data, only the header and the file length.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// One metadata value of a GGUF header.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<GgufValue>),
+}
+
+impl GgufValue {
+    /// The value as an unsigned integer, when it is any integer type holding a non-negative number.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            GgufValue::U8(v) => Some(v.into()),
+            GgufValue::U16(v) => Some(v.into()),
+            GgufValue::U32(v) => Some(v.into()),
+            GgufValue::U64(v) => Some(v),
+            GgufValue::I8(v) => u64::try_from(v).ok(),
+            GgufValue::I16(v) => u64::try_from(v).ok(),
+            GgufValue::I32(v) => u64::try_from(v).ok(),
+            GgufValue::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as a float, when it is a float or an integer.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            GgufValue::F32(v) => Some(v.into()),
+            GgufValue::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            GgufValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            GgufValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the tensor table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufTensorInfo {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ggml_type: u32,
+    pub offset: u64,
+}
+
+impl GgufTensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// Bytes the tensor occupies, when its type is known.
+    pub fn n_bytes(&self) -> Option<u64> {
+        let (block, size) = ggml_type_block(self.ggml_type)?;
+        let n = self.n_elements();
+        Some(n / block * size)
+    }
+}
+
+/// The parsed header of a GGUF file.
+#[derive(Debug, Clone)]
+pub struct GgufHeader {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, GgufValue>,
+    pub tensors: Vec<GgufTensorInfo>,
+    pub data_offset: u64,
+    pub file_len: u64,
+}
+
+/// Why a file could not be read as GGUF.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a GGUF file (it starts with {magic:?}, not \"GGUF\"); convert the checkpoint with scripts/convert_hf_to_gguf.py or download a .gguf build", path.display())]
+    NotGguf { path: PathBuf, magic: String },
+    #[error("{} is a GGUF file of version {version}, which this build does not read (versions 2 and 3 are supported)", path.display())]
+    Version { path: PathBuf, version: u32 },
+    #[error("{} is damaged or truncated: {what}; download or convert it again", path.display())]
+    Damaged { path: PathBuf, what: String },
+}
+
+/// Size in bytes of one block of a ggml type, and the number of elements per block.
+fn ggml_type_block(t: u32) -> Option<(u64, u64)> {
+    // (elements per block, bytes per block), from ggml's type traits.
+    Some(match t {
+        0 => (1, 4),      // F32
+        1 => (1, 2),      // F16
+        2 => (32, 18),    // Q4_0
+        3 => (32, 20),    // Q4_1
+        6 => (32, 22),    // Q5_0
+        7 => (32, 24),    // Q5_1
+        8 => (32, 34),    // Q8_0
+        9 => (32, 36),    // Q8_1
+        10 => (256, 84),  // Q2_K
+        11 => (256, 110), // Q3_K
+        12 => (256, 144), // Q4_K
+        13 => (256, 176), // Q5_K
+        14 => (256, 210), // Q6_K
+        15 => (256, 292), // Q8_K
+        16 => (256, 66),  // IQ2_XXS
+        17 => (256, 74),  // IQ2_XS
+        18 => (256, 98),  // IQ3_XXS
+        19 => (256, 50),  // IQ1_S
+        20 => (32, 18),   // IQ4_NL
+        21 => (256, 110), // IQ3_S
+        22 => (256, 82),  // IQ2_S
+        23 => (256, 136), // IQ4_XS
+        24 => (1, 1),     // I8
+        25 => (1, 2),     // I16
+        26 => (1, 4),     // I32
+        27 => (1, 8),     // I64
+        28 => (1, 8),     // F64
+        29 => (256, 56),  // IQ1_M
+        30 => (1, 2),     // BF16
+        34 => (256, 54),  // TQ1_0
+        35 => (256, 66),  // TQ2_0
+        39 => (32, 17),   // MXFP4
+        _ => return None,
+    })
+}
+
+/// The name of a ggml tensor type, as llama.cpp prints it.
+pub fn ggml_type_name(t: u32) -> String {
+    let name = match t {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        6 => "Q5_0",
+        7 => "Q5_1",
+        8 => "Q8_0",
+        9 => "Q8_1",
+        10 => "Q2_K",
+        11 => "Q3_K",
+        12 => "Q4_K",
+        13 => "Q5_K",
+        14 => "Q6_K",
+        15 => "Q8_K",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        30 => "BF16",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        other => return format!("type {other}"),
+    };
+    name.to_string()
+}
+
+struct Cursor<R: Read> {
+    inner: R,
+    pos: u64,
+    limit: u64,
+}
+
+impl<R: Read> Cursor<R> {
+    fn bytes(&mut self, n: u64) -> Result<Vec<u8>, String> {
+        if self.pos.saturating_add(n) > self.limit {
+            return Err(format!("the header needs {n} more bytes at offset {} but the file ends at {}", self.pos, self.limit));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.inner.read_exact(&mut buf).map_err(|e| format!("read failed at offset {}: {e}", self.pos))?;
+        self.pos += n;
+        Ok(buf)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let v = self.bytes(N as u64)?;
+        Ok(v.try_into().expect("length checked"))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.u64()?;
+        let bytes = self.bytes(len)?;
+        String::from_utf8(bytes).map_err(|_| format!("a string before offset {} is not UTF-8", self.pos))
+    }
+    fn value(&mut self, ty: u32, depth: u32) -> Result<GgufValue, String> {
+        Ok(match ty {
+            0 => GgufValue::U8(self.array::<1>()?[0]),
+            1 => GgufValue::I8(self.array::<1>()?[0] as i8),
+            2 => GgufValue::U16(u16::from_le_bytes(self.array()?)),
+            3 => GgufValue::I16(i16::from_le_bytes(self.array()?)),
+            4 => GgufValue::U32(self.u32()?),
+            5 => GgufValue::I32(i32::from_le_bytes(self.array()?)),
+            6 => GgufValue::F32(f32::from_le_bytes(self.array()?)),
+            7 => GgufValue::Bool(self.array::<1>()?[0] != 0),
+            8 => GgufValue::String(self.string()?),
+            9 => {
+                if depth > 2 {
+                    return Err("arrays nested too deeply".into());
+                }
+                let inner = self.u32()?;
+                let count = self.u64()?;
+                if count > self.limit.saturating_sub(self.pos) {
+                    return Err(format!("an array claims {count} items, more than the file can hold"));
+                }
+                let mut items = Vec::with_capacity(count.min(1 << 20) as usize);
+                for _ in 0..count {
+                    items.push(self.value(inner, depth + 1)?);
+                }
+                GgufValue::Array(items)
+            }
+            10 => GgufValue::U64(self.u64()?),
+            11 => GgufValue::I64(i64::from_le_bytes(self.array()?)),
+            12 => GgufValue::F64(f64::from_le_bytes(self.array()?)),
+            other => return Err(format!("unknown metadata value type {other} at offset {}", self.pos)),
+        })
+    }
+}
+
+impl GgufHeader {
+    /// Reads and checks the header of `path`: magic, version, metadata, tensor table, and that the file is long
+    /// enough to hold every tensor the table lists.
+    pub fn read(path: &Path) -> Result<GgufHeader, GgufError> {
+        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let damaged = |what: String| GgufError::Damaged { path: path.to_path_buf(), what };
+        let mut cur = Cursor { inner: BufReader::with_capacity(1 << 20, file), pos: 0, limit: file_len };
+        let magic = cur.bytes(4.min(file_len)).map_err(damaged)?;
+        if magic != b"GGUF" {
+            return Err(GgufError::NotGguf {
+                path: path.to_path_buf(),
+                magic: String::from_utf8_lossy(&magic).escape_debug().to_string(),
+            });
+        }
+        let version = cur.u32().map_err(damaged)?;
+        if !(2..=3).contains(&version) {
+            return Err(GgufError::Version { path: path.to_path_buf(), version });
+        }
+        let n_tensors = cur.u64().map_err(damaged)?;
+        let n_kv = cur.u64().map_err(damaged)?;
+        if n_tensors > file_len || n_kv > file_len {
+            return Err(damaged(format!("the header claims {n_tensors} tensors and {n_kv} metadata keys")));
+        }
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = cur.string().map_err(damaged)?;
+            let ty = cur.u32().map_err(damaged)?;
+            let value = cur.value(ty, 0).map_err(|e| damaged(format!("metadata key {key:?}: {e}")))?;
+            metadata.insert(key, value);
+        }
+        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        for _ in 0..n_tensors {
+            let name = cur.string().map_err(damaged)?;
+            let n_dims = cur.u32().map_err(damaged)?;
+            if n_dims > 8 {
+                return Err(damaged(format!("tensor {name:?} claims {n_dims} dimensions")));
+            }
+            let dims = (0..n_dims).map(|_| cur.u64()).collect::<Result<Vec<_>, _>>().map_err(damaged)?;
+            let ggml_type = cur.u32().map_err(damaged)?;
+            let offset = cur.u64().map_err(damaged)?;
+            tensors.push(GgufTensorInfo { name, dims, ggml_type, offset });
+        }
+        let alignment = metadata.get("general.alignment").and_then(GgufValue::as_u64).unwrap_or(32).max(1);
+        let data_offset = cur.pos.div_ceil(alignment) * alignment;
+        let header = GgufHeader { path: path.to_path_buf(), version, metadata, tensors, data_offset, file_len };
+        let needed = header.data_end();
+        if needed > file_len {
+            return Err(damaged(format!("its tensors need {needed} bytes but the file has {file_len}")));
+        }
+        Ok(header)
+    }
+
+    /// The end of the last tensor's data, as the tensor table describes it.
+    pub fn data_end(&self) -> u64 {
+        self.tensors
+            .iter()
+            .filter_map(|t| t.n_bytes().map(|n| self.data_offset + t.offset + n))
+            .max()
+            .unwrap_or(self.data_offset)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&GgufValue> {
+        self.metadata.get(key)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(GgufValue::as_str)
+    }
+
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(GgufValue::as_u64)
+    }
+
+    /// `general.architecture`, e.g. `gemma3` for a MedGemma text model and `clip` for an mmproj.
+    pub fn architecture(&self) -> Option<&str> {
+        self.get_str("general.architecture")
+    }
+
+    /// A value of the model's own architecture namespace, e.g. `arch_u64("embedding_length")`.
+    pub fn arch_u64(&self, key: &str) -> Option<u64> {
+        let arch = self.architecture()?;
+        self.get_u64(&format!("{arch}.{key}"))
+    }
+
+    /// True when this file is a vision projector (mmproj) rather than a language model.
+    pub fn is_mmproj(&self) -> bool {
+        self.architecture() == Some("clip")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A minimal valid GGUF: one string key, one u32 key, one F32 tensor of 4 elements.
+    fn tiny_gguf() -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&2u64.to_le_bytes());
+        string(&mut out, "general.architecture");
+        out.extend_from_slice(&8u32.to_le_bytes());
+        string(&mut out, "gemma3");
+        string(&mut out, "gemma3.embedding_length");
+        out.extend_from_slice(&4u32.to_le_bytes());
+        out.extend_from_slice(&64u32.to_le_bytes());
+        string(&mut out, "w");
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&4u64.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        while out.len() % 32 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(&[0u8; 16]);
+        out
+    }
+
+    fn write(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_a_valid_header() {
+        let f = write(&tiny_gguf());
+        let h = GgufHeader::read(f.path()).unwrap();
+        assert_eq!(h.architecture(), Some("gemma3"));
+        assert_eq!(h.arch_u64("embedding_length"), Some(64));
+        assert_eq!(h.tensors.len(), 1);
+        assert_eq!(h.data_end(), h.file_len);
+        assert!(!h.is_mmproj());
+    }
+
+    #[test]
+    fn truncated_data_is_damaged() {
+        let bytes = tiny_gguf();
+        let f = write(&bytes[..bytes.len() - 4]);
+        let err = GgufHeader::read(f.path()).unwrap_err();
+        assert!(matches!(err, GgufError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("truncated"));
+    }
+
+    #[test]
+    fn truncated_header_is_damaged_at_every_cut() {
+        let bytes = tiny_gguf();
+        for cut in 4..bytes.len() - 16 {
+            let f = write(&bytes[..cut]);
+            assert!(matches!(GgufHeader::read(f.path()), Err(GgufError::Damaged { .. })), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn other_files_are_not_gguf() {
+        let f = write(b"\x89PNG\r\n\x1a\n....");
+        assert!(matches!(GgufHeader::read(f.path()), Err(GgufError::NotGguf { .. })));
+        let empty = write(b"");
+        assert!(matches!(GgufHeader::read(empty.path()), Err(GgufError::NotGguf { .. })));
+    }
+
+    #[test]
+    fn absurd_counts_do_not_allocate() {
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        let f = write(&bytes);
+        assert!(matches!(GgufHeader::read(f.path()), Err(GgufError::Damaged { .. })));
+    }
+}

@@ -1,0 +1,25 @@
+//! medgemma: run Google's MedGemma models locally from GGUF files through llama.cpp.
+//!
+//! For research only: not for clinical diagnosis. The binary (`src/main.rs`) only parses arguments and calls
+//! [`commands`]; everything that touches llama.cpp lives in [`engine`]; prompt building ([`prompt`]) and the
+//! other pure parts are unit tested without a model.
+
+pub mod cli;
+pub mod commands;
+pub mod conversation;
+pub mod engine;
+pub mod files;
+pub mod gguf;
+pub mod image_input;
+pub mod prompt;
+pub mod settings;
+pub mod terminal;
+pub mod thinking;
+pub mod utf8_stream;
+
+/// Runs a parsed command line.
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Run(args) => commands::run::run(args),
+    }
+}

@@ -1,0 +1,94 @@
+//! Settings that shape a generation and the context it runs in, resolved from flags before a command runs.
+//!
+//! Owns: the sampling and context knobs and their defaults (greedy decoding, as in Google's MedGemma examples).
+//! Pure data: the engine turns it into llama.cpp samplers and context parameters.
+
+use serde::Serialize;
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SamplingSettings {
+    /// 0 means greedy (always the most likely token).
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// 1.0 disables the repetition penalty.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at.
+    pub repeat_last_n: i32,
+    pub seed: u32,
+    /// The most tokens to generate.
+    pub max_tokens: usize,
+}
+
+impl Default for SamplingSettings {
+    fn default() -> Self {
+        SamplingSettings {
+            temperature: 0.0,
+            top_k: 64,
+            top_p: 0.95,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+            max_tokens: 512,
+        }
+    }
+}
+
+impl SamplingSettings {
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheType {
+    #[default]
+    F16,
+    F32,
+    #[value(name = "q8_0")]
+    #[serde(rename = "q8_0")]
+    Q8_0,
+}
+
+/// Whether llama.cpp's flash attention kernels are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttention {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// The context a session runs in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContextSettings {
+    /// Context size in tokens; `None` means the smaller of 8192 and the model's trained length.
+    pub ctx_size: Option<u32>,
+    pub threads: i32,
+    pub batch_size: u32,
+    pub cache_type: CacheType,
+    pub flash_attention: FlashAttention,
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        ContextSettings {
+            ctx_size: None,
+            threads: default_threads(),
+            batch_size: 512,
+            cache_type: CacheType::F16,
+            flash_attention: FlashAttention::Auto,
+        }
+    }
+}
+
+/// The default thread count: the number of CPUs this process may use.
+pub fn default_threads() -> i32 {
+    std::thread::available_parallelism().map_or(4, |n| i32::try_from(n.get()).unwrap_or(4))
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real binary on tiny real GGUF models through real llama.cpp. One test binary with
+//! modules, like ripgrep's.
+
+mod util;
+
+mod cli;
+mod convert;
+mod errors;
+mod injection;
+mod parity;

@@ -1,0 +1,142 @@
+//! Test harness: the real `medgemma` binary, tiny real checkpoints converted by our own converter, and the
+//! reference outputs recorded from Hugging Face transformers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+/// The Python interpreter that has scripts/requirements.txt installed (scripts/test sets MEDGEMMA_PYTHON).
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MEDGEMMA_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// A converted fixture: the model GGUF and, for the multimodal checkpoint, its mmproj.
+#[derive(Debug, Clone)]
+pub struct Gguf {
+    pub model: PathBuf,
+    pub mmproj: Option<PathBuf>,
+}
+
+/// Converts `tests/fixtures/hf/<checkpoint>` to `outtype` with scripts/convert_hf_to_gguf.py (once per test
+/// process) and returns the files.
+pub fn converted(checkpoint: &str, outtype: &str) -> Gguf {
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), Gguf>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (checkpoint.to_string(), outtype.to_string());
+    if let Some(g) = cache.get(&key) {
+        return g.clone();
+    }
+    let src = fixtures().join("hf").join(checkpoint);
+    assert!(src.join("config.json").exists(), "missing fixture {}: run scripts/make_fixtures.py", src.display());
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gguf").join(checkpoint).join(outtype);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let status = Command::new(python())
+        .arg(root().join("scripts/convert_hf_to_gguf.py"))
+        .arg(&src)
+        .args(["--outtype", outtype, "--outdir"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .output()
+        .expect("cannot run the converter: is Python set up (scripts/setup-python)?");
+    assert!(
+        status.status.success(),
+        "converting {checkpoint} to {outtype} failed:\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let model = out.join(format!("{checkpoint}-{outtype}.gguf"));
+    assert!(model.exists(), "converter did not write {}", model.display());
+    let mmproj = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("mmproj-"));
+    let g = Gguf { model, mmproj };
+    cache.insert(key, g.clone());
+    g
+}
+
+/// The recorded reference outputs of a checkpoint.
+pub fn reference(checkpoint: &str) -> Value {
+    let path = fixtures().join("reference").join(format!("{checkpoint}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The binary under test, with a clean environment.
+pub fn medgemma() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgemma"));
+    cmd.env_remove("MEDGEMMA_MODEL").env_remove("MEDGEMMA_MMPROJ").stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the command and returns its output, with stdout/stderr as text.
+pub fn output(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("cannot run medgemma");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// Runs the command, asserts success, returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let (out, stdout, stderr) = output(cmd);
+    assert!(out.status.success(), "medgemma failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    stdout
+}
+
+/// Runs the command, asserts a clean failure (exit code 1, an `error:` line, no panic), returns stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let (out, stdout, stderr) = output(cmd);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1:\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("error:"), "no error line:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
+    assert!(stdout.is_empty(), "stdout should be empty on error: {stdout}");
+    stderr
+}
+
+/// Writes a case's messages to a JSON file with absolute image paths, for `run --messages`.
+pub fn messages_file(dir: &Path, case: &Value) -> PathBuf {
+    let mut messages = case["messages"].clone();
+    for m in messages.as_array_mut().unwrap() {
+        if let Some(images) = m.get_mut("images").and_then(Value::as_array_mut) {
+            for img in images {
+                *img = Value::String(fixtures().join(img.as_str().unwrap()).display().to_string());
+            }
+        }
+    }
+    let path = dir.join(format!("{}.json", case["name"].as_str().unwrap()));
+    std::fs::write(&path, serde_json::to_vec_pretty(&messages).unwrap()).unwrap();
+    path
+}
+
+/// The id of a special token, read from the checkpoint's own tokenizer_config.json.
+pub fn special_token_id(checkpoint: &str, text: &str) -> i64 {
+    let path = fixtures().join("hf").join(checkpoint).join("tokenizer_config.json");
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let decoder = config["added_tokens_decoder"].as_object().unwrap();
+    decoder
+        .iter()
+        .find(|(_, v)| v["content"] == text)
+        .map(|(k, _)| k.parse().unwrap())
+        .unwrap_or_else(|| panic!("{text} not in {checkpoint}'s added_tokens_decoder"))
+}
