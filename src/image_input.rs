@@ -58,14 +58,25 @@ impl ImageInput {
         if reader.format().is_none() {
             return Err(not_image("unrecognised file format".into()));
         }
-        let decoded = reader.decode().map_err(|e| match e {
-            image::ImageError::Limits(_) | image::ImageError::Parameter(_) => check_dims(path, 0, 0).unwrap_err(),
-            other => not_image(other.to_string()),
+        let decoded = reader.decode().map_err(|e| match header_dims(&bytes) {
+            // Decoders refuse a zero-sized image before we can see it; say what is wrong in plain words.
+            Some((w, h)) if w == 0 || h == 0 => ImageError::Empty { path: path.to_path_buf(), width: w, height: h },
+            _ => not_image(e.to_string()),
         })?;
         check_dims(path, decoded.width(), decoded.height())?;
         let rgb = fit_square(decoded, fit, side.max(1));
         Ok(ImageInput { path: path.to_path_buf(), rgb, sha256 })
     }
+}
+
+/// Width and height from a PNG header, read directly (decoders reject a 0x0 header with a vaguer message).
+fn header_dims(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() >= 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR" {
+        let w = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
+        let h = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
+        return Some((w, h));
+    }
+    None
 }
 
 fn check_dims(path: &Path, width: u32, height: u32) -> Result<(), ImageError> {

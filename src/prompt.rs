@@ -218,7 +218,7 @@ mod tests {
         let pieces = render(&c, true);
         let controls = pieces.iter().filter(|p| matches!(p, Control(_))).count();
         let images = pieces.iter().filter(|p| matches!(p, Image(_))).count();
-        assert_eq!(controls, 5, "bos, sot, eot, sot (generation) and nothing from the user text");
+        assert_eq!(controls, 4, "bos, sot, eot, sot (generation) and nothing from the user text");
         assert_eq!(images, 0);
         assert!(pieces.contains(&text(&format!("user\n{evil}"))));
     }
