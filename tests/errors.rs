@@ -164,7 +164,7 @@ fn bad_conversation_files() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = medgemma().args(["run", "--temp", "-3", "hi"]).output().unwrap();
+    let out = medgemma().args(["run", "--temp=-3", "hi"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--temp"));
 }

@@ -13,9 +13,16 @@
 //! - f16 GGUF: weights are rounded to fp16 (relative 2^-11 per weight); in a dot product of length n the rounding
 //!   errors add up like a random walk, so the relative error of a logit is about 2^-11 * sqrt(depth) amplified by
 //!   the same gain: we allow 2% of the logit range (max - min of the reference logits) and require the same argmax.
-//! - bf16 and q8_0 round activations or weights much more coarsely (bf16: 2^-8; q8_0: 1/127 of a block's max), so
-//!   they are compared with the f32 GGUF, not the reference: cosine similarity of the logits >= 0.99 (bf16) and
-//!   >= 0.98 (q8_0), and top-1 agreement on every case.
+//! - bf16 and q8_0 are compared with the f32 GGUF, not the reference. The checkpoint is bf16, so a bf16 GGUF has
+//!   exactly the f32 GGUF's weights and differs only by ggml rounding activations to bf16 before each matmul
+//!   (relative RMS error 2^-9/sqrt(3) = 0.11% per element). That isolates the fixture's gain: measured cosine
+//!   >= 0.9993, i.e. a relative logit error sqrt(2(1-cos)) <= 3.7%, about 33x the per-element error. We require
+//!   cosine >= 0.999 (relative error <= 4.5%) and the same top-1 on every case.
+//!   q8_0 rounds both weights and activations to 1/127 of each 32-element block's maximum: a relative RMS error per
+//!   element of (max/rms ~ 2.5) / (127 * sqrt(12)) = 0.57%, about 5x bf16's; in this small-perturbation regime the
+//!   logit error scales the same way, 5 x 3.7% = 18.5%, i.e. cosine ~ 0.983. We require cosine >= 0.97 (relative
+//!   error <= 24.5%, 1.3x headroom) and the same top-1 wherever the f32 top-1 margin exceeds 4x the RMS logit
+//!   difference (below that the two are within rounding noise of a tie; at least one case must qualify).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -135,17 +142,35 @@ fn logit_parity_f16(checkpoint: &str) {
     }
 }
 
+fn top1_margin(v: &[f64]) -> f64 {
+    let best = argmax(v);
+    let second = v.iter().enumerate().filter(|(i, _)| *i != best).map(|(_, x)| *x).fold(f64::MIN, f64::max);
+    v[best] - second
+}
+
+fn rms_diff(a: &[f64], b: &[f64]) -> f64 {
+    (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+}
+
 fn rounded_types_against_f32(checkpoint: &str) {
-    for (outtype, min_cos) in [("bf16", 0.99), ("q8_0", 0.98)] {
+    // (type, minimum cosine, top-1 must agree when the f32 margin exceeds this many RMS differences; 0 = always)
+    for (outtype, min_cos, noise_factor) in [("bf16", 0.999, 0.0), ("q8_0", 0.97, 4.0)] {
+        let mut top1_checked = 0;
         for case in cases(checkpoint) {
             let base = run_case(checkpoint, "f32", &case);
             let ours = run_case(checkpoint, outtype, &case);
             let cos = cosine(&ours.logits, &base.logits);
-            eprintln!("{checkpoint}/{}: {outtype} vs f32 GGUF: cosine {cos:.5}", case["name"]);
+            let noise = rms_diff(&ours.logits, &base.logits);
+            let margin = top1_margin(&base.logits);
+            eprintln!("{checkpoint}/{}: {outtype} vs f32 GGUF: cosine {cos:.5}, RMS diff {noise:.3}, f32 margin {margin:.3}", case["name"]);
             assert_eq!(ours.prompt_ids, base.prompt_ids);
             assert!(cos >= min_cos, "{checkpoint}/{}: {outtype} cosine {cos} < {min_cos}", case["name"]);
-            assert_eq!(argmax(&ours.logits), argmax(&base.logits), "{checkpoint}/{}: {outtype} top-1 differs", case["name"]);
+            if margin > noise_factor * noise {
+                top1_checked += 1;
+                assert_eq!(argmax(&ours.logits), argmax(&base.logits), "{checkpoint}/{}: {outtype} top-1 differs", case["name"]);
+            }
         }
+        assert!(top1_checked > 0, "{checkpoint}: no case had a margin clear of {outtype} rounding noise");
     }
 }
 
