@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::image_input::ImageFit;
-use crate::settings::{CacheType, ContextSettings, FlashAttention, SamplingSettings};
+use crate::settings::{CacheType, ContextSettings, FlashAttention, QuantType, SamplingSettings};
 
 /// Run Google's MedGemma models locally from GGUF files, on a CPU or one GPU, with no network.
 ///
@@ -22,6 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Answer one prompt (with optional images) and exit.
     Run(RunArgs),
+    /// Talk with the model: a conversation with images, commands and line editing (or lines from a pipe).
+    Chat(ChatArgs),
+    /// Show what a GGUF file holds (model or mmproj); given both, check that they fit together.
+    Info(InfoArgs),
+    /// Quantise a MedGemma GGUF model to a smaller type (e.g. an F16 or F32 conversion to Q4_K_M).
+    Quantize(QuantizeArgs),
 }
 
 /// Which model files to load.
@@ -152,6 +158,67 @@ pub struct RunArgs {
     pub context: ContextArgs,
 }
 
+/// `medgemma info`
+#[derive(Debug, Clone, Args)]
+pub struct InfoArgs {
+    /// A model or mmproj .gguf file; give a model and its mmproj (either order) to check that they fit together.
+    #[arg(value_name = "FILE.gguf", required = true, num_args = 1..=2)]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON object on stdout instead of aligned text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `medgemma quantize`
+#[derive(Debug, Clone, Args)]
+pub struct QuantizeArgs {
+    /// The model to quantise, a .gguf file (best an F32, F16 or BF16 conversion).
+    #[arg(value_name = "IN.gguf")]
+    pub input: PathBuf,
+    /// Where to write the quantised model.
+    #[arg(value_name = "OUT.gguf")]
+    pub output: PathBuf,
+    /// The type to quantise to; K-quants (q4_k_m, ...) keep some tensors in wider types, and tensors whose rows
+    /// are not a multiple of the block size fall back to another type.
+    #[arg(long = "type", value_name = "TYPE", value_enum)]
+    pub quant_type: QuantType,
+    /// Quantise a model that is already quantised (loses quality; start from an F16/BF16/F32 file when you can).
+    #[arg(long = "allow-requantize")]
+    pub allow_requantize: bool,
+    /// Overwrite OUT.gguf when it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// CPU threads [default: the CPUs available to this process].
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+    /// Show llama.cpp's own logs on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// `medgemma chat`
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Images for the first message (PNG, JPEG, BMP, TIFF, WebP); /image attaches more later. Needs --mmproj.
+    #[arg(long = "image", value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    /// How a non-square image is made square (see `medgemma run --help`).
+    #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
+    pub image_fit: ImageFit,
+    /// A system prompt, e.g. "You are a helpful medical assistant."; /system changes it later.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Keep no input history on disk (also: MEDGEMMA_NO_HISTORY=1). Medical text may be sensitive.
+    #[arg(long = "no-history")]
+    pub no_history: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
 fn parse_f32(s: &str) -> Result<f32, String> {
     let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if !v.is_finite() {
@@ -206,8 +273,20 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} should fail");
         }
         let ok = Cli::try_parse_from(["medgemma", "run", "-m", "x.gguf", "--image", "a.png", "--image", "b.png", "q"]).unwrap();
-        let Command::Run(run) = ok.command;
+        let Command::Run(run) = ok.command else { panic!("run expected") };
         assert_eq!(run.images.len(), 2);
         assert_eq!(run.sampling.settings().temperature, 0.0);
+    }
+
+    #[test]
+    fn quantize_types_and_info_files() {
+        let q = Cli::try_parse_from(["medgemma", "quantize", "a.gguf", "b.gguf", "--type", "q4_k_m"]).unwrap();
+        let Command::Quantize(q) = q.command else { panic!("quantize expected") };
+        assert_eq!(q.quant_type, QuantType::Q4KM);
+        assert_eq!(q.quant_type.name(), "Q4_K_M");
+        let err = Cli::try_parse_from(["medgemma", "quantize", "a.gguf", "b.gguf", "--type", "q9"]).unwrap_err();
+        assert!(err.to_string().contains("q4_k_m") && err.to_string().contains("bf16"), "{err}");
+        assert!(Cli::try_parse_from(["medgemma", "info"]).is_err());
+        assert!(Cli::try_parse_from(["medgemma", "info", "a", "b", "c"]).is_err());
     }
 }

@@ -27,6 +27,19 @@ pub struct Message {
     pub content: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<PathBuf>,
+    /// For model turns: the token ids the model generated, so that a reloaded conversation puts exactly the same
+    /// tokens back in the context (re-tokenizing the text need not give the same ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<i32>>,
+    /// For model turns: the answer was stopped (Ctrl-C) before the model finished it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Message { role, content: content.into(), images: Vec::new(), tokens: None, interrupted: false }
+    }
 }
 
 /// One turn of the conversation after validation.
@@ -35,6 +48,19 @@ pub struct Turn {
     pub role: Role,
     pub text: String,
     pub images: Vec<PathBuf>,
+    /// Model turns: the generated token ids (see [`Message::tokens`]).
+    pub tokens: Option<Vec<i32>>,
+    pub interrupted: bool,
+}
+
+impl Turn {
+    pub fn user(text: impl Into<String>, images: Vec<PathBuf>) -> Self {
+        Turn { role: Role::User, text: text.into(), images, tokens: None, interrupted: false }
+    }
+
+    pub fn model(text: impl Into<String>, tokens: Option<Vec<i32>>, interrupted: bool) -> Self {
+        Turn { role: Role::Model, text: text.into(), images: Vec::new(), tokens, interrupted }
+    }
 }
 
 /// A validated conversation: the system prompt (Gemma 3 has no system role; it is prefixed to the first user turn)
@@ -54,6 +80,8 @@ pub enum ConversationError {
     NotAlternating { index: usize, found: Role },
     #[error("message {index}: only user messages can carry images")]
     ImagesOnModelTurn { index: usize },
+    #[error("message {index}: only model messages can carry token ids")]
+    TokensOnUserTurn { index: usize },
     #[error("the conversation has no user message")]
     Empty,
     #[error("the last message must be the user's, for the model to answer it")]
@@ -63,7 +91,7 @@ pub enum ConversationError {
 impl Conversation {
     /// A one-question conversation.
     pub fn single(system: Option<String>, text: String, images: Vec<PathBuf>) -> Self {
-        Conversation { system, turns: vec![Turn { role: Role::User, text, images }] }
+        Conversation { system, turns: vec![Turn::user(text, images)] }
     }
 
     /// Validates a list of messages: an optional leading system message, then alternating user/model turns.
@@ -86,7 +114,16 @@ impl Conversation {
                     if role == Role::Model && !message.images.is_empty() {
                         return Err(ConversationError::ImagesOnModelTurn { index });
                     }
-                    conversation.turns.push(Turn { role, text: message.content, images: message.images });
+                    if role == Role::User && message.tokens.is_some() {
+                        return Err(ConversationError::TokensOnUserTurn { index });
+                    }
+                    conversation.turns.push(Turn {
+                        role,
+                        text: message.content,
+                        images: message.images,
+                        tokens: message.tokens,
+                        interrupted: message.interrupted,
+                    });
                 }
             }
         }
@@ -120,8 +157,14 @@ impl Conversation {
 
     /// The conversation as messages again (for saving).
     pub fn to_messages(&self) -> Vec<Message> {
-        let system = self.system.iter().map(|s| Message { role: Role::System, content: s.clone(), images: vec![] });
-        let turns = self.turns.iter().map(|t| Message { role: t.role, content: t.text.clone(), images: t.images.clone() });
+        let system = self.system.iter().map(|s| Message::new(Role::System, s.clone()));
+        let turns = self.turns.iter().map(|t| Message {
+            role: t.role,
+            content: t.text.clone(),
+            images: t.images.clone(),
+            tokens: t.tokens.clone(),
+            interrupted: t.interrupted,
+        });
         system.chain(turns).collect()
     }
 }
@@ -147,7 +190,7 @@ mod tests {
     use super::*;
 
     fn msg(role: Role, content: &str) -> Message {
-        Message { role, content: content.into(), images: vec![] }
+        Message::new(role, content)
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`commands`]; everything that touches llama.cpp lives in [`engine`]; prompt building ([`prompt`]) and the
 //! other pure parts are unit tested without a model.
 
+pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod conversation;
@@ -11,6 +12,7 @@ pub mod engine;
 pub mod files;
 pub mod gguf;
 pub mod image_input;
+pub mod model_info;
 pub mod prompt;
 pub mod settings;
 pub mod terminal;
@@ -21,5 +23,8 @@ pub mod utf8_stream;
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
+        cli::Command::Chat(args) => commands::chat::run(args),
+        cli::Command::Info(args) => commands::info::run(args),
+        cli::Command::Quantize(args) => commands::quantize::run(args),
     }
 }

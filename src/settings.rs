@@ -92,3 +92,46 @@ impl Default for ContextSettings {
 pub fn default_threads() -> i32 {
     std::thread::available_parallelism().map_or(4, |n| i32::try_from(n.get()).unwrap_or(4))
 }
+
+/// The type `medgemma quantize` converts a model to (llama.cpp's file types; K-quants mix several tensor types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuantType {
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_1")]
+    Q4_1,
+    #[value(name = "q5_0")]
+    Q5_0,
+    #[value(name = "q5_1")]
+    Q5_1,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q2_k")]
+    Q2K,
+    #[value(name = "q3_k_s")]
+    Q3KS,
+    #[value(name = "q3_k_m")]
+    Q3KM,
+    #[value(name = "q3_k_l")]
+    Q3KL,
+    #[value(name = "q4_k_s")]
+    Q4KS,
+    #[value(name = "q4_k_m")]
+    Q4KM,
+    #[value(name = "q5_k_s")]
+    Q5KS,
+    #[value(name = "q5_k_m")]
+    Q5KM,
+    #[value(name = "q6_k")]
+    Q6K,
+    F16,
+    Bf16,
+}
+
+impl QuantType {
+    /// The name as llama.cpp prints file types, e.g. `Q4_K_M`.
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value().expect("every type has a name").get_name().to_uppercase()
+    }
+}

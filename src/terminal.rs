@@ -1,4 +1,5 @@
-//! What a person sees on stderr: the research-use notice, the image-encoding spinner, the stats line.
+//! What a person sees on stderr: the research-use notice, the image-encoding and quantising spinners, the stats
+//! line.
 //!
 //! Owns: everything written to stderr for people. Never writes to stdout (answers only go there).
 
@@ -38,14 +39,8 @@ impl ImageProgress {
 
 impl EvalObserver for ImageProgress {
     fn image_started(&mut self, index: usize, path: &Path) {
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
-            let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-            bar.set_message(format!("encoding image {}/{} ({name})", index + 1, self.total));
-            bar.enable_steady_tick(Duration::from_millis(120));
-            self.spinner = Some(bar);
-        }
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.spinner = spinner(format!("encoding image {}/{} ({name})", index + 1, self.total));
     }
 
     fn image_finished(&mut self, index: usize, elapsed: Duration) {
@@ -56,6 +51,19 @@ impl EvalObserver for ImageProgress {
             eprintln!("medgemma: image {}/{} encoded in {:.2} s", index + 1, self.total, elapsed.as_secs_f64());
         }
     }
+}
+
+/// A spinner with elapsed time on stderr, only when stderr is a terminal; it ticks on its own thread, so it keeps
+/// moving while a blocking call runs. Clear it with `finish_and_clear`.
+pub fn spinner(message: String) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
 }
 
 /// The `--verbose` stats line.

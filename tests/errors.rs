@@ -1,6 +1,6 @@
 //! Bad input: a clear message naming the file or flag, exit code 1, no panic, nothing on stdout.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::util::*;
 
@@ -58,24 +58,10 @@ fn mmproj_given_as_model_and_model_as_mmproj() {
     assert!(err.contains("not a vision projector") && err.contains("-m/--model"), "{err}");
 }
 
-/// An mmproj whose projection width (clip.vision.projection_dim) is patched to differ from the model's hidden size.
-fn mismatched_mmproj(dir: &Path) -> PathBuf {
-    let mut bytes = std::fs::read(mm().mmproj.unwrap()).unwrap();
-    let key = b"clip.vision.projection_dim";
-    let at = bytes.windows(key.len()).position(|w| w == key).expect("projection_dim key") + key.len();
-    let ty = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    assert_eq!(ty, 4, "projection_dim is a u32");
-    let old = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-    bytes[at + 4..at + 8].copy_from_slice(&(old + 32).to_le_bytes());
-    let p = dir.join("mmproj-other.gguf");
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
 #[test]
 fn mmproj_that_does_not_fit_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = mismatched_mmproj(dir.path());
+    let bad = mismatched_mmproj(&mm(), dir.path());
     let mut cmd = medgemma();
     cmd.arg("run").arg("-m").arg(mm().model).arg("--mmproj").arg(&bad).arg("hi");
     let err = fails(&mut cmd);

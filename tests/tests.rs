@@ -3,8 +3,11 @@
 
 mod util;
 
+mod chat;
 mod cli;
 mod convert;
 mod errors;
+mod info;
 mod injection;
 mod parity;
+mod quantize;

@@ -140,3 +140,18 @@ pub fn special_token_id(checkpoint: &str, text: &str) -> i64 {
         .map(|(k, _)| k.parse().unwrap())
         .unwrap_or_else(|| panic!("{text} not in {checkpoint}'s added_tokens_decoder"))
 }
+
+/// A copy of `gguf`'s mmproj whose projection width (clip.vision.projection_dim) is patched to differ from the
+/// model's hidden size (by +32), written to `dir/mmproj-other.gguf`.
+pub fn mismatched_mmproj(gguf: &Gguf, dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(gguf.mmproj.as_ref().expect("a multimodal fixture")).unwrap();
+    let key = b"clip.vision.projection_dim";
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("projection_dim key") + key.len();
+    let ty = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(ty, 4, "projection_dim is a u32");
+    let old = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+    bytes[at + 4..at + 8].copy_from_slice(&(old + 32).to_le_bytes());
+    let p = dir.join("mmproj-other.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}

@@ -2,17 +2,19 @@
 //!
 //! Owns: loading a MedGemma GGUF and its vision projector (with checks that name the file and the fix), a
 //! [`Session`] that owns a context and its KV positions, turning prompt pieces into tokens and image embeddings,
-//! and the one generation loop every command (run, chat, batch, bench) uses. It must not print to stdout: results
-//! go back to the caller through return values and callbacks.
+//! the one generation loop every command (run, chat, batch, bench) uses, and quantising a model file. It must not
+//! print to stdout: results go back to the caller through return values and callbacks.
 
 mod error;
 mod logging;
 mod model;
+mod quantize;
 mod sampling;
 mod session;
 
 pub use error::EngineError;
 pub use model::{Engine, LoadOptions, ModelSummary};
+pub use quantize::{quantize, QuantizeOptions};
 pub use session::{
     EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, PreparedPrompt, PromptItem, Session,
     SessionStats,

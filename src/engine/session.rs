@@ -34,10 +34,19 @@ enum Part {
     Image { path: PathBuf, chunks: MtmdInputChunks },
 }
 
+/// What occupies one KV position, for matching a new prompt against what the context already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    Token(i32),
+    /// The n-th embedding position of the image with this SHA-256.
+    Image(std::sync::Arc<str>, u32),
+}
+
 /// A prompt turned into tokens and preprocessed images, ready to evaluate.
 pub struct PreparedPrompt {
     parts: Vec<Part>,
     items: Vec<PromptItem>,
+    slots: Vec<Slot>,
 }
 
 impl PreparedPrompt {
@@ -115,7 +124,10 @@ fn per_second(n: usize, ms: f64) -> f64 {
 /// The result of one generation.
 #[derive(Debug, Clone)]
 pub struct Generation {
+    /// Every sampled token, including a final end-of-turn token.
     pub tokens: Vec<i32>,
+    /// The tokens that went into the context (what a later turn continues from).
+    pub in_context: Vec<i32>,
     /// The answer text (thinking excluded).
     pub text: String,
     pub thinking: String,
@@ -129,9 +141,18 @@ pub struct Session<'e> {
     n_ctx: u32,
     n_batch: u32,
     n_past: i32,
+    /// What each KV position holds (positions 0..n_past).
+    slots: Vec<Slot>,
     has_logits: bool,
     eval_started: Option<Instant>,
     stats: SessionStats,
+}
+
+fn part_len(part: &Part) -> usize {
+    match part {
+        Part::Tokens(t) => t.len(),
+        Part::Image { chunks, .. } => chunks.total_tokens(),
+    }
 }
 
 fn kv_type(t: CacheType) -> KvCacheType {
@@ -145,6 +166,16 @@ fn kv_type(t: CacheType) -> KvCacheType {
 impl<'e> Session<'e> {
     /// Creates a context. The context size defaults to the smaller of 8192 and the model's trained length.
     pub fn new(engine: &'e Engine, settings: &ContextSettings) -> Result<Session<'e>, EngineError> {
+        Self::create(engine, settings, false)
+    }
+
+    /// Creates a context for a conversation that grows and shrinks turn by turn (chat): the sliding-window layers
+    /// keep their whole KV cache, so that dropping the tail (`/undo`, `/retry`) leaves a valid cache.
+    pub fn for_conversation(engine: &'e Engine, settings: &ContextSettings) -> Result<Session<'e>, EngineError> {
+        Self::create(engine, settings, true)
+    }
+
+    fn create(engine: &'e Engine, settings: &ContextSettings, swa_full: bool) -> Result<Session<'e>, EngineError> {
         let trained = engine.model.n_ctx_train().max(1);
         let n_ctx = settings.ctx_size.unwrap_or(trained.min(8192)).max(16);
         // Gemma 3 image chunks are decoded non-causally in one micro-batch: it must hold a whole image.
@@ -163,12 +194,23 @@ impl<'e> Session<'e> {
             .with_type_k(kv_type(settings.cache_type))
             .with_type_v(kv_type(settings.cache_type))
             .with_flash_attention_policy(flash)
+            .with_swa_full(swa_full)
             .with_no_perf(true);
         let ctx = engine
             .model
             .new_context(&engine.backend, params)
             .map_err(|_| EngineError::Context { ctx_size: n_ctx })?;
-        Ok(Session { engine, ctx, n_ctx, n_batch, n_past: 0, has_logits: false, eval_started: None, stats: SessionStats::default() })
+        Ok(Session {
+            engine,
+            ctx,
+            n_ctx,
+            n_batch,
+            n_past: 0,
+            slots: Vec::new(),
+            has_logits: false,
+            eval_started: None,
+            stats: SessionStats::default(),
+        })
     }
 
     /// The context size in tokens.
@@ -196,8 +238,10 @@ impl<'e> Session<'e> {
         let vocab = self.engine.model.vocab();
         let mut parts: Vec<Part> = Vec::new();
         let mut items = Vec::new();
+        let mut image_shas: Vec<std::sync::Arc<str>> = Vec::new();
         fn push_tokens(parts: &mut Vec<Part>, items: &mut Vec<PromptItem>, tokens: Vec<LlamaToken>) {
             items.extend(tokens.iter().map(|t| PromptItem::Token(t.0)));
+            // (slots are derived from items and images after the loop)
             match parts.last_mut() {
                 Some(Part::Tokens(prev)) => prev.extend(tokens),
                 _ => parts.push(Part::Tokens(tokens)),
@@ -214,6 +258,17 @@ impl<'e> Session<'e> {
                     for part in prompt::split_protected(text, &self.engine.split_literals) {
                         tokens.extend(vocab.tokenize(part.as_bytes(), false, false));
                     }
+                    if let Some((_, name)) = self.engine.protected_ids.iter().find(|(id, _)| tokens.contains(id)) {
+                        return Err(EngineError::ForgedControlToken { token: name.clone() });
+                    }
+                    push_tokens(&mut parts, &mut items, tokens);
+                }
+                PromptPiece::Tokens(ids) => {
+                    let n_vocab = self.engine.model.n_vocab();
+                    if let Some(bad) = ids.iter().find(|&&t| t < 0 || t >= n_vocab) {
+                        return Err(EngineError::BadTokenId { token: *bad, n_vocab });
+                    }
+                    let tokens: Vec<LlamaToken> = ids.iter().map(|&t| LlamaToken(t)).collect();
                     if let Some((_, name)) = self.engine.protected_ids.iter().find(|(id, _)| tokens.contains(id)) {
                         return Err(EngineError::ForgedControlToken { token: name.clone() });
                     }
@@ -239,19 +294,41 @@ impl<'e> Session<'e> {
                         }
                     }
                     items.extend(these);
+                    image_shas.push(image.sha256.as_str().into());
                     parts.push(Part::Image { path: image.path.clone(), chunks });
                 }
             }
         }
-        Ok(PreparedPrompt { parts, items })
+        let mut slots = Vec::with_capacity(items.len());
+        let mut image_n = 0usize;
+        let mut k = 0u32;
+        let mut prev_image = false;
+        for item in &items {
+            match item {
+                PromptItem::Token(t) => {
+                    if prev_image {
+                        image_n += 1;
+                        k = 0;
+                    }
+                    prev_image = false;
+                    slots.push(Slot::Token(*t));
+                }
+                PromptItem::ImageEmbedding => {
+                    prev_image = true;
+                    slots.push(Slot::Image(image_shas[image_n].clone(), k));
+                    k += 1;
+                }
+            }
+        }
+        Ok(PreparedPrompt { parts, items, slots })
     }
 
-    /// Checks that `prompt` fits in what is left of the context, with room for at least one answer token.
+    /// Checks that `prompt` (the whole conversation so far) fits in the context, with room for at least one
+    /// answer token.
     pub fn check_fits(&self, prompt: &PreparedPrompt) -> Result<(), EngineError> {
-        let needed = self.n_past as usize + prompt.n_tokens() + 1;
-        if needed > self.n_ctx as usize {
+        if prompt.n_tokens() + 1 > self.n_ctx as usize {
             return Err(EngineError::PromptTooLong {
-                prompt_tokens: self.n_past as usize + prompt.n_tokens(),
+                prompt_tokens: prompt.n_tokens(),
                 ctx_size: self.n_ctx,
                 trained: self.engine.model.n_ctx_train(),
             });
@@ -259,17 +336,57 @@ impl<'e> Session<'e> {
         Ok(())
     }
 
-    /// Evaluates `prompt` after what the context already holds. Refuses a prompt that does not fit.
-    pub fn evaluate(&mut self, prompt: &PreparedPrompt, observer: &mut dyn EvalObserver) -> Result<(), EngineError> {
+    /// Drops every KV position from `keep` on (`keep` = 0 forgets everything).
+    pub fn truncate(&mut self, keep: usize) {
+        if keep >= self.slots.len() {
+            return;
+        }
+        let _ = self.ctx.kv_cache_seq_rm(0, Some(keep as u32), None);
+        self.slots.truncate(keep);
+        self.n_past = keep as i32;
+        self.has_logits = false;
+    }
+
+    /// Evaluates `prompt`, the whole conversation so far. What the context already holds of it (the longest common
+    /// prefix, image by image) is kept; only the rest is evaluated, after dropping what differs. Refuses a prompt
+    /// that does not fit. Returns how many positions were evaluated.
+    pub fn evaluate(&mut self, prompt: &PreparedPrompt, observer: &mut dyn EvalObserver) -> Result<usize, EngineError> {
         self.check_fits(prompt)?;
         let started = Instant::now();
         self.eval_started = Some(started);
+        let mut keep = self.slots.iter().zip(&prompt.slots).take_while(|(a, b)| a == b).count();
+        if keep == prompt.slots.len() {
+            // Everything is cached, but sampling needs fresh logits: evaluate the last position again.
+            keep = keep.saturating_sub(1);
+        }
+        // Never resume in the middle of an image: start again at its first position.
+        let mut start = 0usize;
+        for part in &prompt.parts {
+            let len = part_len(part);
+            if let Part::Image { .. } = part {
+                if keep > start && keep < start + len {
+                    keep = start;
+                }
+            }
+            start += len;
+        }
+        self.truncate(keep);
         let n_parts = prompt.parts.len();
         let mut image_index = 0;
+        let mut start = 0usize;
         for (i, part) in prompt.parts.iter().enumerate() {
             let last = i + 1 == n_parts;
+            let len = part_len(part);
+            let end = start + len;
+            if end <= keep {
+                if let Part::Image { .. } = part {
+                    image_index += 1;
+                }
+                start = end;
+                continue;
+            }
             match part {
-                Part::Tokens(tokens) => self.decode_tokens(tokens, last)?,
+                Part::Tokens(tokens) => self.decode_tokens(&tokens[keep.max(start) - start..], last)?,
                 Part::Image { path, chunks } => {
                     let vision = self.engine.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
                     observer.image_started(image_index, path);
@@ -283,13 +400,17 @@ impl<'e> Session<'e> {
                     image_index += 1;
                 }
             }
+            self.slots.extend(prompt.slots[keep.max(start)..end].iter().cloned());
+            start = end;
         }
+        debug_assert_eq!(self.slots.len(), self.n_past as usize);
+        let evaluated = prompt.n_tokens() - keep;
         self.stats = SessionStats {
-            prompt_tokens: prompt.n_tokens(),
+            prompt_tokens: evaluated,
             prompt_ms: started.elapsed().as_secs_f64() * 1000.0,
             ..SessionStats::default()
         };
-        Ok(())
+        Ok(evaluated)
     }
 
     fn decode_tokens(&mut self, tokens: &[LlamaToken], logits_for_last: bool) -> Result<(), EngineError> {
@@ -335,7 +456,7 @@ impl<'e> Session<'e> {
         let mut filter = ThinkingFilter::new(open, close);
         let mut utf8 = Utf8Stream::default();
         let mut think_utf8 = Utf8Stream::default();
-        let mut out = Generation { tokens: Vec::new(), text: String::new(), thinking: String::new(), finish: FinishReason::Length };
+        let mut out = Generation { tokens: Vec::new(), in_context: Vec::new(), text: String::new(), thinking: String::new(), finish: FinishReason::Length };
         let started = self.eval_started.take().unwrap_or_else(Instant::now);
         let gen_started = Instant::now();
         let mut batch = LlamaBatch::new(1, 1);
@@ -378,6 +499,8 @@ impl<'e> Session<'e> {
             batch.add(token, self.n_past, &[0], true).map_err(|e| EngineError::Decode(e.to_string()))?;
             self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
             self.n_past += 1;
+            self.slots.push(Slot::Token(token.0));
+            out.in_context.push(token.0);
             self.has_logits = true;
         }
         let rest = utf8.finish();

@@ -1,0 +1,146 @@
+//! Parsing what the user typed in chat: a message, or a slash command with its arguments.
+//!
+//! Owns: the command names, their help text, and argument checks (bad values are errors, the session goes on).
+//! Pure.
+
+use std::path::PathBuf;
+
+/// A setting changed with `/set`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    Temperature(f32),
+    TopK(i32),
+    TopP(f32),
+    MinP(f32),
+    Seed(u32),
+    MaxTokens(usize),
+    Thinking(bool),
+}
+
+/// One line (or block) of chat input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatInput {
+    Message(String),
+    Help,
+    Image(Vec<PathBuf>),
+    System(String),
+    Clear,
+    Undo,
+    Retry,
+    Drop,
+    Save(PathBuf),
+    Load(PathBuf),
+    Set(Setting),
+    Show,
+    Stats,
+    Quit,
+}
+
+pub const HELP: &str = "\
+Commands:
+  /image PATH...        attach images to the next message (needs --mmproj)
+  /system TEXT          set or replace the system prompt
+  /clear                forget the conversation
+  /undo                 drop the last exchange
+  /retry                answer the last message again
+  /drop                 forget the oldest exchange (the system prompt stays), to make room in the context
+  /save FILE            save the conversation as JSON (images by path and SHA-256)
+  /load FILE            load a saved conversation
+  /set temp|top-k|top-p|min-p|seed|max-tokens VALUE
+  /set thinking on|off  show the thinking block (MedGemma 1.5, 27B)
+  /show                 model, context use, settings
+  /stats                timings of the last answer
+  /quit, /exit, Ctrl-D  leave
+Multi-line input: a line with \"\"\" starts and ends a block; pasted text is taken whole.";
+
+/// Parses one input. Text that does not start with `/` is a message; `//text` sends `/text` as a message.
+pub fn parse(input: &str) -> Result<ChatInput, String> {
+    let trimmed = input.trim();
+    if let Some(rest) = trimmed.strip_prefix("//") {
+        return Ok(ChatInput::Message(format!("/{rest}")));
+    }
+    let Some(rest) = trimmed.strip_prefix('/') else {
+        return Ok(ChatInput::Message(input.to_string()));
+    };
+    let (name, args) = rest.split_once(char::is_whitespace).map_or((rest, ""), |(n, a)| (n, a.trim()));
+    let no_args = |c: ChatInput| if args.is_empty() { Ok(c) } else { Err(format!("/{name} takes no arguments")) };
+    match name {
+        "help" | "?" => no_args(ChatInput::Help),
+        "image" => {
+            let paths: Vec<PathBuf> = args.split_whitespace().map(PathBuf::from).collect();
+            if paths.is_empty() {
+                return Err("usage: /image PATH... (then type the message)".into());
+            }
+            Ok(ChatInput::Image(paths))
+        }
+        "system" => Ok(ChatInput::System(args.to_string())),
+        "clear" => no_args(ChatInput::Clear),
+        "undo" => no_args(ChatInput::Undo),
+        "retry" => no_args(ChatInput::Retry),
+        "drop" => no_args(ChatInput::Drop),
+        "save" | "load" if args.is_empty() => Err(format!("usage: /{name} FILE")),
+        "save" => Ok(ChatInput::Save(PathBuf::from(args))),
+        "load" => Ok(ChatInput::Load(PathBuf::from(args))),
+        "set" => parse_set(args).map(ChatInput::Set),
+        "show" => no_args(ChatInput::Show),
+        "stats" => no_args(ChatInput::Stats),
+        "quit" | "exit" | "bye" => no_args(ChatInput::Quit),
+        other => Err(format!("unknown command /{other}; /help lists the commands (start a message with // to send a literal /)")),
+    }
+}
+
+fn parse_set(args: &str) -> Result<Setting, String> {
+    let usage = "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off";
+    let (key, value) = args.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).ok_or(usage)?;
+    let num = |what: &str| format!("/set {key}: {value:?} is not {what}");
+    match key {
+        "temp" | "temperature" => match value.parse::<f32>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Setting::Temperature(v)),
+            _ => Err(num("a number >= 0")),
+        },
+        "top-k" => value.parse::<i32>().ok().filter(|v| *v >= 0).map(Setting::TopK).ok_or_else(|| num("an integer >= 0")),
+        "top-p" => unit(value).map(Setting::TopP).ok_or_else(|| num("a number between 0 and 1")),
+        "min-p" => unit(value).map(Setting::MinP).ok_or_else(|| num("a number between 0 and 1")),
+        "seed" => value.parse::<u32>().map(Setting::Seed).map_err(|_| num("an integer >= 0")),
+        "max-tokens" => value.parse::<usize>().ok().filter(|v| *v > 0).map(Setting::MaxTokens).ok_or_else(|| num("an integer >= 1")),
+        "thinking" => match value {
+            "on" | "true" | "1" => Ok(Setting::Thinking(true)),
+            "off" | "false" | "0" => Ok(Setting::Thinking(false)),
+            _ => Err(num("on or off")),
+        },
+        _ => Err(format!("/set: unknown setting {key:?}; {usage}")),
+    }
+}
+
+fn unit(value: &str) -> Option<f32> {
+    value.parse::<f32>().ok().filter(|v| (0.0..=1.0).contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_commands() {
+        assert_eq!(parse("What is sepsis?"), Ok(ChatInput::Message("What is sepsis?".into())));
+        assert_eq!(parse("//etc/hosts"), Ok(ChatInput::Message("/etc/hosts".into())));
+        assert_eq!(parse("/image a.png  b.png"), Ok(ChatInput::Image(vec!["a.png".into(), "b.png".into()])));
+        assert_eq!(parse("/system You are terse."), Ok(ChatInput::System("You are terse.".into())));
+        assert_eq!(parse(" /quit "), Ok(ChatInput::Quit));
+        assert_eq!(parse("/set temp 0.7"), Ok(ChatInput::Set(Setting::Temperature(0.7))));
+        assert_eq!(parse("/set max-tokens 64"), Ok(ChatInput::Set(Setting::MaxTokens(64))));
+        assert_eq!(parse("/set thinking on"), Ok(ChatInput::Set(Setting::Thinking(true))));
+        assert_eq!(parse("/save chat.json"), Ok(ChatInput::Save("chat.json".into())));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_message() {
+        assert!(parse("/frobnicate").unwrap_err().contains("unknown command /frobnicate"));
+        assert!(parse("/set temp hot").unwrap_err().contains("not a number"));
+        assert!(parse("/set top-p 2").is_err());
+        assert!(parse("/set colour red").unwrap_err().contains("unknown setting"));
+        assert!(parse("/image").is_err());
+        assert!(parse("/load").is_err());
+        assert!(parse("/clear now").is_err());
+    }
+}

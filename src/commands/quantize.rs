@@ -1,0 +1,106 @@
+//! `medgemma quantize`: check the input and output paths, quantise through the engine into a temporary file
+//! beside OUT, rename it into place, and report sizes and the resulting tensor-type mix on stderr.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::QuantizeArgs;
+use crate::engine::{self, QuantizeOptions};
+use crate::gguf::GgufHeader;
+use crate::model_info::{human_bytes, is_quantized, mix_line, tensor_types};
+use crate::settings::default_threads;
+use crate::terminal;
+
+pub fn run(args: QuantizeArgs) -> Result<()> {
+    let input = &args.input;
+    let output = &args.output;
+    if !input.exists() {
+        bail!("input model {} not found; give the .gguf file to quantise (e.g. an F16 conversion)", input.display());
+    }
+    let header = GgufHeader::read(input)?;
+    if header.is_mmproj() {
+        bail!(
+            "{} is a vision projector (mmproj); quantising an mmproj is not supported yet: use the mmproj as converted \
+             (F16 or F32)",
+            input.display()
+        );
+    }
+    check_output(input, output, args.force)?;
+    if is_quantized(&header) && !args.allow_requantize {
+        bail!(
+            "{} is already quantised ({}); quantising it again loses quality: start from an F16/BF16/F32 file, or \
+             pass --allow-requantize",
+            input.display(),
+            mix_line(&tensor_types(&header))
+        );
+    }
+
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = output.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    {
+        // An ordinary file (rw-r--r-- less the umask), not tempfile's private 0600.
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let tmp = builder
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {} for the output", dir.display()))?;
+
+    let options = QuantizeOptions {
+        quant_type: args.quant_type,
+        allow_requantize: args.allow_requantize,
+        threads: args.threads.unwrap_or_else(default_threads),
+        verbose: args.verbose,
+    };
+    let started = Instant::now();
+    let spinner = terminal::spinner(format!("quantising {} to {}", input.display(), args.quant_type.name()));
+    let result = engine::quantize(input, tmp.path(), &options);
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    result?;
+    let written = GgufHeader::read(tmp.path()).context("llama.cpp wrote an unreadable file")?;
+    tmp.persist(output)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the output into place at {}", output.display()))?;
+
+    eprintln!(
+        "medgemma: quantised {} ({}) to {} ({}, {}) in {:.1} s",
+        input.display(),
+        human_bytes(header.file_len),
+        output.display(),
+        args.quant_type.name(),
+        human_bytes(written.file_len),
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!("medgemma: tensor types: {}", mix_line(&tensor_types(&written)));
+    Ok(())
+}
+
+/// OUT must not be IN (compared after resolving links), and must not exist unless --force.
+fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        bail!("the output {} is the input file; give a new file name for the quantised model", output.display());
+    }
+    if output.is_dir() {
+        let example = output.join("model-Q4_K_M.gguf");
+        bail!("{} is a folder; give a file name for the quantised model, e.g. {}", output.display(), example.display());
+    }
+    if output.exists() && !force {
+        bail!("{} already exists; pass --force to overwrite it, or choose another name", output.display());
+    }
+    Ok(())
+}

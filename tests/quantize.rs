@@ -1,0 +1,101 @@
+//! `medgemma quantize`: the f32 text fixture quantised through llama.cpp runs; refusals are clean and leave no
+//! files behind.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn f32_text() -> PathBuf {
+    converted("tiny-medgemma-text", "f32").model
+}
+
+fn quantize(input: &Path, output: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = medgemma();
+    cmd.arg("quantize").arg(input).arg(output).args(extra);
+    cmd
+}
+
+/// Only the given files are in `dir` (no temporary leftovers).
+fn assert_only(dir: &Path, names: &[&str]) {
+    let mut found: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    found.sort();
+    assert_eq!(found, names, "unexpected files in {}", dir.display());
+}
+
+#[test]
+fn quantised_models_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for (ty, ggml) in [("q8_0", "Q8_0"), ("q4_0", "Q4_0")] {
+        let out = dir.path().join(format!("tiny-{ty}.gguf"));
+        let (status, stdout, stderr) = output(&mut quantize(&f32_text(), &out, &["--type", ty, "--threads", "2"]));
+        assert!(status.status.success(), "{stderr}");
+        assert!(stdout.is_empty(), "quantize prints nothing on stdout: {stdout}");
+        assert!(stderr.contains(&format!("tiny-{ty}.gguf")) && stderr.contains("KB") && stderr.contains(ggml), "{stderr}");
+        assert!(!stderr.contains("llama_model_quantize"), "llama.cpp stays quiet without --verbose: {stderr}");
+
+        let info: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(&out))).unwrap();
+        assert_eq!(info["file_type"], ggml);
+        assert!(info["tensor_types"].as_array().unwrap().iter().any(|t| t["type"] == ggml), "{info}");
+        let original: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(f32_text()))).unwrap();
+        assert_eq!(info["parameters"], original["parameters"], "quantising keeps every weight");
+        assert!(std::fs::metadata(&out).unwrap().len() < std::fs::metadata(f32_text()).unwrap().len());
+
+        let answer = ok(medgemma().arg("run").arg("-m").arg(&out).args(["-n", "4", "hi"]));
+        assert!(!answer.is_empty());
+    }
+    assert_only(dir.path(), &["tiny-q4_0.gguf", "tiny-q8_0.gguf"]);
+}
+
+#[test]
+fn refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.gguf");
+    std::fs::copy(f32_text(), &input).unwrap();
+
+    let err = fails(&mut quantize(&input, &dir.path().join(".").join("in.gguf"), &["--type", "q8_0", "--force"]));
+    assert!(err.contains("is the input file"), "{err}");
+
+    let existing = dir.path().join("existing.gguf");
+    std::fs::write(&existing, "keep me").unwrap();
+    let err = fails(&mut quantize(&input, &existing, &["--type", "q8_0"]));
+    assert!(err.contains("existing.gguf") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+
+    let mmproj = converted("tiny-medgemma-mm", "f32").mmproj.unwrap();
+    let err = fails(&mut quantize(&mmproj, &dir.path().join("mmproj-q8.gguf"), &["--type", "q8_0"]));
+    assert!(err.contains("mmproj") && err.contains("not supported yet"), "{err}");
+
+    let q8 = converted("tiny-medgemma-text", "q8_0").model;
+    let err = fails(&mut quantize(&q8, &dir.path().join("re.gguf"), &["--type", "q4_0"]));
+    assert!(err.contains("already quantised") && err.contains("--allow-requantize"), "{err}");
+
+    let err = fails(&mut quantize(&dir.path().join("missing.gguf"), &dir.path().join("out.gguf"), &["--type", "q4_0"]));
+    assert!(err.contains("missing.gguf") && err.contains("not found"), "{err}");
+
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "not a model").unwrap();
+    let err = fails(&mut quantize(&text, &dir.path().join("out.gguf"), &["--type", "q4_0"]));
+    assert!(err.contains("notes.gguf") && err.contains("not a GGUF file"), "{err}");
+
+    assert_only(dir.path(), &["existing.gguf", "in.gguf", "notes.gguf"]);
+
+    let out = medgemma().arg("quantize").arg(&input).arg(dir.path().join("o.gguf")).args(["--type", "q9_z"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("q4_k_m") && stderr.contains("q8_0"), "the types are listed: {stderr}");
+}
+
+#[test]
+fn requantize_and_force_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("re.gguf");
+    std::fs::write(&out, "old").unwrap();
+    let q8 = converted("tiny-medgemma-text", "q8_0").model;
+    ok(&mut quantize(&q8, &out, &["--type", "q4_0", "--allow-requantize", "--force"]));
+    let info: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(&out))).unwrap();
+    assert_eq!(info["file_type"], "Q4_0");
+    assert_only(dir.path(), &["re.gguf"]);
+}
