@@ -24,6 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Talk with the model: a conversation with images, commands and line editing (or lines from a pipe).
     Chat(ChatArgs),
+    /// Run many jobs from a JSONL file (or one per image of a folder) into a JSONL file; resumable.
+    Batch(BatchArgs),
     /// Show what a GGUF file holds (model or mmproj); given both, check that they fit together.
     Info(InfoArgs),
     /// Quantise a MedGemma GGUF model to a smaller type (e.g. an F16 or F32 conversion to Q4_K_M).
@@ -194,6 +196,43 @@ pub struct QuantizeArgs {
     /// Show llama.cpp's own logs on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// `medgemma batch`
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The jobs, one JSON object per line: {"id": "...", "prompt": "..." | "messages": [...], "images": [...],
+    /// "system": "...", "max_tokens": N, "temperature": T, "seed": N}; image paths are relative to this file.
+    #[arg(long, value_name = "JOBS.jsonl", conflicts_with = "images")]
+    pub input: Option<PathBuf>,
+    /// One job per image file in DIR (recursively); the id is the path relative to DIR. Needs --prompt.
+    #[arg(long = "images", value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// The question asked of every image with --images.
+    #[arg(long, value_name = "TEXT", requires = "images")]
+    pub prompt: Option<String>,
+    /// A system prompt for every job of --images (JSONL jobs carry their own "system").
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Where results go, one JSON object per job, appended as each job finishes. Jobs already in the file are
+    /// skipped, so rerunning the same command after a crash or Ctrl-C finishes the rest.
+    #[arg(long, value_name = "RESULTS.jsonl")]
+    pub output: PathBuf,
+    /// Start the output file again instead of resuming it.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Take only shard K of N (a stable split by job id), e.g. one shard per worker of a Slurm array.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::batch::job::Shard>,
+    /// How a non-square image is made square (see `medgemma run --help`).
+    #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
+    pub image_fit: ImageFit,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
 }
 
 /// `medgemma chat`

@@ -170,7 +170,7 @@ impl Conversation {
 }
 
 /// The JSON forms accepted for a conversation file: a bare list of messages, or `{"messages": [...]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ConversationFile {
     Messages(Vec<Message>),

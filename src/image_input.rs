@@ -32,7 +32,7 @@ pub struct ImageInput {
 /// Why an image cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("image {}: file not found; check the path given to --image", path.display())]
+    #[error("image {}: file not found; check the path", path.display())]
     Missing { path: PathBuf },
     #[error("image {}: cannot read it: {source}", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },

@@ -4,6 +4,7 @@
 //! [`commands`]; everything that touches llama.cpp lives in [`engine`]; prompt building ([`prompt`]) and the
 //! other pure parts are unit tested without a model.
 
+pub mod batch;
 pub mod chat;
 pub mod cli;
 pub mod commands;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod files;
 pub mod gguf;
 pub mod image_input;
+pub mod interrupt;
 pub mod model_info;
 pub mod prompt;
 pub mod settings;
@@ -24,6 +26,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Chat(args) => commands::chat::run(args),
+        cli::Command::Batch(args) => commands::batch::run(args),
         cli::Command::Info(args) => commands::info::run(args),
         cli::Command::Quantize(args) => commands::quantize::run(args),
     }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod batch;
 mod chat;
 mod cli;
 mod convert;

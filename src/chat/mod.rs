@@ -3,5 +3,4 @@
 
 pub mod command;
 pub mod input;
-pub mod interrupt;
 pub mod transcript;

@@ -10,7 +10,8 @@ use anyhow::{bail, Result};
 
 use crate::chat::command::{self, ChatInput, Setting};
 use crate::chat::input::{Input, InputSource};
-use crate::chat::{interrupt, transcript};
+use crate::chat::transcript;
+use crate::interrupt;
 use crate::cli::ChatArgs;
 use crate::conversation::{Conversation, Role, Turn};
 use crate::engine::{Engine, EngineError, FinishReason, LoadOptions, Session, SessionStats};

@@ -1,7 +1,7 @@
-//! Ctrl-C while the model is answering: the first stops the answer, a second one before the answer has stopped
-//! exits with status 130.
+//! Ctrl-C while the model works: the first asks the current work to stop (an answer in chat, the batch), a second
+//! one before it has stopped exits with status 130.
 //!
-//! Owns: the SIGINT handler (installed once, for chat only) and the pending-interrupt counter.
+//! Owns: the SIGINT handler (installed once, by chat and batch) and the pending-interrupt counter.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;

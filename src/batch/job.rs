@@ -1,0 +1,227 @@
+//! Jobs of a batch: one JSON object per line of the input file, or one job per image of a folder.
+//!
+//! Owns: parsing and checking each line (a bad line becomes a failed job with its line number, never a crash),
+//! unique ids, `--shard K/N`, and turning a job into a [`Conversation`]. Pure except for listing a folder.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::conversation::{Conversation, ConversationFile};
+
+/// One job as written in the input file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: serde_json::Value,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    messages: Option<ConversationFile>,
+    #[serde(default)]
+    images: Vec<PathBuf>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    seed: Option<u32>,
+}
+
+/// A job ready to run, or the reason it cannot run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub input: Result<Conversation, String>,
+    pub max_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub seed: Option<u32>,
+}
+
+impl Job {
+    fn failed(id: String, error: String) -> Job {
+        Job { id, input: Err(error), max_tokens: None, temperature: None, seed: None }
+    }
+}
+
+/// Parses the lines of a JSONL input. Image paths are relative to `base` (the input file's folder).
+pub fn parse_jobs(text: &str, base: &Path) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut job = parse_line(line, n, base);
+        if let Some(first) = first_line.get(&job.id) {
+            job = Job::failed(format!("line:{n}"), format!("line {n}: duplicate id {:?} (first used on line {first})", job.id));
+        } else {
+            first_line.insert(job.id.clone(), n);
+        }
+        jobs.push(job);
+    }
+    jobs
+}
+
+fn parse_line(line: &str, n: usize, base: &Path) -> Job {
+    let anon = format!("line:{n}");
+    let raw: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return Job::failed(anon, format!("line {n}: not valid JSON: {e}")),
+    };
+    let id = match raw.get("id") {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(serde_json::Value::Number(num)) => num.to_string(),
+        _ => return Job::failed(anon, format!("line {n}: every job needs an \"id\" (a non-empty string)")),
+    };
+    let job: JobLine = match serde_json::from_value(raw) {
+        Ok(j) => j,
+        Err(e) => return Job::failed(id, format!("line {n}: {e}")),
+    };
+    let _ = &job.id;
+    let input = conversation_of(&job, base).map_err(|e| format!("line {n}: {e}"));
+    Job { id, input, max_tokens: job.max_tokens, temperature: job.temperature, seed: job.seed }
+}
+
+fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, String> {
+    let mut conversation = match (&job.prompt, &job.messages) {
+        (Some(_), Some(_)) => return Err("give \"prompt\" or \"messages\", not both".into()),
+        (None, None) => return Err("a job needs a \"prompt\" or \"messages\"".into()),
+        (Some(prompt), None) => Conversation::single(job.system.clone(), prompt.clone(), job.images.clone()),
+        (None, Some(messages)) => {
+            let mut c = Conversation::from_messages(messages.clone().into_messages()).map_err(|e| e.to_string())?;
+            if job.system.is_some() {
+                if c.system.is_some() {
+                    return Err("\"system\" given twice (field and system message)".into());
+                }
+                c.system = job.system.clone();
+            }
+            if !job.images.is_empty() {
+                let last = c.turns.iter_mut().rev().find(|t| t.role == crate::conversation::Role::User);
+                last.ok_or("\"images\" needs a user message")?.images.extend(job.images.clone());
+            }
+            c
+        }
+    };
+    conversation.check_ready_to_answer().map_err(|e| e.to_string())?;
+    conversation.resolve_images(base);
+    Ok(conversation)
+}
+
+/// One job per image file under `dir` (recursively, sorted), id = the path relative to `dir`.
+pub fn image_folder_jobs(dir: &Path, prompt: &str, system: Option<&str>) -> Result<Vec<Job>, String> {
+    let mut files = Vec::new();
+    collect_images(dir, &mut files).map_err(|e| format!("--images {}: {e}", dir.display()))?;
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("--images {}: no PNG, JPEG, BMP, TIFF or WebP files found", dir.display()));
+    }
+    Ok(files
+        .into_iter()
+        .map(|path| {
+            let id = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
+            let input = Ok(Conversation::single(system.map(str::to_string), prompt.to_string(), vec![path]));
+            Job { id, input, max_tokens: None, temperature: None, seed: None }
+        })
+        .collect())
+}
+
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_images(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"].contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `--shard K/N`: this worker's share of the jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 2/8")?;
+        let index: u32 = k.trim().parse().map_err(|_| format!("{k:?} is not a number"))?;
+        let count: u32 = n.trim().parse().map_err(|_| format!("{n:?} is not a number"))?;
+        if count == 0 || index == 0 || index > count {
+            return Err(format!("K must be between 1 and N (got {index}/{count})"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether this shard takes the job with `id`: by a stable hash of the id (FNV-1a), so that every worker
+    /// agrees whatever order it reads the jobs in, and every job lands in exactly one shard.
+    pub fn takes(&self, id: &str) -> bool {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % u64::from(self.count)) as u32 + 1 == self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_good_and_bad_lines() {
+        let text = r#"{"id": "a", "prompt": "Hi", "images": ["x.png"], "max_tokens": 5}
+{"id": "b", "messages": [{"role": "user", "content": "Q"}], "system": "S"}
+not json
+{"prompt": "no id"}
+{"id": "a", "prompt": "dup"}
+{"id": "c"}
+{"id": "d", "prompt": "x", "colour": "red"}
+
+{"id": 7, "prompt": "numeric id"}"#;
+        let jobs = parse_jobs(text, Path::new("/data"));
+        assert_eq!(jobs.len(), 8);
+        let a = jobs[0].input.as_ref().unwrap();
+        assert_eq!(a.turns[0].images, vec![PathBuf::from("/data/x.png")]);
+        assert_eq!(jobs[0].max_tokens, Some(5));
+        assert_eq!(jobs[1].input.as_ref().unwrap().system.as_deref(), Some("S"));
+        assert_eq!(jobs[2].id, "line:3");
+        assert!(jobs[2].input.as_ref().unwrap_err().contains("not valid JSON"));
+        assert_eq!(jobs[3].id, "line:4");
+        assert!(jobs[4].input.as_ref().unwrap_err().contains("duplicate id"));
+        assert_eq!(jobs[4].id, "line:5");
+        assert!(jobs[5].input.as_ref().unwrap_err().contains("\"prompt\" or \"messages\""));
+        assert!(jobs[6].input.as_ref().unwrap_err().contains("colour"));
+        assert_eq!(jobs[7].id, "7");
+    }
+
+    #[test]
+    fn shards_partition_the_jobs() {
+        let ids: Vec<String> = (0..200).map(|i| format!("job-{i}")).collect();
+        let shards: Vec<Shard> = (1..=3).map(|k| format!("{k}/3").parse().unwrap()).collect();
+        for id in &ids {
+            assert_eq!(shards.iter().filter(|s| s.takes(id)).count(), 1);
+        }
+        for s in &shards {
+            assert!(ids.iter().filter(|id| s.takes(id)).count() > 40);
+        }
+        assert!("0/3".parse::<Shard>().is_err());
+        assert!("4/3".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! `medgemma batch`: run many jobs (JSONL in, JSONL out) on one loaded model, resumable and safe to kill.
+//!
+//! Jobs run one after another on one session; consecutive jobs that share a beginning (system prompt, image) reuse
+//! it from the KV cache instead of evaluating it again.
+
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::batch::job::{self, Job};
+use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
+use crate::cli::BatchArgs;
+use crate::engine::{Engine, FinishReason, LoadOptions, NoObserver, Session};
+use crate::files::write_atomically;
+use crate::gguf::GgufHeader;
+use crate::image_input::ImageInput;
+use crate::interrupt;
+use crate::settings::{ContextSettings, SamplingSettings};
+
+/// The sidecar `RESULTS.meta.json`: what produced the results, so that they can be reproduced.
+#[derive(Serialize, serde::Deserialize)]
+struct Meta {
+    medgemma_version: String,
+    model: FileMeta,
+    mmproj: Option<FileMeta>,
+    sampling: serde_json::Value,
+    context: serde_json::Value,
+    shard: Option<String>,
+}
+
+#[derive(Serialize, serde::Deserialize, PartialEq)]
+struct FileMeta {
+    path: PathBuf,
+    sha256: String,
+    file_type: Option<String>,
+    name: Option<String>,
+}
+
+fn file_meta(path: &Path) -> Result<FileMeta> {
+    let header = GgufHeader::read(path)?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(FileMeta {
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        sha256: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        file_type: header.get_u64("general.file_type").map(crate::model_info::file_type_name),
+        name: header.get_str("general.name").map(str::to_string),
+    })
+}
+
+fn meta_path(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".meta.json");
+    output.with_file_name(name)
+}
+
+pub fn run(args: BatchArgs) -> Result<()> {
+    let Some(model) = args.model.model.clone() else {
+        bail!("no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)");
+    };
+    if !model.exists() {
+        bail!("model file {} not found; pass a MedGemma .gguf file with -m/--model", model.display());
+    }
+    let jobs = read_jobs(&args)?;
+    let shard = args.shard;
+    let mine: Vec<Job> = jobs.into_iter().filter(|j| shard.is_none_or(|s| s.takes(&j.id))).collect();
+    terminal_notice();
+
+    // Describe the run before touching the results, and refuse to mix results of different models.
+    let sampling = args.sampling.settings();
+    let context = args.context.settings();
+    let meta = Meta {
+        medgemma_version: env!("CARGO_PKG_VERSION").into(),
+        model: file_meta(&model)?,
+        mmproj: args.model.mmproj.as_deref().map(file_meta).transpose()?,
+        sampling: serde_json::to_value(&sampling)?,
+        context: serde_json::to_value(&context)?,
+        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
+    };
+    let meta_file = meta_path(&args.output);
+    if !args.overwrite && args.output.exists() {
+        if let Ok(text) = std::fs::read_to_string(&meta_file) {
+            if let Ok(old) = serde_json::from_str::<Meta>(&text) {
+                if old.model.sha256 != meta.model.sha256 {
+                    bail!(
+                        "{} holds results of another model ({}); use another --output, or --overwrite to start again",
+                        args.output.display(),
+                        old.model.path.display()
+                    );
+                }
+            }
+        }
+    }
+    let mut results = ResultsFile::open(&args.output, args.overwrite).map_err(anyhow::Error::msg)?;
+    write_atomically(&meta_file, &serde_json::to_vec_pretty(&meta)?)
+        .with_context(|| format!("cannot write {}", meta_file.display()))?;
+
+    let todo: Vec<&Job> = mine.iter().filter(|j| !results.is_done(&j.id)).collect();
+    let skipped = mine.len() - todo.len();
+    if skipped > 0 {
+        eprintln!("medgemma: {skipped} of {} jobs already in {}; running the other {}", mine.len(), args.output.display(), todo.len());
+    }
+    if !todo.is_empty() {
+        interrupt::install();
+        let engine = Engine::load(&LoadOptions {
+            model,
+            mmproj: args.model.mmproj.clone(),
+            gpu_layers: args.model.gpu_layers,
+            threads: context.threads,
+            verbose: args.model.verbose,
+        })?;
+        let interrupted = run_jobs(&engine, &todo, &mut results, &sampling, &context, &args)?;
+        if interrupted {
+            let done = mine.iter().filter(|j| results.is_done(&j.id)).count();
+            bail!("interrupted: {done} of {} jobs have results; run the same command again to finish the rest", mine.len());
+        }
+    }
+    let failed = mine.iter().filter(|j| results.failed(&j.id) == Some(true)).count();
+    eprintln!("medgemma: {} jobs, {} ok, {failed} failed -> {}", mine.len(), mine.len() - failed, args.output.display());
+    if failed > 0 {
+        bail!("{failed} of {} jobs failed (their records have \"finish_reason\": \"error\")", mine.len());
+    }
+    Ok(())
+}
+
+fn terminal_notice() {
+    crate::terminal::research_notice();
+}
+
+fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
+    match (&args.input, &args.images, &args.prompt) {
+        (Some(input), None, None) => {
+            let text = std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
+            let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            Ok(job::parse_jobs(&text, &base))
+        }
+        (None, Some(dir), Some(prompt)) => job::image_folder_jobs(dir, prompt, args.system.as_deref()).map_err(anyhow::Error::msg),
+        (None, Some(_), None) => bail!("--images needs --prompt (the question asked of every image)"),
+        _ => bail!("give the jobs with --input JOBS.jsonl, or with --images DIR --prompt TEXT"),
+    }
+}
+
+/// Runs the jobs in order; returns true when stopped by Ctrl-C.
+fn run_jobs(
+    engine: &Engine,
+    todo: &[&Job],
+    results: &mut ResultsFile,
+    sampling: &SamplingSettings,
+    context: &ContextSettings,
+    args: &BatchArgs,
+) -> Result<bool> {
+    let mut session = Session::for_conversation(engine, context)?;
+    let progress = Progress::new(todo.len() as u64);
+    let mut failed = 0u64;
+    let mut generated = 0usize;
+    let started = Instant::now();
+    for job in todo {
+        if interrupt::requested() {
+            progress.finish();
+            return Ok(true);
+        }
+        let t = Instant::now();
+        let outcome = run_job(engine, &mut session, job, sampling, args);
+        let result = match outcome {
+            Ok(None) => {
+                progress.finish();
+                return Ok(true);
+            }
+            Ok(Some(mut r)) => {
+                r.timings.total_ms = t.elapsed().as_secs_f64() * 1000.0;
+                generated += r.usage.completion_tokens;
+                r
+            }
+            Err(e) => {
+                failed += 1;
+                JobResult {
+                    id: job.id.clone(),
+                    text: String::new(),
+                    finish_reason: "error",
+                    error: Some(e),
+                    usage: Usage::default(),
+                    timings: Timings { total_ms: t.elapsed().as_secs_f64() * 1000.0, ..Timings::default() },
+                }
+            }
+        };
+        results.append(&result).map_err(anyhow::Error::msg)?;
+        progress.update(failed, generated as f64 / started.elapsed().as_secs_f64().max(1e-9));
+    }
+    progress.finish();
+    Ok(false)
+}
+
+/// One job; `Ok(None)` when Ctrl-C abandoned it (no record is written, a rerun does it again).
+fn run_job(
+    engine: &Engine,
+    session: &mut Session,
+    job: &Job,
+    defaults: &SamplingSettings,
+    args: &BatchArgs,
+) -> Result<Option<JobResult>, String> {
+    let conversation = job.input.clone()?;
+    if conversation.images().next().is_some() && !engine.has_vision() {
+        return Err("the job has images but no --mmproj was given".into());
+    }
+    let side = engine.image_size().unwrap_or(896);
+    let images = conversation
+        .images()
+        .map(|p| ImageInput::load(p, args.image_fit, side).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let prompt = session.prepare(&conversation, &images).map_err(|e| e.to_string())?;
+    session.check_fits(&prompt).map_err(|e| e.to_string())?;
+    session.evaluate(&prompt, &mut NoObserver).map_err(|e| e.to_string())?;
+    let mut sampling = defaults.clone();
+    if let Some(n) = job.max_tokens {
+        sampling.max_tokens = n.max(1);
+    }
+    if let Some(t) = job.temperature {
+        sampling.temperature = t.max(0.0);
+    }
+    if let Some(s) = job.seed {
+        sampling.seed = s;
+    }
+    let mut on_token = |_: &crate::engine::GeneratedToken| {
+        if interrupt::requested() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let generation = session.generate(&sampling, &mut on_token).map_err(|e| e.to_string())?;
+    let stats = session.stats().clone();
+    let finish_reason = match generation.finish {
+        FinishReason::Interrupted => return Ok(None),
+        FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::ContextFull => "length",
+    };
+    Ok(Some(JobResult {
+        id: job.id.clone(),
+        text: generation.text,
+        finish_reason,
+        error: None,
+        usage: Usage { prompt_tokens: prompt.n_tokens(), completion_tokens: generation.tokens.len() },
+        timings: Timings { prompt_ms: stats.prompt_ms, generation_ms: stats.generation_ms, total_ms: 0.0 },
+    }))
+}
+
+/// A progress bar on a terminal, plain lines every 10 seconds otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: std::cell::Cell<u64>,
+    last_line: std::cell::Cell<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} jobs {msg} [{elapsed} < {eta}]").expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        Progress { bar, total, done: 0.into(), last_line: Instant::now().into() }
+    }
+
+    fn update(&self, failed: u64, tokens_per_s: f64) {
+        self.done.set(self.done.get() + 1);
+        let msg = format!("({failed} failed, {tokens_per_s:.1} tokens/s)");
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.set_position(self.done.get());
+            }
+            None if self.last_line.get().elapsed() >= Duration::from_secs(10) || self.done.get() == self.total => {
+                eprintln!("medgemma: {}/{} jobs {msg}", self.done.get(), self.total);
+                self.last_line.set(Instant::now());
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

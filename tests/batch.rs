@@ -1,0 +1,192 @@
+//! `medgemma batch`: every job gets exactly one record, bad jobs get error records, results survive kill -9,
+//! shards partition the jobs, and a job's answer does not depend on the other jobs.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+/// 30 jobs: text and image, sharing images and system prompts, 3 of them bad.
+fn write_jobs(dir: &Path) -> PathBuf {
+    std::fs::copy(fixtures().join("images/chest.png"), dir.join("chest.png")).unwrap();
+    std::fs::copy(fixtures().join("images/skin.png"), dir.join("skin.png")).unwrap();
+    let mut lines = Vec::new();
+    let questions = ["What is sepsis?", "What is pneumonia?", "What causes anaemia?", "Define tachycardia.", "What is a stroke?"];
+    for i in 0..27 {
+        let q = questions[i % questions.len()];
+        let job = match i % 3 {
+            0 => json!({"id": format!("text-{i}"), "prompt": q, "system": "You are a helpful medical assistant."}),
+            1 => json!({"id": format!("xray-{i}"), "prompt": q, "images": ["chest.png"], "system": "You are an expert radiologist."}),
+            _ => json!({"id": format!("conv-{i}"), "messages": [
+                {"role": "user", "content": "Look at this.", "images": [if i % 2 == 0 { "skin.png" } else { "chest.png" }]},
+                {"role": "model", "content": "I see it."},
+                {"role": "user", "content": q}
+            ]}),
+        };
+        lines.push(job.to_string());
+    }
+    lines.push("{this is not json".into());
+    lines.push(json!({"id": "missing-image", "prompt": "Describe.", "images": ["nope.png"]}).to_string());
+    lines.push(json!({"id": "too-long", "prompt": "chest pain ".repeat(3000)}).to_string());
+    let path = dir.join("jobs.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn batch_cmd(jobs: &Path, output: &Path, extra: &[&str]) -> Command {
+    let g = converted("tiny-medgemma-mm", "f32");
+    let mut cmd = medgemma();
+    cmd.arg("batch").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.unwrap());
+    cmd.arg("--input").arg(jobs).arg("--output").arg(output).args(["-t", "2"]).args(extra);
+    if !extra.contains(&"-n") {
+        cmd.args(["-n", "6"]);
+    }
+    cmd
+}
+
+fn records(output: &Path) -> Vec<Value> {
+    std::fs::read_to_string(output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn texts(records: &[Value]) -> HashMap<String, String> {
+    records.iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["text"].as_str().unwrap().to_string())).collect()
+}
+
+#[test]
+fn thirty_jobs_give_thirty_records_three_of_them_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = write_jobs(dir.path());
+    let out = dir.path().join("results.jsonl");
+    let (status, _, stderr) = output(&mut batch_cmd(&jobs, &out, &[]));
+    assert_eq!(status.status.code(), Some(1), "a failed job makes the exit code 1: {stderr}");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 30);
+    assert_eq!(recs.iter().map(|r| r["id"].as_str().unwrap()).collect::<HashSet<_>>().len(), 30);
+    let errors: Vec<&Value> = recs.iter().filter(|r| r["finish_reason"] == "error").collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    let all_errors: String = errors.iter().map(|r| r["error"].as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    assert!(all_errors.contains("not valid JSON") && all_errors.contains("nope.png") && all_errors.contains("-c/--ctx-size"), "{all_errors}");
+    for r in recs.iter().filter(|r| r["finish_reason"] != "error") {
+        assert!(r["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
+        assert!(r["timings"]["total_ms"].as_f64().unwrap() > 0.0);
+    }
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.jsonl.meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(meta["sampling"]["temperature"], 0.0);
+    // A rerun has nothing left to do and changes nothing.
+    let before = std::fs::read(&out).unwrap();
+    let (status, _, _) = output(&mut batch_cmd(&jobs, &out, &[]));
+    assert_eq!(status.status.code(), Some(1));
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}
+
+#[test]
+fn answers_do_not_depend_on_job_order_and_match_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = write_jobs(dir.path());
+    let out = dir.path().join("a.jsonl");
+    output(&mut batch_cmd(&jobs, &out, &[]));
+    let forward = texts(&records(&out));
+    let text = std::fs::read_to_string(&jobs).unwrap();
+    let reversed: Vec<&str> = text.lines().rev().collect();
+    let jobs_rev = dir.path().join("reversed.jsonl");
+    std::fs::write(&jobs_rev, reversed.join("\n")).unwrap();
+    let out_rev = dir.path().join("b.jsonl");
+    output(&mut batch_cmd(&jobs_rev, &out_rev, &[]));
+    let backward = texts(&records(&out_rev));
+    for (id, t) in &forward {
+        if !id.starts_with("line:") {
+            assert_eq!(backward.get(id), Some(t), "job {id} depends on job order");
+        }
+    }
+    let g = converted("tiny-medgemma-mm", "f32");
+    let mut cmd = medgemma();
+    cmd.arg("run").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.unwrap()).args(["-n", "6", "-t", "2"]);
+    cmd.args(["--system", "You are an expert radiologist.", "--image"]).arg(dir.path().join("chest.png")).arg("What is pneumonia?");
+    assert_eq!(ok(&mut cmd).trim_end_matches('\n'), forward["xray-1"]);
+}
+
+#[test]
+fn killed_mid_run_then_rerun_gives_each_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = write_jobs(dir.path());
+    let out = dir.path().join("results.jsonl");
+    // Long answers (and a large context) so that the batch takes seconds and can be killed in the middle.
+    let mut child = batch_cmd(&jobs, &out, &["-n", "600", "-c", "4096"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+        if lines >= 4 || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = std::fs::read(&out).unwrap();
+    let complete = partial.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let finished = String::from_utf8_lossy(&partial[..complete]).into_owned();
+    assert!((4..30).contains(&finished.lines().count()), "the batch was not killed in the middle: {finished}");
+    let (_, _, stderr) = output(&mut batch_cmd(&jobs, &out, &["-n", "600", "-c", "4096"]));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with(&finished), "finished records were changed by the rerun: {stderr}");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 30);
+    assert_eq!(recs.iter().map(|r| r["id"].as_str().unwrap()).collect::<HashSet<_>>().len(), 30);
+}
+
+#[test]
+fn three_shards_cover_every_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = write_jobs(dir.path());
+    let mut all = Vec::new();
+    for k in 1..=3 {
+        let out = dir.path().join(format!("shard-{k}.jsonl"));
+        output(&mut batch_cmd(&jobs, &out, &["--shard", &format!("{k}/3")]));
+        let recs = records(&out);
+        assert!(!recs.is_empty() && recs.len() < 30, "shard {k} has {} jobs", recs.len());
+        all.extend(recs);
+    }
+    assert_eq!(all.len(), 30);
+    assert_eq!(all.iter().map(|r| r["id"].as_str().unwrap()).collect::<HashSet<_>>().len(), 30);
+    let whole = dir.path().join("whole.jsonl");
+    output(&mut batch_cmd(&jobs, &whole, &[]));
+    assert_eq!(texts(&all), texts(&records(&whole)));
+}
+
+#[test]
+fn image_folder_mode_and_output_safety() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("scans");
+    std::fs::create_dir_all(images.join("sub")).unwrap();
+    std::fs::copy(fixtures().join("images/chest.png"), images.join("a.png")).unwrap();
+    std::fs::copy(fixtures().join("images/skin.png"), images.join("sub/b.png")).unwrap();
+    std::fs::write(images.join("notes.txt"), "not an image").unwrap();
+    let g = converted("tiny-medgemma-mm", "f32");
+    let out = dir.path().join("r.jsonl");
+    let mut cmd = medgemma();
+    cmd.arg("batch").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.as_ref().unwrap());
+    cmd.arg("--images").arg(&images).args(["--prompt", "Describe.", "-n", "4", "--output"]).arg(&out);
+    ok(&mut cmd);
+    let ids: HashSet<String> = records(&out).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, HashSet::from(["a.png".to_string(), "sub/b.png".to_string()]));
+    // An output file that is not a results file is never touched.
+    let precious = dir.path().join("precious.jsonl");
+    std::fs::write(&precious, "my notes\n").unwrap();
+    let mut cmd = medgemma();
+    cmd.arg("batch").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.as_ref().unwrap());
+    cmd.arg("--images").arg(&images).args(["--prompt", "Describe.", "--output"]).arg(&precious);
+    let err = fails(&mut cmd);
+    assert!(err.contains("precious.jsonl") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "my notes\n");
+    // Results of another model are not mixed in.
+    let text_model = converted("tiny-medgemma-text", "f32");
+    let mut cmd = medgemma();
+    cmd.arg("batch").arg("-m").arg(&text_model.model).arg("--input").arg(write_jobs(dir.path())).arg("--output").arg(&out);
+    let err = fails(&mut cmd);
+    assert!(err.contains("another model"), "{err}");
+}
