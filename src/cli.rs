@@ -223,6 +223,10 @@ pub struct BatchArgs {
     /// Start the output file again instead of resuming it.
     #[arg(long)]
     pub overwrite: bool,
+    /// Decode N jobs together in one context (continuous batching: a finished job's sequence takes the next job
+    /// at once). Each sequence gets the full context size (-c).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
     /// Take only shard K of N (a stable split by job id), e.g. one shard per worker of a Slurm array.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::batch::job::Shard>,

@@ -190,3 +190,20 @@ fn image_folder_mode_and_output_safety() {
     let err = fails(&mut cmd);
     assert!(err.contains("another model"), "{err}");
 }
+
+#[test]
+fn parallel_decoding_gives_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = write_jobs(dir.path());
+    let mut by_parallel = Vec::new();
+    for n in ["1", "4"] {
+        let out = dir.path().join(format!("p{n}.jsonl"));
+        let (status, _, stderr) = output(&mut batch_cmd(&jobs, &out, &["-n", "20", "--parallel", n]));
+        assert_eq!(status.status.code(), Some(1), "{stderr}");
+        let recs = records(&out);
+        assert_eq!(recs.len(), 30);
+        assert_eq!(recs.iter().filter(|r| r["finish_reason"] == "error").count(), 3);
+        by_parallel.push(texts(&recs));
+    }
+    assert_eq!(by_parallel[0], by_parallel[1], "greedy answers must not depend on --parallel");
+}

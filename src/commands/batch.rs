@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::batch::job::{self, Job};
 use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
 use crate::cli::BatchArgs;
-use crate::engine::{Engine, FinishReason, LoadOptions, NoObserver, Session};
+use crate::engine::{Engine, FinishReason, LoadOptions, NoObserver, ParallelSession, Session};
 use crate::files::write_atomically;
 use crate::gguf::GgufHeader;
 use crate::image_input::ImageInput;
@@ -156,6 +156,9 @@ fn run_jobs(
     context: &ContextSettings,
     args: &BatchArgs,
 ) -> Result<bool> {
+    if args.parallel > 1 {
+        return run_jobs_parallel(engine, todo, results, sampling, context, args);
+    }
     let mut session = Session::for_conversation(engine, context)?;
     let progress = Progress::new(todo.len() as u64);
     let mut failed = 0u64;
@@ -197,14 +200,97 @@ fn run_jobs(
     Ok(false)
 }
 
-/// One job; `Ok(None)` when Ctrl-C abandoned it (no record is written, a rerun does it again).
-fn run_job(
+/// Runs the jobs `--parallel` at a time in one context (continuous batching); returns true when stopped by Ctrl-C.
+fn run_jobs_parallel(
     engine: &Engine,
-    session: &mut Session,
+    todo: &[&Job],
+    results: &mut ResultsFile,
+    sampling: &SamplingSettings,
+    context: &ContextSettings,
+    args: &BatchArgs,
+) -> Result<bool> {
+    let mut session: ParallelSession<(usize, Instant)> = ParallelSession::new(engine, context, args.parallel)?;
+    let progress = Progress::new(todo.len() as u64);
+    let (mut failed, mut generated) = (0u64, 0usize);
+    let started = Instant::now();
+    let mut next = 0usize;
+    let mut record = |result: JobResult, failed: &mut u64, generated: &mut usize| -> Result<()> {
+        if result.finish_reason == "error" {
+            *failed += 1;
+        }
+        *generated += result.usage.completion_tokens;
+        results.append(&result).map_err(anyhow::Error::msg)?;
+        progress.update(*failed, *generated as f64 / started.elapsed().as_secs_f64().max(1e-9));
+        Ok(())
+    };
+    loop {
+        if interrupt::requested() {
+            progress.finish();
+            return Ok(true);
+        }
+        while session.has_free_slot() && next < todo.len() {
+            let job = todo[next];
+            let t = Instant::now();
+            next += 1;
+            let prepared = prepare_job(engine, job, sampling, args);
+            let outcome = match prepared {
+                Err(e) => Err(e),
+                Ok((prompt, job_sampling)) => match session.start((next - 1, t), &prompt, &job_sampling) {
+                    Ok(Some(done)) => Ok(Some(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1))),
+                    Ok(None) => Ok(None),
+                    Err((_, e)) => Err(e.to_string()),
+                },
+            };
+            match outcome {
+                Ok(Some(result)) => record(result, &mut failed, &mut generated)?,
+                Ok(None) => {}
+                Err(e) => record(error_result(&job.id, e, t), &mut failed, &mut generated)?,
+            }
+        }
+        if session.active() == 0 {
+            break;
+        }
+        for done in session.step()? {
+            record(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1), &mut failed, &mut generated)?;
+        }
+    }
+    progress.finish();
+    Ok(false)
+}
+
+fn error_result(id: &str, error: String, started: Instant) -> JobResult {
+    JobResult {
+        id: id.to_string(),
+        text: String::new(),
+        finish_reason: "error",
+        error: Some(error),
+        usage: Usage::default(),
+        timings: Timings { total_ms: started.elapsed().as_secs_f64() * 1000.0, ..Timings::default() },
+    }
+}
+
+fn job_result(id: &str, generation: crate::engine::Generation, stats: &crate::engine::SessionStats, started: Instant) -> JobResult {
+    let finish_reason = match generation.finish {
+        FinishReason::Stop => "stop",
+        _ => "length",
+    };
+    JobResult {
+        id: id.to_string(),
+        text: generation.text,
+        finish_reason,
+        error: None,
+        usage: Usage { prompt_tokens: stats.prompt_tokens, completion_tokens: generation.tokens.len() },
+        timings: Timings { prompt_ms: stats.prompt_ms, generation_ms: stats.generation_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
+    }
+}
+
+/// A job's prompt (images read and checked) and its sampling settings.
+fn prepare_job(
+    engine: &Engine,
     job: &Job,
     defaults: &SamplingSettings,
     args: &BatchArgs,
-) -> Result<Option<JobResult>, String> {
+) -> Result<(crate::engine::PreparedPrompt, SamplingSettings), String> {
     let conversation = job.input.clone()?;
     if conversation.images().next().is_some() && !engine.has_vision() {
         return Err("the job has images but no --mmproj was given".into());
@@ -214,9 +300,7 @@ fn run_job(
         .images()
         .map(|p| ImageInput::load(p, args.image_fit, side).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let prompt = session.prepare(&conversation, &images).map_err(|e| e.to_string())?;
-    session.check_fits(&prompt).map_err(|e| e.to_string())?;
-    session.evaluate(&prompt, &mut NoObserver).map_err(|e| e.to_string())?;
+    let prompt = engine.prepare(&conversation, &images).map_err(|e| e.to_string())?;
     let mut sampling = defaults.clone();
     if let Some(n) = job.max_tokens {
         sampling.max_tokens = n.max(1);
@@ -227,6 +311,20 @@ fn run_job(
     if let Some(s) = job.seed {
         sampling.seed = s;
     }
+    Ok((prompt, sampling))
+}
+
+/// One job; `Ok(None)` when Ctrl-C abandoned it (no record is written, a rerun does it again).
+fn run_job(
+    engine: &Engine,
+    session: &mut Session,
+    job: &Job,
+    defaults: &SamplingSettings,
+    args: &BatchArgs,
+) -> Result<Option<JobResult>, String> {
+    let (prompt, sampling) = prepare_job(engine, job, defaults, args)?;
+    session.check_fits(&prompt).map_err(|e| e.to_string())?;
+    session.evaluate(&prompt, &mut NoObserver).map_err(|e| e.to_string())?;
     let mut on_token = |_: &crate::engine::GeneratedToken| {
         if interrupt::requested() {
             ControlFlow::Break(())

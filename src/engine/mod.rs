@@ -8,14 +8,16 @@
 mod error;
 mod logging;
 mod model;
+mod parallel;
+mod prepare;
 mod quantize;
 mod sampling;
 mod session;
+mod token_text;
 
 pub use error::EngineError;
 pub use model::{Engine, LoadOptions, ModelSummary};
 pub use quantize::{quantize, QuantizeOptions};
-pub use session::{
-    EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, PreparedPrompt, PromptItem, Session,
-    SessionStats,
-};
+pub use parallel::{Finished, ParallelSession};
+pub use prepare::{PreparedPrompt, PromptItem};
+pub use session::{EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, Session, SessionStats};

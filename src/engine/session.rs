@@ -3,63 +3,21 @@
 
 use std::num::NonZeroU32;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
 use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
 use super::model::Engine;
+use super::prepare::{Part, PreparedPrompt, Slot};
 use super::sampling::sampler;
+use super::token_text::TokenText;
 use crate::conversation::Conversation;
 use crate::image_input::ImageInput;
-use crate::prompt::{self, PromptPiece};
 use crate::settings::{CacheType, ContextSettings, FlashAttention, SamplingSettings};
-use crate::thinking::{Routed, ThinkingFilter};
-use crate::utf8_stream::Utf8Stream;
-
-/// One position-holding item of a prepared prompt, for reports: a text token, or one image-embedding position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromptItem {
-    Token(i32),
-    ImageEmbedding,
-}
-
-enum Part {
-    Tokens(Vec<LlamaToken>),
-    Image { path: PathBuf, chunks: MtmdInputChunks },
-}
-
-/// What occupies one KV position, for matching a new prompt against what the context already holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Slot {
-    Token(i32),
-    /// The n-th embedding position of the image with this SHA-256.
-    Image(std::sync::Arc<str>, u32),
-}
-
-/// A prompt turned into tokens and preprocessed images, ready to evaluate.
-pub struct PreparedPrompt {
-    parts: Vec<Part>,
-    items: Vec<PromptItem>,
-    slots: Vec<Slot>,
-}
-
-impl PreparedPrompt {
-    /// Number of KV positions the prompt takes.
-    pub fn n_tokens(&self) -> usize {
-        self.items.len()
-    }
-
-    /// The prompt as tokens and image-embedding positions, in order.
-    pub fn items(&self) -> &[PromptItem] {
-        &self.items
-    }
-}
 
 /// Told about slow steps while a prompt is evaluated (image encoding takes about a minute on a laptop CPU).
 pub trait EvalObserver {
@@ -134,6 +92,51 @@ pub struct Generation {
     pub finish: FinishReason,
 }
 
+/// The context size per sequence: `-c`, or the smaller of 8192 and the model's trained length.
+pub(super) fn default_ctx(engine: &Engine, settings: &ContextSettings) -> u32 {
+    let trained = engine.model.n_ctx_train().max(1);
+    settings.ctx_size.unwrap_or(trained.min(8192)).max(16)
+}
+
+/// A llama.cpp context of `n_ctx` positions for each of `n_seq` sequences; returns it with its batch size.
+pub(super) fn new_context<'e>(
+    engine: &'e Engine,
+    settings: &ContextSettings,
+    n_ctx: u32,
+    n_seq: u32,
+    swa_full: bool,
+) -> Result<(LlamaContext<'e>, u32), EngineError> {
+    // Gemma 3 image chunks are decoded non-causally in one micro-batch: it must hold a whole image.
+    let n_batch = settings.batch_size.max(512);
+    let flash = match settings.flash_attention {
+        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    };
+    let total = n_ctx.saturating_mul(n_seq);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(total))
+        .with_n_batch(n_batch)
+        .with_n_ubatch(n_batch)
+        .with_n_seq_max(n_seq)
+        .with_kv_unified(false)
+        .with_n_threads(settings.threads)
+        .with_n_threads_batch(settings.threads)
+        .with_type_k(kv_type(settings.cache_type))
+        .with_type_v(kv_type(settings.cache_type))
+        .with_flash_attention_policy(flash)
+        .with_swa_full(swa_full)
+        .with_no_perf(true);
+    let ctx = engine.model.new_context(&engine.backend, params).map_err(|_| EngineError::Context { ctx_size: total })?;
+    Ok((ctx, n_batch))
+}
+
+impl Generation {
+    pub(super) fn empty() -> Self {
+        Generation { tokens: Vec::new(), in_context: Vec::new(), text: String::new(), thinking: String::new(), finish: FinishReason::Length }
+    }
+}
+
 /// A context on a loaded model, with its KV positions.
 pub struct Session<'e> {
     engine: &'e Engine,
@@ -155,7 +158,7 @@ fn part_len(part: &Part) -> usize {
     }
 }
 
-fn kv_type(t: CacheType) -> KvCacheType {
+pub(super) fn kv_type(t: CacheType) -> KvCacheType {
     match t {
         CacheType::F16 => KvCacheType::F16,
         CacheType::F32 => KvCacheType::F32,
@@ -176,30 +179,8 @@ impl<'e> Session<'e> {
     }
 
     fn create(engine: &'e Engine, settings: &ContextSettings, swa_full: bool) -> Result<Session<'e>, EngineError> {
-        let trained = engine.model.n_ctx_train().max(1);
-        let n_ctx = settings.ctx_size.unwrap_or(trained.min(8192)).max(16);
-        // Gemma 3 image chunks are decoded non-causally in one micro-batch: it must hold a whole image.
-        let n_batch = settings.batch_size.max(512);
-        let flash = match settings.flash_attention {
-            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        };
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
-            .with_n_threads(settings.threads)
-            .with_n_threads_batch(settings.threads)
-            .with_type_k(kv_type(settings.cache_type))
-            .with_type_v(kv_type(settings.cache_type))
-            .with_flash_attention_policy(flash)
-            .with_swa_full(swa_full)
-            .with_no_perf(true);
-        let ctx = engine
-            .model
-            .new_context(&engine.backend, params)
-            .map_err(|_| EngineError::Context { ctx_size: n_ctx })?;
+        let n_ctx = default_ctx(engine, settings);
+        let (ctx, n_batch) = new_context(engine, settings, n_ctx, 1, swa_full)?;
         Ok(Session {
             engine,
             ctx,
@@ -229,98 +210,7 @@ impl<'e> Session<'e> {
 
     /// Renders, tokenizes and preprocesses `conversation` (with its images already read, in prompt order).
     pub fn prepare(&self, conversation: &Conversation, images: &[ImageInput]) -> Result<PreparedPrompt, EngineError> {
-        let pieces = prompt::render(conversation, true);
-        self.prepare_pieces(&pieces, images)
-    }
-
-    /// Tokenizes rendered pieces. Text is tokenized with special-token parsing off; control tokens go in by id.
-    pub fn prepare_pieces(&self, pieces: &[PromptPiece], images: &[ImageInput]) -> Result<PreparedPrompt, EngineError> {
-        let vocab = self.engine.model.vocab();
-        let mut parts: Vec<Part> = Vec::new();
-        let mut items = Vec::new();
-        let mut image_shas: Vec<std::sync::Arc<str>> = Vec::new();
-        fn push_tokens(parts: &mut Vec<Part>, items: &mut Vec<PromptItem>, tokens: Vec<LlamaToken>) {
-            items.extend(tokens.iter().map(|t| PromptItem::Token(t.0)));
-            // (slots are derived from items and images after the loop)
-            match parts.last_mut() {
-                Some(Part::Tokens(prev)) => prev.extend(tokens),
-                _ => parts.push(Part::Tokens(tokens)),
-            }
-        }
-        for piece in pieces {
-            match piece {
-                PromptPiece::Control(c) => {
-                    let token = self.engine.controls[c.text()];
-                    push_tokens(&mut parts, &mut items, vec![token]);
-                }
-                PromptPiece::Text(text) => {
-                    let mut tokens = Vec::new();
-                    for part in prompt::split_protected(text, &self.engine.split_literals) {
-                        tokens.extend(vocab.tokenize(part.as_bytes(), false, false));
-                    }
-                    if let Some((_, name)) = self.engine.protected_ids.iter().find(|(id, _)| tokens.contains(id)) {
-                        return Err(EngineError::ForgedControlToken { token: name.clone() });
-                    }
-                    push_tokens(&mut parts, &mut items, tokens);
-                }
-                PromptPiece::Tokens(ids) => {
-                    let n_vocab = self.engine.model.n_vocab();
-                    if let Some(bad) = ids.iter().find(|&&t| t < 0 || t >= n_vocab) {
-                        return Err(EngineError::BadTokenId { token: *bad, n_vocab });
-                    }
-                    let tokens: Vec<LlamaToken> = ids.iter().map(|&t| LlamaToken(t)).collect();
-                    if let Some((_, name)) = self.engine.protected_ids.iter().find(|(id, _)| tokens.contains(id)) {
-                        return Err(EngineError::ForgedControlToken { token: name.clone() });
-                    }
-                    push_tokens(&mut parts, &mut items, tokens);
-                }
-                PromptPiece::Image(index) => {
-                    let vision = self.engine.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
-                    let image = &images[*index];
-                    let (w, h) = image.rgb.dimensions();
-                    let encode_err = |reason: String| EngineError::ImageEncode { path: image.path.clone(), reason };
-                    let mut bitmap = MtmdBitmap::from_image_data(w, h, image.rgb.as_raw()).map_err(|e| encode_err(e.to_string()))?;
-                    bitmap.set_id(&image.sha256).map_err(|e| encode_err(e.to_string()))?;
-                    let text = MtmdInputText { text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(), add_special: false, parse_special: true };
-                    let chunks = vision.ctx.borrow().tokenize(text, &[&bitmap]).map_err(|e| encode_err(e.to_string()))?;
-                    let mut these = Vec::new();
-                    for i in 0..chunks.len() {
-                        let chunk = chunks.get(i).expect("index in range");
-                        match chunk.chunk_type() {
-                            MtmdInputChunkType::Text => {
-                                these.extend(chunk.text_tokens().unwrap_or(&[]).iter().map(|t| PromptItem::Token(t.0)));
-                            }
-                            _ => these.extend(std::iter::repeat_n(PromptItem::ImageEmbedding, chunk.n_tokens())),
-                        }
-                    }
-                    items.extend(these);
-                    image_shas.push(image.sha256.as_str().into());
-                    parts.push(Part::Image { path: image.path.clone(), chunks });
-                }
-            }
-        }
-        let mut slots = Vec::with_capacity(items.len());
-        let mut image_n = 0usize;
-        let mut k = 0u32;
-        let mut prev_image = false;
-        for item in &items {
-            match item {
-                PromptItem::Token(t) => {
-                    if prev_image {
-                        image_n += 1;
-                        k = 0;
-                    }
-                    prev_image = false;
-                    slots.push(Slot::Token(*t));
-                }
-                PromptItem::ImageEmbedding => {
-                    prev_image = true;
-                    slots.push(Slot::Image(image_shas[image_n].clone(), k));
-                    k += 1;
-                }
-            }
-        }
-        Ok(PreparedPrompt { parts, items, slots })
+        self.engine.prepare(conversation, images)
     }
 
     /// Checks that `prompt` (the whole conversation so far) fits in the context, with room for at least one
@@ -452,11 +342,8 @@ impl<'e> Session<'e> {
     ) -> Result<Generation, EngineError> {
         let vocab = self.engine.model.vocab();
         let mut chain = sampler(sampling, self.engine.model.n_vocab());
-        let (open, close) = self.engine.thinking;
-        let mut filter = ThinkingFilter::new(open, close);
-        let mut utf8 = Utf8Stream::default();
-        let mut think_utf8 = Utf8Stream::default();
-        let mut out = Generation { tokens: Vec::new(), in_context: Vec::new(), text: String::new(), thinking: String::new(), finish: FinishReason::Length };
+        let mut text = TokenText::new(self.engine);
+        let mut out = Generation::empty();
         let started = self.eval_started.take().unwrap_or_else(Instant::now);
         let gen_started = Instant::now();
         let mut batch = LlamaBatch::new(1, 1);
@@ -473,20 +360,7 @@ impl<'e> Session<'e> {
                 out.finish = FinishReason::Stop;
                 break;
             }
-            let bytes = vocab.token_to_piece(token, false, None);
-            let event = match filter.route(token.0, String::new()) {
-                Routed::Marker => GeneratedToken { id: token.0, text: String::new(), thinking: filter.in_thinking() },
-                Routed::Thinking(_) => {
-                    let text = think_utf8.push(&bytes);
-                    out.thinking.push_str(&text);
-                    GeneratedToken { id: token.0, text, thinking: true }
-                }
-                Routed::Answer(_) => {
-                    let text = utf8.push(&bytes);
-                    out.text.push_str(&text);
-                    GeneratedToken { id: token.0, text, thinking: false }
-                }
-            };
+            let event = text.push(self.engine, token, &mut out);
             if on_token(&event).is_break() {
                 out.finish = FinishReason::Interrupted;
                 break;
@@ -503,12 +377,9 @@ impl<'e> Session<'e> {
             out.in_context.push(token.0);
             self.has_logits = true;
         }
-        let rest = utf8.finish();
-        if !rest.is_empty() {
-            out.text.push_str(&rest);
+        if let Some(rest) = text.finish(&mut out) {
             let _ = on_token(&GeneratedToken { id: -1, text: rest, thinking: false });
         }
-        out.thinking.push_str(&think_utf8.finish());
         self.stats.generated_tokens = out.tokens.len();
         self.stats.generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
         Ok(out)
