@@ -205,3 +205,33 @@ fn terminal_ctrl_c_stops_the_answer_and_the_chat_goes_on() {
     let status = p.process().wait().unwrap();
     assert!(matches!(status, rexpect::process::WaitStatus::Exited(_, 130)), "{status:?}");
 }
+
+#[test]
+fn terminal_commands_image_clear_undo_retry_save_load() {
+    let g = mm();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("conv.json");
+    let image = fixtures().join("images/chest.png");
+    let mut p = pty_chat(&g.model, &["-n", "6", "--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap()]);
+    let mut say = |p: &mut rexpect::session::PtySession, line: &str, expect: &str| {
+        p.send_line(line).unwrap();
+        p.exp_string(expect).unwrap();
+        p.exp_string(">>> ").unwrap();
+    };
+    p.exp_string(">>> ").unwrap();
+    say(&mut p, &format!("/image {}", image.display()), "1 image(s) attached");
+    say(&mut p, "Describe this chest X-ray.", "\n");
+    say(&mut p, "Any effusion?", "\n");
+    say(&mut p, "/retry", "\n");
+    say(&mut p, "/undo", "last exchange removed");
+    say(&mut p, &format!("/save {}", saved.display()), "saved to");
+    say(&mut p, "/clear", "conversation cleared");
+    say(&mut p, &format!("/load {}", saved.display()), "loaded 2 turns");
+    say(&mut p, "/show", "context:");
+    say(&mut p, "/nonsense", "unknown command /nonsense");
+    p.send_line("/quit").unwrap();
+    p.exp_eof().unwrap();
+    let transcript: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(transcript["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(transcript["images"][0]["sha256"].as_str().unwrap().len(), 64);
+}
