@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark `medgemma batch` (--parallel 1, 4, 8) against running `medgemma run` once per job.
+
+Every mode answers the same N short jobs (distinct short medical questions, one shared system prompt, greedy,
+at most 32 generated tokens, -t 2 -c 512). For each mode the wall time of the whole set is measured, and from it
+jobs/minute and generated tokens/s (the sum of the jobs' generated tokens / wall time: `usage.completion_tokens`
+of the batch output records, and the number of generated token ids that `medgemma run --json` reports for the
+loop). The loop pays the model load once per job; batch pays it once.
+
+Prints a Markdown table on stdout and progress on stderr.
+
+Example:
+    python scripts/bench_batch.py --model models/synthetic-medgemma-4b-q4_k_m.gguf --jobs 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SYSTEM = "You are a careful medical assistant. Answer briefly."
+QUESTIONS = [
+    "What is sepsis?", "What causes pneumonia?", "How is asthma treated?", "What are signs of a stroke?",
+    "What is type 2 diabetes?", "How is hypertension diagnosed?", "What does insulin do?",
+    "What is anemia?", "What are symptoms of a heart attack?", "How is a fever managed in children?",
+    "What is chronic kidney disease?", "What causes liver failure?", "What is a normal blood pressure?",
+    "When should antibiotics be used?", "What is the first line treatment for sepsis?",
+    "What are side effects of chemotherapy?", "How does a vaccine work?", "What is hypotension?",
+    "What are common causes of chest pain?", "What is an acute stroke?", "How is a viral infection treated?",
+    "What is a bacterial infection?", "What does a chest x ray show?", "What is intensive care?",
+    "How is oxygen given to patients?", "What is heart failure?", "What are signs of dehydration?",
+    "What causes headaches?", "What is a fracture?", "How is pain managed after surgery?",
+    "What is a blood clot?", "What is COPD?", "What are symptoms of anemia?", "What is a seizure?",
+    "How is diabetes monitored?", "What is meningitis?", "What does the kidney do?", "What is an allergy?",
+    "How is tuberculosis spread?", "What is a migraine?",
+]
+PARALLELS = (1, 4, 8)
+MAX_TOKENS = 32
+COMMON = ["-n", str(MAX_TOKENS), "-t", "2", "-c", "512", "--temp", "0"]
+
+
+@dataclass
+class Result:
+    mode: str
+    wall_s: float
+    jobs: int
+    generated: int
+    failed: int
+
+    @property
+    def jobs_per_min(self) -> float:
+        return self.jobs / self.wall_s * 60
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated / self.wall_s
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def questions(n: int) -> list[str]:
+    """n distinct short questions (numbered variants once the list runs out)."""
+    out = []
+    for i in range(n):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        out.append(q if i < len(QUESTIONS) else f"{q[:-1]} (case {i // len(QUESTIONS) + 1})?")
+    return out
+
+
+def bench_batch(binary: Path, model: Path, jobs: list[str], parallel: int, tmp: Path) -> Result:
+    input_path = tmp / "jobs.jsonl"
+    with open(input_path, "w", encoding="utf-8") as f:
+        for i, q in enumerate(jobs):
+            f.write(json.dumps({"id": f"q{i:03d}", "prompt": q, "system": SYSTEM, "max_tokens": MAX_TOKENS,
+                                "temperature": 0}) + "\n")
+    output = tmp / f"out-p{parallel}.jsonl"
+    cmd = [str(binary), "batch", "-m", str(model), "--input", str(input_path), "--output", str(output),
+           "--overwrite", "--parallel", str(parallel), *COMMON]
+    log(f"running: {' '.join(cmd)}")
+    start = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        log(f"batch --parallel {parallel} exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if output.exists() else []
+    generated = sum(r["usage"]["completion_tokens"] for r in records)
+    failed = len(jobs) - sum(1 for r in records if r.get("finish_reason") != "error")
+    log(f"batch --parallel {parallel}: {wall:.1f} s, {len(records)} records, {generated} tokens, {failed} failed")
+    return Result(f"batch --parallel {parallel}", wall, len(jobs), generated, failed)
+
+
+def bench_loop(binary: Path, model: Path, jobs: list[str]) -> Result:
+    generated = failed = 0
+    start = time.monotonic()
+    for i, q in enumerate(jobs):
+        cmd = [str(binary), "run", "-m", str(model), *COMMON, "--system", SYSTEM, "--json", q]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            failed += 1
+            log(f"run {i + 1}/{len(jobs)} exited with {proc.returncode}: {proc.stderr[-1000:]}")
+            continue
+        generated += len(json.loads(proc.stdout)["generated_token_ids"])
+        log(f"run {i + 1}/{len(jobs)} done at {time.monotonic() - start:.1f} s")
+    wall = time.monotonic() - start
+    log(f"loop: {wall:.1f} s, {generated} tokens, {failed} failed")
+    return Result("run once per job (loop)", wall, len(jobs), generated, failed)
+
+
+def table(results: list[Result], loop: Result) -> str:
+    lines = ["| mode | jobs | wall s | jobs/min | generated tokens | tokens/s | speed-up vs loop | failed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.mode} | {r.jobs} | {r.wall_s:.1f} | {r.jobs_per_min:.2f} | {r.generated} | "
+                     f"{r.tokens_per_s:.2f} | {loop.wall_s / r.wall_s:.2f}x | {r.failed} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="the GGUF model")
+    parser.add_argument("--jobs", type=int, default=32, help="number of jobs (default 32)")
+    parser.add_argument("--binary", type=Path, default=Path(__file__).resolve().parent.parent / "target/release/medgemma",
+                        help="the medgemma binary (default target/release/medgemma)")
+    parser.add_argument("--skip-loop", action="store_true", help="measure batch modes only (ratios then omitted)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.jobs < 1:
+        log("error: --jobs must be at least 1")
+        return 2
+    for path in (args.binary, args.model):
+        if not path.is_file():
+            log(f"error: {path} not found")
+            return 2
+    jobs = questions(args.jobs)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        for parallel in PARALLELS:
+            results.append(bench_batch(args.binary, args.model, jobs, parallel, Path(tmp)))
+    loop = None if args.skip_loop else bench_loop(args.binary, args.model, jobs)
+    print(f"Model: {args.model.name}; {args.jobs} jobs, -n {MAX_TOKENS} -t 2 -c 512, greedy, shared system prompt\n")
+    if loop is None:
+        base = max(results, key=lambda r: r.wall_s)
+        print(table(results, base).replace("vs loop", f"vs {base.mode}"))
+    else:
+        print(table(results + [loop], loop))
+    return 0 if all(r.failed == 0 for r in results + ([loop] if loop else [])) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
