@@ -116,10 +116,11 @@ fn killed_mid_run_then_rerun_gives_each_job_once() {
     let jobs = write_jobs(dir.path());
     let out = dir.path().join("results.jsonl");
     // Long answers (and a large context) so that the batch takes seconds and can be killed in the middle.
-    let mut child = batch_cmd(&jobs, &out, &["-n", "600", "-c", "4096"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = batch_cmd(&jobs, &out, &["-n", "1500", "-c", "4096"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     loop {
-        let lines = std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+        // Complete records only: a half-written last line does not count.
+        let lines = std::fs::read(&out).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
         if lines >= 4 || started.elapsed() > Duration::from_secs(60) {
             break;
         }
@@ -130,8 +131,9 @@ fn killed_mid_run_then_rerun_gives_each_job_once() {
     let partial = std::fs::read(&out).unwrap();
     let complete = partial.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let finished = String::from_utf8_lossy(&partial[..complete]).into_owned();
-    assert!((4..30).contains(&finished.lines().count()), "the batch was not killed in the middle: {finished}");
-    let (_, _, stderr) = output(&mut batch_cmd(&jobs, &out, &["-n", "600", "-c", "4096"]));
+    let n_finished = finished.lines().count();
+    assert!((4..30).contains(&n_finished), "the batch was not killed in the middle ({n_finished} records)");
+    let (_, _, stderr) = output(&mut batch_cmd(&jobs, &out, &["-n", "1500", "-c", "4096"]));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.starts_with(&finished), "finished records were changed by the rerun: {stderr}");
     let recs = records(&out);

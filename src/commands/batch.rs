@@ -209,7 +209,7 @@ fn run_jobs_parallel(
     context: &ContextSettings,
     args: &BatchArgs,
 ) -> Result<bool> {
-    let mut session: ParallelSession<(usize, Instant)> = ParallelSession::new(engine, context, args.parallel)?;
+    let mut session: ParallelSession<(usize, Instant, usize)> = ParallelSession::new(engine, context, args.parallel)?;
     let progress = Progress::new(todo.len() as u64);
     let (mut failed, mut generated) = (0u64, 0usize);
     let started = Instant::now();
@@ -235,8 +235,8 @@ fn run_jobs_parallel(
             let prepared = prepare_job(engine, job, sampling, args);
             let outcome = match prepared {
                 Err(e) => Err(e),
-                Ok((prompt, job_sampling)) => match session.start((next - 1, t), &prompt, &job_sampling) {
-                    Ok(Some(done)) => Ok(Some(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1))),
+                Ok((prompt, job_sampling)) => match session.start((next - 1, t, prompt.n_tokens()), &prompt, &job_sampling) {
+                    Ok(Some(done)) => Ok(Some(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1, done.tag.2))),
                     Ok(None) => Ok(None),
                     Err((_, e)) => Err(e.to_string()),
                 },
@@ -251,7 +251,7 @@ fn run_jobs_parallel(
             break;
         }
         for done in session.step()? {
-            record(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1), &mut failed, &mut generated)?;
+            record(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1, done.tag.2), &mut failed, &mut generated)?;
         }
     }
     progress.finish();
@@ -269,7 +269,13 @@ fn error_result(id: &str, error: String, started: Instant) -> JobResult {
     }
 }
 
-fn job_result(id: &str, generation: crate::engine::Generation, stats: &crate::engine::SessionStats, started: Instant) -> JobResult {
+fn job_result(
+    id: &str,
+    generation: crate::engine::Generation,
+    stats: &crate::engine::SessionStats,
+    started: Instant,
+    prompt_tokens: usize,
+) -> JobResult {
     let finish_reason = match generation.finish {
         FinishReason::Stop => "stop",
         _ => "length",
@@ -279,7 +285,7 @@ fn job_result(id: &str, generation: crate::engine::Generation, stats: &crate::en
         text: generation.text,
         finish_reason,
         error: None,
-        usage: Usage { prompt_tokens: stats.prompt_tokens, completion_tokens: generation.tokens.len() },
+        usage: Usage { prompt_tokens, completion_tokens: generation.tokens.len() },
         timings: Timings { prompt_ms: stats.prompt_ms, generation_ms: stats.generation_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
     }
 }

@@ -1,6 +1,11 @@
 //! Continuous batching: several sequences decoded together in one context, each job taking a free sequence as soon
 //! as one finishes. Used by `batch --parallel N`; the prompt preparation, sampling chain and token-to-text steps
 //! are the ones every other command uses.
+//!
+//! Each sequence keeps what it holds after its job finished: the next job in that sequence starts from the longest
+//! common prefix (the shared system prompt, an image placed first) instead of evaluating it again. Sliding-window
+//! layers keep their whole cache (swa_full), so that dropping a sequence's tail leaves a valid cache.
+//! (Copying a prefix between sequences through a unified cache gave wrong answers in tests, so it is not done.)
 
 use std::time::Instant;
 
@@ -11,8 +16,9 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
 use super::model::Engine;
-use super::prepare::{Part, PreparedPrompt};
+use super::prepare::{Part, PreparedPrompt, Slot};
 use super::sampling::sampler;
+use super::prepare::part_len;
 use super::session::{default_ctx, new_context, FinishReason, Generation, SessionStats};
 use super::token_text::TokenText;
 use crate::settings::{ContextSettings, SamplingSettings};
@@ -44,14 +50,18 @@ pub struct ParallelSession<'e, T> {
     n_ctx: u32,
     n_batch: u32,
     slots: Vec<Option<Active<T>>>,
+    /// What each sequence's KV positions hold.
+    held: Vec<Vec<Slot>>,
 }
 
 impl<'e, T> ParallelSession<'e, T> {
     /// A context with `n_seq` sequences of the usual context size each.
     pub fn new(engine: &'e Engine, settings: &ContextSettings, n_seq: u32) -> Result<Self, EngineError> {
         let n_ctx = default_ctx(engine, settings);
-        let (ctx, n_batch) = new_context(engine, settings, n_ctx, n_seq.max(1), false)?;
-        Ok(ParallelSession { engine, ctx, n_ctx, n_batch, slots: (0..n_seq.max(1)).map(|_| None).collect() })
+        let n_seq = n_seq.max(1);
+        let (ctx, n_batch) = new_context(engine, settings, n_ctx, n_seq, false, true)?;
+        let slots = (0..n_seq).map(|_| None).collect();
+        Ok(ParallelSession { engine, ctx, n_ctx, n_batch, slots, held: vec![Vec::new(); n_seq as usize] })
     }
 
     pub fn has_free_slot(&self) -> bool {
@@ -79,14 +89,16 @@ impl<'e, T> ParallelSession<'e, T> {
         }
         let started = Instant::now();
         let seq_id = seq as i32;
-        let _ = self.ctx.kv_cache_seq_rm(seq_id, None, None);
-        let n_past = match self.prefill(prompt, seq_id) {
+        let keep = self.reuse_prefix(seq, prompt);
+        let n_past = match self.prefill(prompt, seq_id, keep) {
             Ok(n) => n,
             Err(e) => {
                 let _ = self.ctx.kv_cache_seq_rm(seq_id, None, None);
+                self.held[seq].clear();
                 return Err((tag, e));
             }
         };
+        self.held[seq] = prompt.slots.clone();
         let mut active = Active {
             tag,
             n_past,
@@ -95,7 +107,7 @@ impl<'e, T> ParallelSession<'e, T> {
             pending: LlamaToken(0),
             text: TokenText::new(self.engine),
             out: Generation::empty(),
-            stats: SessionStats { prompt_tokens: prompt.n_tokens(), prompt_ms: started.elapsed().as_secs_f64() * 1000.0, ..Default::default() },
+            stats: SessionStats { prompt_tokens: prompt.n_tokens() - keep, prompt_ms: started.elapsed().as_secs_f64() * 1000.0, ..Default::default() },
             gen_started: Instant::now(),
         };
         let token = active.sampler.sample(&self.ctx, -1);
@@ -109,14 +121,41 @@ impl<'e, T> ParallelSession<'e, T> {
         }
     }
 
-    fn prefill(&mut self, prompt: &PreparedPrompt, seq_id: i32) -> Result<i32, EngineError> {
-        let mut n_past = 0i32;
+    /// Keeps the longest prefix of `prompt` that sequence `seq` already holds; returns its length.
+    fn reuse_prefix(&mut self, seq: usize, prompt: &PreparedPrompt) -> usize {
+        let mut keep = self.held[seq].iter().zip(&prompt.slots).take_while(|(a, b)| a == b).count();
+        // Sampling needs fresh logits, and an image is never split: back off to a whole-part boundary.
+        keep = keep.min(prompt.n_tokens().saturating_sub(1));
+        let mut start = 0;
+        for part in &prompt.parts {
+            let len = part_len(part);
+            if matches!(part, Part::Image { .. }) && keep > start && keep < start + len {
+                keep = start;
+            }
+            start += len;
+        }
+        let _ = self.ctx.kv_cache_seq_rm(seq as i32, Some(keep as u32), None);
+        self.held[seq].truncate(0);
+        keep
+    }
+
+    /// Evaluates `prompt` from position `keep` on, in sequence `seq_id`.
+    fn prefill(&mut self, prompt: &PreparedPrompt, seq_id: i32, keep: usize) -> Result<i32, EngineError> {
+        let mut n_past = keep as i32;
         let n_parts = prompt.parts.len();
         let mut batch = LlamaBatch::new(self.n_batch as usize, 1);
+        let mut start = 0usize;
         for (i, part) in prompt.parts.iter().enumerate() {
             let last = i + 1 == n_parts;
+            let len = part_len(part);
+            let end = start + len;
+            if end <= keep {
+                start = end;
+                continue;
+            }
             match part {
                 Part::Tokens(tokens) => {
+                    let tokens = &tokens[keep.max(start) - start..];
                     for (c, chunk) in tokens.chunks(self.n_batch as usize).enumerate() {
                         batch.clear();
                         for (j, token) in chunk.iter().enumerate() {
@@ -135,6 +174,7 @@ impl<'e, T> ParallelSession<'e, T> {
                         .map_err(|e| EngineError::ImageEncode { path: path.clone(), reason: e.to_string() })?;
                 }
             }
+            start = end;
         }
         Ok(n_past)
     }
@@ -172,6 +212,7 @@ impl<'e, T> ParallelSession<'e, T> {
             if let Some(active) = slot {
                 batch.add(active.pending, active.n_past, &[seq as i32], true).map_err(|e| EngineError::Decode(e.to_string()))?;
                 active.out.in_context.push(active.pending.0);
+                self.held[seq].push(Slot::Token(active.pending.0));
                 active.n_past += 1;
                 order.push(seq);
             }
@@ -185,10 +226,7 @@ impl<'e, T> ParallelSession<'e, T> {
             let mut active = self.slots[seq].take().expect("active slot");
             let token = active.sampler.sample(&self.ctx, i as i32);
             match self.accept(&mut active, token) {
-                Some(reason) => {
-                    let _ = self.ctx.kv_cache_seq_rm(seq as i32, None, None);
-                    finished.push(self.finish(active, reason));
-                }
+                Some(reason) => finished.push(self.finish(active, reason)),
                 None => self.slots[seq] = Some(active),
             }
         }

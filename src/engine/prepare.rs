@@ -24,6 +24,14 @@ pub(super) enum Part {
     Image { path: PathBuf, chunks: MtmdInputChunks },
 }
 
+/// Number of KV positions a part takes.
+pub(super) fn part_len(part: &Part) -> usize {
+    match part {
+        Part::Tokens(t) => t.len(),
+        Part::Image { chunks, .. } => chunks.total_tokens(),
+    }
+}
+
 /// What occupies one KV position, for matching a new prompt against what the context already holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Slot {

@@ -12,7 +12,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
 use super::model::Engine;
-use super::prepare::{Part, PreparedPrompt, Slot};
+use super::prepare::{part_len, Part, PreparedPrompt, Slot};
 use super::sampling::sampler;
 use super::token_text::TokenText;
 use crate::conversation::Conversation;
@@ -104,6 +104,7 @@ pub(super) fn new_context<'e>(
     settings: &ContextSettings,
     n_ctx: u32,
     n_seq: u32,
+    kv_unified: bool,
     swa_full: bool,
 ) -> Result<(LlamaContext<'e>, u32), EngineError> {
     // Gemma 3 image chunks are decoded non-causally in one micro-batch: it must hold a whole image.
@@ -119,7 +120,7 @@ pub(super) fn new_context<'e>(
         .with_n_batch(n_batch)
         .with_n_ubatch(n_batch)
         .with_n_seq_max(n_seq)
-        .with_kv_unified(false)
+        .with_kv_unified(kv_unified)
         .with_n_threads(settings.threads)
         .with_n_threads_batch(settings.threads)
         .with_type_k(kv_type(settings.cache_type))
@@ -151,13 +152,6 @@ pub struct Session<'e> {
     stats: SessionStats,
 }
 
-fn part_len(part: &Part) -> usize {
-    match part {
-        Part::Tokens(t) => t.len(),
-        Part::Image { chunks, .. } => chunks.total_tokens(),
-    }
-}
-
 pub(super) fn kv_type(t: CacheType) -> KvCacheType {
     match t {
         CacheType::F16 => KvCacheType::F16,
@@ -180,7 +174,7 @@ impl<'e> Session<'e> {
 
     fn create(engine: &'e Engine, settings: &ContextSettings, swa_full: bool) -> Result<Session<'e>, EngineError> {
         let n_ctx = default_ctx(engine, settings);
-        let (ctx, n_batch) = new_context(engine, settings, n_ctx, 1, swa_full)?;
+        let (ctx, n_batch) = new_context(engine, settings, n_ctx, 1, false, swa_full)?;
         Ok(Session {
             engine,
             ctx,
