@@ -49,6 +49,28 @@ pub struct ModelArgs {
     pub verbose: bool,
 }
 
+impl ModelArgs {
+    /// The model path, or the error that says how to give one.
+    pub fn model_path(&self) -> anyhow::Result<PathBuf> {
+        self.model.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)"
+            )
+        })
+    }
+
+    /// What the engine loads, for `threads` CPU threads.
+    pub fn load_options(&self, model: PathBuf, threads: i32) -> crate::engine::LoadOptions {
+        crate::engine::LoadOptions {
+            model,
+            mmproj: self.mmproj.clone(),
+            gpu_layers: self.gpu_layers,
+            threads,
+            verbose: self.verbose,
+        }
+    }
+}
+
 /// How tokens are chosen.
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
@@ -315,8 +337,13 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} should fail");
         }
-        let ok = Cli::try_parse_from(["medgemma", "run", "-m", "x.gguf", "--image", "a.png", "--image", "b.png", "q"]).unwrap();
-        let Command::Run(run) = ok.command else { panic!("run expected") };
+        let ok = Cli::try_parse_from([
+            "medgemma", "run", "-m", "x.gguf", "--image", "a.png", "--image", "b.png", "q",
+        ])
+        .unwrap();
+        let Command::Run(run) = ok.command else {
+            panic!("run expected")
+        };
         assert_eq!(run.images.len(), 2);
         assert_eq!(run.sampling.settings().temperature, 0.0);
     }
@@ -324,11 +351,16 @@ mod tests {
     #[test]
     fn quantize_types_and_info_files() {
         let q = Cli::try_parse_from(["medgemma", "quantize", "a.gguf", "b.gguf", "--type", "q4_k_m"]).unwrap();
-        let Command::Quantize(q) = q.command else { panic!("quantize expected") };
+        let Command::Quantize(q) = q.command else {
+            panic!("quantize expected")
+        };
         assert_eq!(q.quant_type, QuantType::Q4KM);
         assert_eq!(q.quant_type.name(), "Q4_K_M");
         let err = Cli::try_parse_from(["medgemma", "quantize", "a.gguf", "b.gguf", "--type", "q9"]).unwrap_err();
-        assert!(err.to_string().contains("q4_k_m") && err.to_string().contains("bf16"), "{err}");
+        assert!(
+            err.to_string().contains("q4_k_m") && err.to_string().contains("bf16"),
+            "{err}"
+        );
         assert!(Cli::try_parse_from(["medgemma", "info"]).is_err());
         assert!(Cli::try_parse_from(["medgemma", "info", "a", "b", "c"]).is_err());
     }

@@ -38,7 +38,13 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Message { role, content: content.into(), images: Vec::new(), tokens: None, interrupted: false }
+        Message {
+            role,
+            content: content.into(),
+            images: Vec::new(),
+            tokens: None,
+            interrupted: false,
+        }
     }
 }
 
@@ -55,11 +61,23 @@ pub struct Turn {
 
 impl Turn {
     pub fn user(text: impl Into<String>, images: Vec<PathBuf>) -> Self {
-        Turn { role: Role::User, text: text.into(), images, tokens: None, interrupted: false }
+        Turn {
+            role: Role::User,
+            text: text.into(),
+            images,
+            tokens: None,
+            interrupted: false,
+        }
     }
 
     pub fn model(text: impl Into<String>, tokens: Option<Vec<i32>>, interrupted: bool) -> Self {
-        Turn { role: Role::Model, text: text.into(), images: Vec::new(), tokens, interrupted }
+        Turn {
+            role: Role::Model,
+            text: text.into(),
+            images: Vec::new(),
+            tokens,
+            interrupted,
+        }
     }
 }
 
@@ -91,7 +109,10 @@ pub enum ConversationError {
 impl Conversation {
     /// A one-question conversation.
     pub fn single(system: Option<String>, text: String, images: Vec<PathBuf>) -> Self {
-        Conversation { system, turns: vec![Turn::user(text, images)] }
+        Conversation {
+            system,
+            turns: vec![Turn::user(text, images)],
+        }
     }
 
     /// Validates a list of messages: an optional leading system message, then alternating user/model turns.
@@ -107,7 +128,11 @@ impl Conversation {
                 }
                 Role::System => return Err(ConversationError::LateSystem { index }),
                 role => {
-                    let expected = if conversation.turns.len() % 2 == 0 { Role::User } else { Role::Model };
+                    let expected = if conversation.turns.len() % 2 == 0 {
+                        Role::User
+                    } else {
+                        Role::Model
+                    };
                     if role != expected {
                         return Err(ConversationError::NotAlternating { index, found: role });
                     }
@@ -213,12 +238,21 @@ mod tests {
         let late = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::System, "b")]);
         assert_eq!(late, Err(ConversationError::LateSystem { index: 1 }));
         let two_users = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::User, "b")]);
-        assert_eq!(two_users, Err(ConversationError::NotAlternating { index: 1, found: Role::User }));
+        assert_eq!(
+            two_users,
+            Err(ConversationError::NotAlternating {
+                index: 1,
+                found: Role::User
+            })
+        );
         let model_first = Conversation::from_messages(vec![msg(Role::Model, "a")]);
         assert!(matches!(model_first, Err(ConversationError::NotAlternating { .. })));
         let ends = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::Model, "b")]).unwrap();
         assert_eq!(ends.check_ready_to_answer(), Err(ConversationError::EndsWithModel));
-        assert_eq!(Conversation::default().check_ready_to_answer(), Err(ConversationError::Empty));
+        assert_eq!(
+            Conversation::default().check_ready_to_answer(),
+            Err(ConversationError::Empty)
+        );
     }
 
     #[test]
@@ -231,10 +265,12 @@ mod tests {
 
     #[test]
     fn parses_both_json_forms_and_assistant_alias() {
-        let a: ConversationFile = serde_json::from_str(r#"[{"role":"user","content":"hi","images":["x.png"]}]"#).unwrap();
-        let b: ConversationFile =
-            serde_json::from_str(r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#)
-                .unwrap();
+        let a: ConversationFile =
+            serde_json::from_str(r#"[{"role":"user","content":"hi","images":["x.png"]}]"#).unwrap();
+        let b: ConversationFile = serde_json::from_str(
+            r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#,
+        )
+        .unwrap();
         assert_eq!(a.into_messages()[0].images, vec![PathBuf::from("x.png")]);
         assert_eq!(b.into_messages()[1].role, Role::Model);
     }
@@ -244,6 +280,9 @@ mod tests {
         let mut c = Conversation::single(None, "q".into(), vec!["a.png".into(), "/abs/b.png".into()]);
         c.resolve_images(Path::new("/data/jobs"));
         let images: Vec<_> = c.images().cloned().collect();
-        assert_eq!(images, vec![PathBuf::from("/data/jobs/a.png"), PathBuf::from("/abs/b.png")]);
+        assert_eq!(
+            images,
+            vec![PathBuf::from("/data/jobs/a.png"), PathBuf::from("/abs/b.png")]
+        );
     }
 }

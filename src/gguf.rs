@@ -202,10 +202,15 @@ struct Cursor<R: Read> {
 impl<R: Read> Cursor<R> {
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, String> {
         if self.pos.saturating_add(n) > self.limit {
-            return Err(format!("the header needs {n} more bytes at offset {} but the file ends at {}", self.pos, self.limit));
+            return Err(format!(
+                "the header needs {n} more bytes at offset {} but the file ends at {}",
+                self.pos, self.limit
+            ));
         }
         let mut buf = vec![0u8; n as usize];
-        self.inner.read_exact(&mut buf).map_err(|e| format!("read failed at offset {}: {e}", self.pos))?;
+        self.inner
+            .read_exact(&mut buf)
+            .map_err(|e| format!("read failed at offset {}: {e}", self.pos))?;
         self.pos += n;
         Ok(buf)
     }
@@ -262,11 +267,21 @@ impl GgufHeader {
     /// Reads and checks the header of `path`: magic, version, metadata, tensor table, and that the file is long
     /// enough to hold every tensor the table lists.
     pub fn read(path: &Path) -> Result<GgufHeader, GgufError> {
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
-        let damaged = |what: String| GgufError::Damaged { path: path.to_path_buf(), what };
-        let mut cur = Cursor { inner: BufReader::with_capacity(1 << 20, file), pos: 0, limit: file_len };
+        let damaged = |what: String| GgufError::Damaged {
+            path: path.to_path_buf(),
+            what,
+        };
+        let mut cur = Cursor {
+            inner: BufReader::with_capacity(1 << 20, file),
+            pos: 0,
+            limit: file_len,
+        };
         let magic = cur.bytes(4.min(file_len)).map_err(damaged)?;
         if magic != b"GGUF" {
             return Err(GgufError::NotGguf {
@@ -276,18 +291,25 @@ impl GgufHeader {
         }
         let version = cur.u32().map_err(damaged)?;
         if !(2..=3).contains(&version) {
-            return Err(GgufError::Version { path: path.to_path_buf(), version });
+            return Err(GgufError::Version {
+                path: path.to_path_buf(),
+                version,
+            });
         }
         let n_tensors = cur.u64().map_err(damaged)?;
         let n_kv = cur.u64().map_err(damaged)?;
         if n_tensors > file_len || n_kv > file_len {
-            return Err(damaged(format!("the header claims {n_tensors} tensors and {n_kv} metadata keys")));
+            return Err(damaged(format!(
+                "the header claims {n_tensors} tensors and {n_kv} metadata keys"
+            )));
         }
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let key = cur.string().map_err(damaged)?;
             let ty = cur.u32().map_err(damaged)?;
-            let value = cur.value(ty, 0).map_err(|e| damaged(format!("metadata key {key:?}: {e}")))?;
+            let value = cur
+                .value(ty, 0)
+                .map_err(|e| damaged(format!("metadata key {key:?}: {e}")))?;
             metadata.insert(key, value);
         }
         let mut tensors = Vec::with_capacity(n_tensors as usize);
@@ -297,17 +319,38 @@ impl GgufHeader {
             if n_dims > 8 {
                 return Err(damaged(format!("tensor {name:?} claims {n_dims} dimensions")));
             }
-            let dims = (0..n_dims).map(|_| cur.u64()).collect::<Result<Vec<_>, _>>().map_err(damaged)?;
+            let dims = (0..n_dims)
+                .map(|_| cur.u64())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(damaged)?;
             let ggml_type = cur.u32().map_err(damaged)?;
             let offset = cur.u64().map_err(damaged)?;
-            tensors.push(GgufTensorInfo { name, dims, ggml_type, offset });
+            tensors.push(GgufTensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+            });
         }
-        let alignment = metadata.get("general.alignment").and_then(GgufValue::as_u64).unwrap_or(32).max(1);
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(GgufValue::as_u64)
+            .unwrap_or(32)
+            .max(1);
         let data_offset = cur.pos.div_ceil(alignment) * alignment;
-        let header = GgufHeader { path: path.to_path_buf(), version, metadata, tensors, data_offset, file_len };
+        let header = GgufHeader {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            data_offset,
+            file_len,
+        };
         let needed = header.data_end();
         if needed > file_len {
-            return Err(damaged(format!("its tensors need {needed} bytes but the file has {file_len}")));
+            return Err(damaged(format!(
+                "its tensors need {needed} bytes but the file has {file_len}"
+            )));
         }
         Ok(header)
     }
@@ -415,7 +458,10 @@ mod tests {
         let bytes = tiny_gguf();
         for cut in 4..bytes.len() - 16 {
             let f = write(&bytes[..cut]);
-            assert!(matches!(GgufHeader::read(f.path()), Err(GgufError::Damaged { .. })), "cut at {cut}");
+            assert!(
+                matches!(GgufHeader::read(f.path()), Err(GgufError::Damaged { .. })),
+                "cut at {cut}"
+            );
         }
     }
 

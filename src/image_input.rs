@@ -47,11 +47,19 @@ impl ImageInput {
     /// `side` is the projector's input size for [`ImageFit::Stretch`]; padding keeps the original resolution.
     pub fn load(path: &Path, fit: ImageFit, side: u32) -> Result<ImageInput, ImageError> {
         let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ImageError::Missing { path: path.to_path_buf() },
-            _ => ImageError::Unreadable { path: path.to_path_buf(), source },
+            std::io::ErrorKind::NotFound => ImageError::Missing {
+                path: path.to_path_buf(),
+            },
+            _ => ImageError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let sha256 = hex(&Sha256::digest(&bytes));
-        let not_image = |reason: String| ImageError::NotAnImage { path: path.to_path_buf(), reason };
+        let not_image = |reason: String| ImageError::NotAnImage {
+            path: path.to_path_buf(),
+            reason,
+        };
         let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
             .with_guessed_format()
             .map_err(|e| not_image(e.to_string()))?;
@@ -60,12 +68,20 @@ impl ImageInput {
         }
         let decoded = reader.decode().map_err(|e| match header_dims(&bytes) {
             // Decoders refuse a zero-sized image before we can see it; say what is wrong in plain words.
-            Some((w, h)) if w == 0 || h == 0 => ImageError::Empty { path: path.to_path_buf(), width: w, height: h },
+            Some((w, h)) if w == 0 || h == 0 => ImageError::Empty {
+                path: path.to_path_buf(),
+                width: w,
+                height: h,
+            },
             _ => not_image(e.to_string()),
         })?;
         check_dims(path, decoded.width(), decoded.height())?;
         let rgb = fit_square(decoded, fit, side.max(1));
-        Ok(ImageInput { path: path.to_path_buf(), rgb, sha256 })
+        Ok(ImageInput {
+            path: path.to_path_buf(),
+            rgb,
+            sha256,
+        })
     }
 }
 
@@ -81,7 +97,11 @@ fn header_dims(bytes: &[u8]) -> Option<(u32, u32)> {
 
 fn check_dims(path: &Path, width: u32, height: u32) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
-        return Err(ImageError::Empty { path: path.to_path_buf(), width, height });
+        return Err(ImageError::Empty {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
     }
     Ok(())
 }
@@ -148,7 +168,9 @@ mod tests {
     fn decodes_by_content_and_hashes_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("scan.jpg.bin");
-        RgbImage::from_pixel(3, 3, Rgb([9, 9, 9])).save_with_format(&p, image::ImageFormat::Png).unwrap();
+        RgbImage::from_pixel(3, 3, Rgb([9, 9, 9]))
+            .save_with_format(&p, image::ImageFormat::Png)
+            .unwrap();
         let img = ImageInput::load(&p, ImageFit::Pad, 64).unwrap();
         assert_eq!(img.rgb.dimensions(), (3, 3));
         assert_eq!(img.sha256.len(), 64);

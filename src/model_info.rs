@@ -72,10 +72,16 @@ impl FileFacts {
         l.add("file", self.path.display().to_string());
         l.add("file size", human_bytes(self.file_size));
         l.opt("name", self.name.as_deref());
-        l.add("parameters", format!("{} ({})", human_count(self.parameters), self.parameters));
+        l.add(
+            "parameters",
+            format!("{} ({})", human_count(self.parameters), self.parameters),
+        );
         l.opt("file type", self.file_type.as_deref());
         for t in &self.tensor_types {
-            l.add(&format!("tensors {}", t.ggml_type), format!("{} ({})", t.tensors, human_bytes(t.bytes)));
+            l.add(
+                &format!("tensors {}", t.ggml_type),
+                format!("{} ({})", t.tensors, human_bytes(t.bytes)),
+            );
         }
     }
 }
@@ -124,7 +130,10 @@ pub struct ProjectorInfo {
 /// What one GGUF file is.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-#[allow(clippy::large_enum_variant, reason = "one or two per process; boxing would only add noise")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one or two per process; boxing would only add noise"
+)]
 pub enum GgufInfo {
     Model(ModelInfo),
     Mmproj(ProjectorInfo),
@@ -178,23 +187,28 @@ impl ModelInfo {
         };
         let token = |key: &str| {
             let id = h.get_u64(key)?;
-            let text = tokens.and_then(|t| t.get(usize::try_from(id).ok()?)).and_then(GgufValue::as_str);
+            let text = tokens
+                .and_then(|t| t.get(usize::try_from(id).ok()?))
+                .and_then(GgufValue::as_str);
             let text = text.map(str::to_string);
             Some(TokenRef { id, text })
         };
         let hidden_size = arch("embedding_length");
         let heads = arch("attention.head_count");
         let sliding_window_pattern = match arch_value("attention.sliding_window_pattern") {
-            Some(GgufValue::Array(items)) => {
-                Some(SlidingWindowPattern::Layers(items.iter().map(|v| v.as_bool().unwrap_or(false)).collect()))
-            }
+            Some(GgufValue::Array(items)) => Some(SlidingWindowPattern::Layers(
+                items.iter().map(|v| v.as_bool().unwrap_or(false)).collect(),
+            )),
             Some(v) => v.as_u64().map(SlidingWindowPattern::Period),
             None => None,
         };
         let rope_scaling = h
             .get_str(&format!("{}.rope.scaling.type", h.architecture().unwrap_or_default()))
             .filter(|t| *t != "none")
-            .map(|kind| RopeScaling { kind: kind.to_string(), factor: arch_f64("rope.scaling.factor") });
+            .map(|kind| RopeScaling {
+                kind: kind.to_string(),
+                factor: arch_f64("rope.scaling.factor"),
+            });
         ModelInfo {
             architecture: h.architecture().map(str::to_string),
             file: FileFacts::from_header(h),
@@ -270,7 +284,11 @@ pub fn tensor_types(h: &GgufHeader) -> Vec<TensorTypeCount> {
     }
     let mut out: Vec<_> = by_type
         .into_iter()
-        .map(|(ty, (tensors, bytes))| TensorTypeCount { ggml_type: ggml_type_name(ty), tensors, bytes })
+        .map(|(ty, (tensors, bytes))| TensorTypeCount {
+            ggml_type: ggml_type_name(ty),
+            tensors,
+            bytes,
+        })
         .collect();
     out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.ggml_type.cmp(&b.ggml_type)));
     out
@@ -280,7 +298,9 @@ pub fn tensor_types(h: &GgufHeader) -> Vec<TensorTypeCount> {
 /// quality, so `quantize` asks for --allow-requantize.
 pub fn is_quantized(h: &GgufHeader) -> bool {
     const FLOAT_TYPES: [u32; 3] = [0, 1, 30]; // F32, F16, BF16
-    h.tensors.iter().any(|t| t.dims.len() >= 2 && !FLOAT_TYPES.contains(&t.ggml_type))
+    h.tensors
+        .iter()
+        .any(|t| t.dims.len() >= 2 && !FLOAT_TYPES.contains(&t.ggml_type))
 }
 
 /// llama.cpp's name for a `general.file_type` value (its `llama_ftype` enum).
@@ -330,8 +350,10 @@ pub fn human_bytes(n: u64) -> String {
 
 /// The tensor mix on one line, e.g. `Q8_0 56 (1.2 MB), F32 50 (0.1 MB)`.
 pub fn mix_line(types: &[TensorTypeCount]) -> String {
-    let parts: Vec<String> =
-        types.iter().map(|t| format!("{} {} ({})", t.ggml_type, t.tensors, human_bytes(t.bytes))).collect();
+    let parts: Vec<String> = types
+        .iter()
+        .map(|t| format!("{} {} ({})", t.ggml_type, t.tensors, human_bytes(t.bytes)))
+        .collect();
     parts.join(", ")
 }
 
@@ -352,7 +374,10 @@ impl Lines {
     }
     pub fn render(&self) -> String {
         let width = self.0.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-        self.0.iter().map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:"))).collect()
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+            .collect()
     }
 }
 
@@ -389,13 +414,19 @@ impl ModelInfo {
         l.opt("kv heads", self.kv_heads);
         l.opt("head dim", self.head_dim);
         l.opt("sliding window", self.sliding_window);
-        l.opt("sliding window pattern", self.sliding_window_pattern.as_ref().map(pattern_text));
+        l.opt(
+            "sliding window pattern",
+            self.sliding_window_pattern.as_ref().map(pattern_text),
+        );
         l.opt("rope base", self.rope_base);
         l.opt("rope base (local)", self.rope_base_local);
-        l.opt("rope scaling", self.rope_scaling.as_ref().map(|s| match s.factor {
-            Some(f) => format!("{} x{f}", s.kind),
-            None => s.kind.clone(),
-        }));
+        l.opt(
+            "rope scaling",
+            self.rope_scaling.as_ref().map(|s| match s.factor {
+                Some(f) => format!("{} x{f}", s.kind),
+                None => s.kind.clone(),
+            }),
+        );
         l.opt("tokenizer", self.tokenizer.as_deref());
         l.opt("vocab size", self.vocab_size);
         l.opt("bos", self.bos.as_ref().map(token_text));
@@ -437,8 +468,7 @@ mod tests {
     use crate::gguf::GgufTensorInfo;
 
     fn header(arch: &str, meta: Vec<(&str, GgufValue)>, tensors: Vec<(&str, Vec<u64>, u32)>) -> GgufHeader {
-        let mut metadata: BTreeMap<String, GgufValue> =
-            meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut metadata: BTreeMap<String, GgufValue> = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         metadata.insert("general.architecture".into(), GgufValue::String(arch.into()));
         GgufHeader {
             path: PathBuf::from(format!("{arch}.gguf")),
@@ -446,7 +476,12 @@ mod tests {
             metadata,
             tensors: tensors
                 .into_iter()
-                .map(|(n, dims, ggml_type)| GgufTensorInfo { name: n.into(), dims, ggml_type, offset: 0 })
+                .map(|(n, dims, ggml_type)| GgufTensorInfo {
+                    name: n.into(),
+                    dims,
+                    ggml_type,
+                    offset: 0,
+                })
                 .collect(),
             data_offset: 0,
             file_len: 1234,
@@ -459,15 +494,28 @@ mod tests {
             vec![
                 ("gemma3.embedding_length", GgufValue::U32(64)),
                 ("gemma3.attention.head_count", GgufValue::U32(4)),
-                ("gemma3.attention.sliding_window_pattern", GgufValue::Array(vec![GgufValue::Bool(true), GgufValue::Bool(false)])),
+                (
+                    "gemma3.attention.sliding_window_pattern",
+                    GgufValue::Array(vec![GgufValue::Bool(true), GgufValue::Bool(false)]),
+                ),
                 ("gemma3.rope.scaling.type", GgufValue::String("linear".into())),
                 ("gemma3.rope.scaling.factor", GgufValue::F32(8.0)),
-                ("tokenizer.ggml.tokens", GgufValue::Array(vec![GgufValue::String("<pad>".into()), GgufValue::String("<eos>".into())])),
+                (
+                    "tokenizer.ggml.tokens",
+                    GgufValue::Array(vec![
+                        GgufValue::String("<pad>".into()),
+                        GgufValue::String("<eos>".into()),
+                    ]),
+                ),
                 ("tokenizer.ggml.eos_token_id", GgufValue::U32(1)),
                 ("tokenizer.ggml.bos_token_id", GgufValue::U32(7)),
                 ("general.file_type", GgufValue::U32(7)),
             ],
-            vec![("token_embd.weight", vec![64, 2], 8), ("output_norm.weight", vec![64], 0), ("blk.0.attn_q.weight", vec![64, 64], 8)],
+            vec![
+                ("token_embd.weight", vec![64, 2], 8),
+                ("output_norm.weight", vec![64], 0),
+                ("blk.0.attn_q.weight", vec![64, 64], 8),
+            ],
         )
     }
 
@@ -477,25 +525,57 @@ mod tests {
         assert_eq!(m.file.parameters, 64 * 2 + 64 + 64 * 64);
         assert_eq!(m.head_dim, Some(16), "hidden / heads when key_length is absent");
         assert_eq!(m.vocab_size, Some(2));
-        assert_eq!(m.eos, Some(TokenRef { id: 1, text: Some("<eos>".into()) }));
-        assert_eq!(m.bos, Some(TokenRef { id: 7, text: None }), "an id past the vocabulary has no text, no panic");
+        assert_eq!(
+            m.eos,
+            Some(TokenRef {
+                id: 1,
+                text: Some("<eos>".into())
+            })
+        );
+        assert_eq!(
+            m.bos,
+            Some(TokenRef { id: 7, text: None }),
+            "an id past the vocabulary has no text, no panic"
+        );
         assert_eq!(m.file.file_type.as_deref(), Some("Q8_0"));
-        assert_eq!(m.rope_scaling, Some(RopeScaling { kind: "linear".into(), factor: Some(8.0) }));
-        assert_eq!(m.sliding_window_pattern, Some(SlidingWindowPattern::Layers(vec![true, false])));
+        assert_eq!(
+            m.rope_scaling,
+            Some(RopeScaling {
+                kind: "linear".into(),
+                factor: Some(8.0)
+            })
+        );
+        assert_eq!(
+            m.sliding_window_pattern,
+            Some(SlidingWindowPattern::Layers(vec![true, false]))
+        );
         assert!(!m.chat_template);
         let q8 = &m.file.tensor_types[0];
-        assert_eq!((q8.ggml_type.as_str(), q8.tensors, q8.bytes), ("Q8_0", 2, (64 * 2 + 64 * 64) / 32 * 34));
+        assert_eq!(
+            (q8.ggml_type.as_str(), q8.tensors, q8.bytes),
+            ("Q8_0", 2, (64 * 2 + 64 * 64) / 32 * 34)
+        );
         let text = m.lines().render();
-        assert!(text.contains("sliding window pattern: LG (1 local, 1 global)"), "{text}");
+        assert!(
+            text.contains("sliding window pattern: LG (1 local, 1 global)"),
+            "{text}"
+        );
         assert!(text.contains("eos:                    1 \"<eos>\""), "{text}");
     }
 
     #[test]
     fn empty_header_gives_nones_not_errors() {
         let m = ModelInfo::from_header(&header("llama", vec![], vec![]));
-        assert_eq!((m.file.parameters, m.hidden_size, m.head_dim, m.vocab_size), (0, None, None, None));
+        assert_eq!(
+            (m.file.parameters, m.hidden_size, m.head_dim, m.vocab_size),
+            (0, None, None, None)
+        );
         let text = m.lines().render();
-        assert!(text.lines().any(|l| l.starts_with("architecture:") && l.ends_with(" llama")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("architecture:") && l.ends_with(" llama")),
+            "{text}"
+        );
         assert!(!text.contains("hidden size"), "absent keys are left out: {text}");
         let p = ProjectorInfo::from_header(&header("clip", vec![], vec![]));
         assert_eq!(p.tokens_per_image, None);
@@ -513,10 +593,15 @@ mod tests {
             ],
             vec![],
         );
-        let GgufInfo::Mmproj(p) = GgufInfo::from_header(&h) else { panic!("clip is an mmproj") };
+        let GgufInfo::Mmproj(p) = GgufInfo::from_header(&h) else {
+            panic!("clip is an mmproj")
+        };
         assert_eq!(p.tokens_per_image, Some(256), "MedGemma 4B: (896/14/4)^2");
         let mut m = ModelInfo::from_header(&gemma());
-        assert!(check_fit(&m, &p).unwrap_err().to_string().contains("do not belong together"));
+        assert!(check_fit(&m, &p)
+            .unwrap_err()
+            .to_string()
+            .contains("do not belong together"));
         m.hidden_size = Some(2560);
         check_fit(&m, &p).unwrap();
     }
@@ -524,7 +609,11 @@ mod tests {
     #[test]
     fn requantize_check_looks_at_matrices_only() {
         assert!(is_quantized(&gemma()));
-        let f32_model = header("gemma3", vec![], vec![("w", vec![4, 4], 0), ("n", vec![4], 8), ("h", vec![4, 4], 30)]);
+        let f32_model = header(
+            "gemma3",
+            vec![],
+            vec![("w", vec![4, 4], 0), ("n", vec![4], 8), ("h", vec![4, 4], 30)],
+        );
         assert!(!is_quantized(&f32_model));
     }
 

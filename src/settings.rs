@@ -132,6 +132,9 @@ impl QuantType {
     /// The name as llama.cpp prints file types, e.g. `Q4_K_M`.
     pub fn name(self) -> String {
         use clap::ValueEnum;
-        self.to_possible_value().expect("every type has a name").get_name().to_uppercase()
+        self.to_possible_value()
+            .expect("every type has a name")
+            .get_name()
+            .to_uppercase()
     }
 }

@@ -33,13 +33,19 @@ pub struct ImageProgress {
 
 impl ImageProgress {
     pub fn new(total: usize, verbose: bool) -> Self {
-        ImageProgress { total, verbose, spinner: None }
+        ImageProgress {
+            total,
+            verbose,
+            spinner: None,
+        }
     }
 }
 
 impl EvalObserver for ImageProgress {
     fn image_started(&mut self, index: usize, path: &Path) {
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         self.spinner = spinner(format!("encoding image {}/{} ({name})", index + 1, self.total));
     }
 
@@ -48,7 +54,12 @@ impl EvalObserver for ImageProgress {
             bar.finish_and_clear();
         }
         if self.verbose {
-            eprintln!("medgemma: image {}/{} encoded in {:.2} s", index + 1, self.total, elapsed.as_secs_f64());
+            eprintln!(
+                "medgemma: image {}/{} encoded in {:.2} s",
+                index + 1,
+                self.total,
+                elapsed.as_secs_f64()
+            );
         }
     }
 }

@@ -24,7 +24,11 @@ pub struct ThinkingFilter {
 impl ThinkingFilter {
     /// `open`/`close` are the ids of `<unused94>`/`<unused95>` when the vocabulary has them.
     pub fn new(open: Option<i32>, close: Option<i32>) -> Self {
-        ThinkingFilter { open, close, inside: false }
+        ThinkingFilter {
+            open,
+            close,
+            inside: false,
+        }
     }
 
     /// Routes one generated token (its id and its text).

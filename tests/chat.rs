@@ -16,13 +16,26 @@ fn mm() -> Gguf {
 /// Runs a piped chat; returns (exit code, stdout, stderr).
 fn chat(model: &Gguf, extra: &[&str], script: &str) -> (i32, String, String) {
     let mut cmd = medgemma();
-    cmd.arg("chat").arg("-m").arg(&model.model).args(["-n", "8", "--no-history", "-t", "2"]).args(extra);
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    cmd.arg("chat")
+        .arg("-m")
+        .arg(&model.model)
+        .args(["-n", "8", "--no-history", "-t", "2"])
+        .args(extra);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
 }
 
 /// Prompt tokens evaluated per turn, from the `--verbose` stats lines.
@@ -39,7 +52,13 @@ fn run_messages(model: &Gguf, messages: &Value, extra: &[&str]) -> Value {
     let f = dir.path().join("conv.json");
     std::fs::write(&f, serde_json::to_vec(messages).unwrap()).unwrap();
     let mut cmd = medgemma();
-    cmd.arg("run").arg("-m").arg(&model.model).args(["-n", "8", "--json", "-t", "2"]).args(extra).arg("--messages").arg(&f);
+    cmd.arg("run")
+        .arg("-m")
+        .arg(&model.model)
+        .args(["-n", "8", "--json", "-t", "2"])
+        .args(extra)
+        .arg("--messages")
+        .arg(&f);
     serde_json::from_str(&ok(&mut cmd)).unwrap()
 }
 
@@ -64,7 +83,10 @@ fn piped_two_turns_reuse_the_kv_cache_and_match_a_fresh_session() {
     let evaluated = evaluated_per_turn(&stderr);
     assert_eq!(evaluated.len(), 2, "{stderr}");
     assert_eq!(evaluated[0], first["prompt_tokens"].as_u64().unwrap() as usize);
-    assert_eq!(evaluated[1], second["prompt_tokens"].as_u64().unwrap() as usize - evaluated[0] - answer_tokens);
+    assert_eq!(
+        evaluated[1],
+        second["prompt_tokens"].as_u64().unwrap() as usize - evaluated[0] - answer_tokens
+    );
     // A fresh process handed the whole conversation gives the same second answer.
     assert_eq!(second["text"].as_str().unwrap().trim(), answers[1].trim());
     assert_eq!(first["text"].as_str().unwrap().trim(), answers[0].trim());
@@ -75,7 +97,11 @@ fn save_then_load_in_a_new_process_gives_the_same_next_answer() {
     let g = mm();
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("chat.json");
-    let (_, stdout, _) = chat(&g, &[], &format!("What is sepsis?\n/save {}\nAnd pneumonia?\n", saved.display()));
+    let (_, stdout, _) = chat(
+        &g,
+        &[],
+        &format!("What is sepsis?\n/save {}\nAnd pneumonia?\n", saved.display()),
+    );
     let expected = stdout.lines().nth(1).unwrap().to_string();
     let (code, stdout, stderr) = chat(&g, &[], &format!("/load {}\nAnd pneumonia?\n", saved.display()));
     assert_eq!(code, 0, "{stderr}");
@@ -85,7 +111,8 @@ fn save_then_load_in_a_new_process_gives_the_same_next_answer() {
 #[test]
 fn undo_retry_and_clear_drop_only_what_they_must() {
     let g = mm();
-    let script = "What is sepsis?\nAnd pneumonia?\n/retry\n/undo\nAnd pneumonia?\n/undo\nAnd asthma?\n/clear\nWhat is sepsis?\n";
+    let script =
+        "What is sepsis?\nAnd pneumonia?\n/retry\n/undo\nAnd pneumonia?\n/undo\nAnd asthma?\n/clear\nWhat is sepsis?\n";
     let (code, stdout, stderr) = chat(&g, &["--verbose"], script);
     assert_eq!(code, 0, "{stderr}");
     let a: Vec<&str> = stdout.lines().collect();
@@ -94,12 +121,22 @@ fn undo_retry_and_clear_drop_only_what_they_must() {
     assert_eq!(a[1], a[3], "after /undo the same message gives the same answer");
     assert_eq!(a[0], a[5], "after /clear the first message gives the first answer");
     let (_, fresh, _) = chat(&g, &[], "What is sepsis?\nAnd asthma?\n");
-    assert_eq!(a[4], fresh.lines().nth(1).unwrap(), "after /undo a new message is answered as in a fresh chat");
+    assert_eq!(
+        a[4],
+        fresh.lines().nth(1).unwrap(),
+        "after /undo a new message is answered as in a fresh chat"
+    );
     let e = evaluated_per_turn(&stderr);
     // The template's first user turn is e[0] tokens; the first answer is 8 tokens.
     assert_eq!(e[2], 1, "/retry re-evaluates only the last prompt position: {e:?}");
-    assert_eq!(e[3], 1, "/undo dropped nothing still valid: the same message re-uses its cached tokens: {e:?}");
-    assert!(e[4] > 1 && e[4] <= e[1], "after /undo a different message evaluates only the new tail: {e:?}");
+    assert_eq!(
+        e[3], 1,
+        "/undo dropped nothing still valid: the same message re-uses its cached tokens: {e:?}"
+    );
+    assert!(
+        e[4] > 1 && e[4] <= e[1],
+        "after /undo a different message evaluates only the new tail: {e:?}"
+    );
     assert_eq!(e[5], e[0], "after /clear the whole prompt is evaluated: {e:?}");
 }
 
@@ -108,11 +145,21 @@ fn image_attached_with_the_image_command() {
     let g = mm();
     let image = fixtures().join("images/chest.png");
     let script = format!("/image {}\nDescribe this chest X-ray.\n", image.display());
-    let (code, stdout, stderr) = chat(&g, &["--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap(), "--verbose"], &script);
+    let (code, stdout, stderr) = chat(
+        &g,
+        &["--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap(), "--verbose"],
+        &script,
+    );
     assert_eq!(code, 0, "{stderr}");
     let mut cmd = medgemma();
-    cmd.arg("run").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.as_ref().unwrap());
-    cmd.arg("--image").arg(&image).args(["-n", "8", "-t", "2", "Describe this chest X-ray."]);
+    cmd.arg("run")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--mmproj")
+        .arg(g.mmproj.as_ref().unwrap());
+    cmd.arg("--image")
+        .arg(&image)
+        .args(["-n", "8", "-t", "2", "Describe this chest X-ray."]);
     assert_eq!(stdout, ok(&mut cmd));
     let tokens_per_image = reference("tiny-medgemma-mm")["tokens_per_image"].as_u64().unwrap() as usize;
     assert!(evaluated_per_turn(&stderr)[0] > tokens_per_image);
@@ -134,8 +181,14 @@ fn bad_input_keeps_the_session_going() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("unknown command /frobnicate"), "{stderr}");
     assert!(stderr.contains("\"hot\" is not a number"), "{stderr}");
-    assert!(stderr.contains("missing.png") && stderr.contains("not found"), "{stderr}");
-    assert!(stderr.contains("broken.json") && stderr.contains("not JSON"), "{stderr}");
+    assert!(
+        stderr.contains("missing.png") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("not JSON"),
+        "{stderr}"
+    );
     assert!(stderr.contains("absent.json"), "{stderr}");
     // The conversation is intact: the second answer equals a clean two-turn session's.
     let (_, clean, _) = chat(&g, &[], "What is sepsis?\nAnd pneumonia?\n");
@@ -156,13 +209,24 @@ fn context_full_is_said_not_truncated() {
     let long = "The patient reports chest pain radiating to the left arm. ".repeat(10);
     let (code, stdout, stderr) = chat(&g, &["-c", "64"], &format!("{long}\nHi\n"));
     assert_eq!(code, 0);
-    assert!(stderr.contains("no longer fits") && stderr.contains("/clear"), "{stderr}");
-    assert_eq!(stdout.lines().count(), 1, "the short message is still answered: {stdout:?}");
+    assert!(
+        stderr.contains("no longer fits") && stderr.contains("/clear"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the short message is still answered: {stdout:?}"
+    );
 }
 
 fn pty_chat(model: &Path, extra: &[&str]) -> rexpect::session::PtySession {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgemma"));
-    cmd.arg("chat").arg("-m").arg(model).args(["--no-history", "-t", "2"]).args(extra);
+    cmd.arg("chat")
+        .arg("-m")
+        .arg(model)
+        .args(["--no-history", "-t", "2"])
+        .args(extra);
     rexpect::session::spawn_command(cmd, Some(30_000)).unwrap()
 }
 
@@ -178,7 +242,10 @@ fn terminal_two_turns_then_ctrl_d() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
     let status = p.process().wait().unwrap();
-    assert!(matches!(status, rexpect::process::WaitStatus::Exited(_, 0)), "{status:?}");
+    assert!(
+        matches!(status, rexpect::process::WaitStatus::Exited(_, 0)),
+        "{status:?}"
+    );
 }
 
 #[test]
@@ -203,7 +270,10 @@ fn terminal_ctrl_c_stops_the_answer_and_the_chat_goes_on() {
     p.send_control('c').unwrap();
     p.exp_eof().unwrap();
     let status = p.process().wait().unwrap();
-    assert!(matches!(status, rexpect::process::WaitStatus::Exited(_, 130)), "{status:?}");
+    assert!(
+        matches!(status, rexpect::process::WaitStatus::Exited(_, 130)),
+        "{status:?}"
+    );
 }
 
 #[test]
@@ -212,7 +282,10 @@ fn terminal_commands_image_clear_undo_retry_save_load() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("conv.json");
     let image = fixtures().join("images/chest.png");
-    let mut p = pty_chat(&g.model, &["-n", "6", "--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap()]);
+    let mut p = pty_chat(
+        &g.model,
+        &["-n", "6", "--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap()],
+    );
     let mut say = |p: &mut rexpect::session::PtySession, line: &str, expect: &str| {
         p.send_line(line).unwrap();
         p.exp_string(expect).unwrap();

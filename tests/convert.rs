@@ -5,13 +5,18 @@ use crate::util::*;
 fn loads_and_answers(checkpoint: &str, outtype: &str) {
     let gguf = converted(checkpoint, outtype);
     let mut cmd = medgemma();
-    cmd.arg("run").arg("-m").arg(&gguf.model).args(["-n", "4", "What is a fever?"]);
+    cmd.arg("run")
+        .arg("-m")
+        .arg(&gguf.model)
+        .args(["-n", "4", "What is a fever?"]);
     let out = ok(&mut cmd);
     assert!(!out.is_empty());
     if let Some(mmproj) = &gguf.mmproj {
         let mut cmd = medgemma();
         cmd.arg("run").arg("-m").arg(&gguf.model).arg("--mmproj").arg(mmproj);
-        cmd.arg("--image").arg(fixtures().join("images/chest.png")).args(["-n", "4", "Describe."]);
+        cmd.arg("--image")
+            .arg(fixtures().join("images/chest.png"))
+            .args(["-n", "4", "Describe."]);
         ok(&mut cmd);
     }
 }

@@ -17,7 +17,10 @@ fn run_with(model: &Path, extra: &[&str]) -> String {
 #[test]
 fn missing_model_file() {
     let err = run_with(Path::new("/nonexistent/medgemma.gguf"), &["hi"]);
-    assert!(err.contains("/nonexistent/medgemma.gguf") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("/nonexistent/medgemma.gguf") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -53,9 +56,17 @@ fn mmproj_given_as_model_and_model_as_mmproj() {
     let err = run_with(g.mmproj.as_ref().unwrap(), &["hi"]);
     assert!(err.contains("vision projector") && err.contains("--mmproj"), "{err}");
     let mut cmd = medgemma();
-    cmd.arg("run").arg("-m").arg(&g.model).arg("--mmproj").arg(&g.model).args(["hi"]);
+    cmd.arg("run")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--mmproj")
+        .arg(&g.model)
+        .args(["hi"]);
     let err = fails(&mut cmd);
-    assert!(err.contains("not a vision projector") && err.contains("-m/--model"), "{err}");
+    assert!(
+        err.contains("not a vision projector") && err.contains("-m/--model"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -63,15 +74,30 @@ fn mmproj_that_does_not_fit_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let bad = mismatched_mmproj(&mm(), dir.path());
     let mut cmd = medgemma();
-    cmd.arg("run").arg("-m").arg(mm().model).arg("--mmproj").arg(&bad).arg("hi");
+    cmd.arg("run")
+        .arg("-m")
+        .arg(mm().model)
+        .arg("--mmproj")
+        .arg(&bad)
+        .arg("hi");
     let err = fails(&mut cmd);
-    assert!(err.contains("mmproj-other.gguf") && err.contains("do not belong together"), "{err}");
+    assert!(
+        err.contains("mmproj-other.gguf") && err.contains("do not belong together"),
+        "{err}"
+    );
 }
 
 fn run_image(image: &Path) -> String {
     let g = mm();
     let mut cmd = medgemma();
-    cmd.arg("run").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.unwrap()).arg("--image").arg(image).arg("hi");
+    cmd.arg("run")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--mmproj")
+        .arg(g.mmproj.unwrap())
+        .arg("--image")
+        .arg(image)
+        .arg("hi");
     fails(&mut cmd)
 }
 
@@ -104,7 +130,11 @@ fn zero_size_png() -> Vec<u8> {
         for &b in data {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -143,7 +173,11 @@ fn bad_conversation_files() {
     let err = run_with(&mm().model, &["--messages", bad.to_str().unwrap()]);
     assert!(err.contains("bad.json") && err.contains("JSON"), "{err}");
     let order = dir.path().join("order.json");
-    std::fs::write(&order, r#"[{"role":"user","content":"a"},{"role":"user","content":"b"}]"#).unwrap();
+    std::fs::write(
+        &order,
+        r#"[{"role":"user","content":"a"},{"role":"user","content":"b"}]"#,
+    )
+    .unwrap();
     let err = run_with(&mm().model, &["--messages", order.to_str().unwrap()]);
     assert!(err.contains("alternate"), "{err}");
 }

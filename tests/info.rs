@@ -29,7 +29,10 @@ fn info_text(files: &[&Path]) -> String {
 /// The value of `key:` in aligned text output.
 fn field<'a>(text: &'a str, key: &str) -> &'a str {
     let prefix = format!("{key}:");
-    let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {key:?} in:\n{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{text}"));
     line[prefix.len()..].trim()
 }
 
@@ -50,7 +53,10 @@ fn check_model(v: &Value, text: &str, checkpoint: &str, c: &Value) {
     assert_eq!(v["rope_base"].as_f64(), c["rope_theta"].as_f64());
     assert_eq!(v["rope_base_local"].as_f64(), c["rope_local_base_freq"].as_f64());
     assert_eq!(v["rope_scaling"]["type"], c["rope_scaling"]["rope_type"]);
-    assert_eq!(v["rope_scaling"]["factor"].as_f64(), c["rope_scaling"]["factor"].as_f64());
+    assert_eq!(
+        v["rope_scaling"]["factor"].as_f64(),
+        c["rope_scaling"]["factor"].as_f64()
+    );
     assert_eq!(v["eot"]["text"], "<end_of_turn>");
     assert_eq!(v["bos"]["text"], "<bos>");
     assert_eq!(v["chat_template"], true);
@@ -59,9 +65,17 @@ fn check_model(v: &Value, text: &str, checkpoint: &str, c: &Value) {
     assert_eq!(mix[0]["type"], "F32");
     assert_eq!(mix[0]["bytes"].as_u64().unwrap(), v["parameters"].as_u64().unwrap() * 4);
     // Every sixth layer is global (sliding_window_pattern 6 in config.json).
-    let pattern: Vec<bool> = v["sliding_window_pattern"].as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect();
+    let pattern: Vec<bool> = v["sliding_window_pattern"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_bool().unwrap())
+        .collect();
     let period = c["sliding_window_pattern"].as_u64().unwrap() as usize;
-    assert_eq!(pattern, (0..pattern.len()).map(|i| i % period < period - 1).collect::<Vec<_>>());
+    assert_eq!(
+        pattern,
+        (0..pattern.len()).map(|i| i % period < period - 1).collect::<Vec<_>>()
+    );
 
     assert_eq!(field(text, "architecture"), "gemma3");
     assert_eq!(field(text, "hidden size"), c["hidden_size"].to_string());
@@ -80,14 +94,24 @@ fn check_model(v: &Value, text: &str, checkpoint: &str, c: &Value) {
 #[test]
 fn text_model() {
     let model = converted("tiny-medgemma-text", "f32").model;
-    check_model(&info_json(&[&model]), &info_text(&[&model]), "tiny-medgemma-text", &config("tiny-medgemma-text"));
+    check_model(
+        &info_json(&[&model]),
+        &info_text(&[&model]),
+        "tiny-medgemma-text",
+        &config("tiny-medgemma-text"),
+    );
 }
 
 #[test]
 fn multimodal_model() {
     let model = converted("tiny-medgemma-mm", "f32").model;
     let c = config("tiny-medgemma-mm");
-    check_model(&info_json(&[&model]), &info_text(&[&model]), "tiny-medgemma-mm", &c["text_config"]);
+    check_model(
+        &info_json(&[&model]),
+        &info_text(&[&model]),
+        "tiny-medgemma-mm",
+        &c["text_config"],
+    );
 }
 
 #[test]
@@ -116,7 +140,11 @@ fn model_and_mmproj_fit_in_either_order() {
     for files in [[&g.model, &mmproj], [&mmproj, &g.model]] {
         let v = info_json(&[files[0], files[1]]);
         assert_eq!(v["fits"], true);
-        assert_eq!(v["model"]["kind"], Value::Null, "the pair report names its parts instead");
+        assert_eq!(
+            v["model"]["kind"],
+            Value::Null,
+            "the pair report names its parts instead"
+        );
         assert_eq!(v["model"]["hidden_size"], v["mmproj"]["projection_dim"]);
         let text = info_text(&[files[0], files[1]]);
         assert!(text.contains("fits: yes"), "{text}");
@@ -135,7 +163,10 @@ fn mmproj_that_does_not_fit() {
             cmd.arg("--json");
         }
         let err = fails(&mut cmd);
-        assert!(err.contains("mmproj-other.gguf") && err.contains("do not belong together"), "{err}");
+        assert!(
+            err.contains("mmproj-other.gguf") && err.contains("do not belong together"),
+            "{err}"
+        );
         assert!(err.contains("96") && err.contains("64"), "both widths named: {err}");
     }
 }
@@ -156,7 +187,10 @@ fn truncated_and_non_gguf_files() {
     for len in [bytes.len() / 2, 100, 2] {
         std::fs::write(&cut, &bytes[..len]).unwrap();
         let err = fails(medgemma().arg("info").arg(&cut));
-        assert!(err.contains("cut.gguf") && (err.contains("truncated") || err.contains("not a GGUF")), "{err}");
+        assert!(
+            err.contains("cut.gguf") && (err.contains("truncated") || err.contains("not a GGUF")),
+            "{err}"
+        );
     }
     let text = dir.path().join("notes.gguf");
     std::fs::write(&text, "Findings: none").unwrap();

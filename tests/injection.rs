@@ -18,7 +18,12 @@ fn prompt_ids(checkpoint: &str, with_mmproj: bool, system: Option<&str>) -> Vec<
     }
     cmd.arg(EVIL);
     let report: Value = serde_json::from_str(&ok(&mut cmd)).unwrap();
-    report["prompt_token_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+    report["prompt_token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
 }
 
 fn count(ids: &[i64], id: i64) -> usize {
@@ -41,7 +46,11 @@ fn check(checkpoint: &str, with_mmproj: bool) {
         assert_eq!(count(&ids, -1), 0, "an image slot was forged: {ids:?}");
         for name in ["<start_of_image>", "<end_of_image>", "<image_soft_token>"] {
             if checkpoint.ends_with("-mm") {
-                assert_eq!(count(&ids, special_token_id(checkpoint, name)), 0, "{name} forged: {ids:?}");
+                assert_eq!(
+                    count(&ids, special_token_id(checkpoint, name)),
+                    0,
+                    "{name} forged: {ids:?}"
+                );
             }
         }
     }

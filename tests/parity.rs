@@ -51,7 +51,9 @@ fn simulated_stat(checkpoint: &str, case: &Value, outtype: &str, stat: &str) -> 
     let name = case["name"].as_str().unwrap();
     table[checkpoint]["cases"][name][format!("{outtype}_gguf")][stat]
         .as_f64()
-        .unwrap_or_else(|| panic!("no simulated rounding for {checkpoint}/{name}/{outtype}: run scripts/ggml_rounding_bound.py"))
+        .unwrap_or_else(|| {
+            panic!("no simulated rounding for {checkpoint}/{name}/{outtype}: run scripts/ggml_rounding_bound.py")
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -76,14 +78,40 @@ fn run_case(checkpoint: &str, outtype: &str, case: &Value) -> Outcome {
     if let Some(mmproj) = &gguf.mmproj {
         cmd.arg("--mmproj").arg(mmproj);
     }
-    cmd.arg("--messages").arg(&messages).args(["--json", "--temp", "0", "-n", "20", "--cache-type", "f32", "--flash-attn", "off", "-t", "2"]);
+    cmd.arg("--messages").arg(&messages).args([
+        "--json",
+        "--temp",
+        "0",
+        "-n",
+        "20",
+        "--cache-type",
+        "f32",
+        "--flash-attn",
+        "off",
+        "-t",
+        "2",
+    ]);
     cmd.arg("--logits-out").arg(&logits_path);
     let stdout = ok(&mut cmd);
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>();
+    let ids = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
     let logits: Vec<f64> = serde_json::from_str(&std::fs::read_to_string(&logits_path).unwrap()).unwrap();
-    let outcome = Outcome { prompt_ids: ids(&report["prompt_token_ids"]), generated: ids(&report["generated_token_ids"]), logits };
-    CACHE.get_or_init(Default::default).lock().unwrap().insert(key, outcome.clone());
+    let outcome = Outcome {
+        prompt_ids: ids(&report["prompt_token_ids"]),
+        generated: ids(&report["generated_token_ids"]),
+        logits,
+    };
+    CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .insert(key, outcome.clone());
     outcome
 }
 
@@ -92,7 +120,9 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn argmax(v: &[f64]) -> usize {
-    v.iter().enumerate().fold(0, |best, (i, x)| if *x > v[best] { i } else { best })
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, x)| if *x > v[best] { i } else { best })
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -125,7 +155,12 @@ fn expected_prompt_ids(checkpoint: &str, case: &Value) -> Vec<i64> {
 fn prompt_token_parity(checkpoint: &str) {
     for case in cases(checkpoint) {
         let ours = run_case(checkpoint, "f32", &case);
-        assert_eq!(ours.prompt_ids, expected_prompt_ids(checkpoint, &case), "{checkpoint}/{}: prompt token ids differ", case["name"]);
+        assert_eq!(
+            ours.prompt_ids,
+            expected_prompt_ids(checkpoint, &case),
+            "{checkpoint}/{}: prompt token ids differ",
+            case["name"]
+        );
     }
 }
 
@@ -135,9 +170,21 @@ fn logit_parity(checkpoint: &str, outtype: &str) {
         let reference = floats(&case["last_logits"]);
         let diff = max_abs_diff(&ours.logits, &reference);
         let bound = 2.0 * simulated(checkpoint, &case, outtype);
-        eprintln!("{checkpoint}/{}: {outtype} max abs logit diff {diff:.4} (bound {bound:.4})", case["name"]);
-        assert!(diff <= bound, "{checkpoint}/{}: {outtype} max abs logit difference {diff} > {bound}", case["name"]);
-        assert_eq!(argmax(&ours.logits), argmax(&reference), "{checkpoint}/{}: {outtype} argmax differs", case["name"]);
+        eprintln!(
+            "{checkpoint}/{}: {outtype} max abs logit diff {diff:.4} (bound {bound:.4})",
+            case["name"]
+        );
+        assert!(
+            diff <= bound,
+            "{checkpoint}/{}: {outtype} max abs logit difference {diff} > {bound}",
+            case["name"]
+        );
+        assert_eq!(
+            argmax(&ours.logits),
+            argmax(&reference),
+            "{checkpoint}/{}: {outtype} argmax differs",
+            case["name"]
+        );
     }
 }
 
@@ -145,16 +192,34 @@ fn greedy_parity_f32(checkpoint: &str) {
     for case in cases(checkpoint) {
         let bound = 2.0 * simulated(checkpoint, &case, "f32");
         let min_margin = case["min_top1_margin_greedy"].as_f64().unwrap();
-        assert!(min_margin > bound, "fixture too flat: {checkpoint}/{} margin {min_margin} <= {bound}", case["name"]);
+        assert!(
+            min_margin > bound,
+            "fixture too flat: {checkpoint}/{} margin {min_margin} <= {bound}",
+            case["name"]
+        );
         let ours = run_case(checkpoint, "f32", &case);
-        let expected: Vec<i64> = case["greedy_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
-        assert_eq!(ours.generated, expected, "{checkpoint}/{}: greedy continuation differs", case["name"]);
+        let expected: Vec<i64> = case["greedy_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            ours.generated, expected,
+            "{checkpoint}/{}: greedy continuation differs",
+            case["name"]
+        );
     }
 }
 
 fn top1_margin(v: &[f64]) -> f64 {
     let best = argmax(v);
-    let second = v.iter().enumerate().filter(|(i, _)| *i != best).map(|(_, x)| *x).fold(f64::MIN, f64::max);
+    let second = v
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != best)
+        .map(|(_, x)| *x)
+        .fold(f64::MIN, f64::max);
     v[best] - second
 }
 
@@ -169,7 +234,10 @@ fn rounded_type_against_f32(checkpoint: &str, outtype: &str, ratio: f64) {
     for case in cases(checkpoint) {
         let base = run_case(checkpoint, "f32", &case);
         let ours = run_case(checkpoint, outtype, &case);
-        let (f16, f32) = (simulated_stat(checkpoint, &case, "f16", "rms"), simulated_stat(checkpoint, &case, "f32", "rms"));
+        let (f16, f32) = (
+            simulated_stat(checkpoint, &case, "f16", "rms"),
+            simulated_stat(checkpoint, &case, "f32", "rms"),
+        );
         let predicted = ratio * (f16 * f16 - f32 * f32).max(0.0).sqrt();
         let rms = rms_diff(&ours.logits, &base.logits);
         let margin = top1_margin(&base.logits);
@@ -179,13 +247,25 @@ fn rounded_type_against_f32(checkpoint: &str, outtype: &str, ratio: f64) {
             cosine(&ours.logits, &base.logits)
         );
         assert_eq!(ours.prompt_ids, base.prompt_ids);
-        assert!(rms <= 4.0 * predicted, "{checkpoint}/{}: {outtype} RMS diff {rms} > 4 x predicted {predicted}", case["name"]);
+        assert!(
+            rms <= 4.0 * predicted,
+            "{checkpoint}/{}: {outtype} RMS diff {rms} > 4 x predicted {predicted}",
+            case["name"]
+        );
         if margin > 4.0 * rms {
             top1_checked += 1;
-            assert_eq!(argmax(&ours.logits), argmax(&base.logits), "{checkpoint}/{}: {outtype} top-1 differs", case["name"]);
+            assert_eq!(
+                argmax(&ours.logits),
+                argmax(&base.logits),
+                "{checkpoint}/{}: {outtype} top-1 differs",
+                case["name"]
+            );
         }
     }
-    assert!(top1_checked > 0, "{checkpoint}: no case had a margin clear of {outtype} rounding noise");
+    assert!(
+        top1_checked > 0,
+        "{checkpoint}: no case had a margin clear of {outtype} rounding noise"
+    );
 }
 
 /// Per-element RMS rounding error of bf16 activations relative to fp16 weights + activations: 8 / sqrt(2).
@@ -257,7 +337,10 @@ fn q8_0_agrees_with_f32_on_the_gentle_fixture() {
 fn image_changes_the_answer() {
     // The image must matter: the same question with a blank image gives different logits.
     let checkpoint = "tiny-medgemma-mm";
-    let case = cases(checkpoint).into_iter().find(|c| c["name"] == "image").expect("an image case");
+    let case = cases(checkpoint)
+        .into_iter()
+        .find(|c| c["name"] == "image")
+        .expect("an image case");
     let with_image = run_case(checkpoint, "f32", &case);
     let mut blank_case = case.clone();
     let dir = tempfile::tempdir().unwrap();

@@ -19,8 +19,10 @@ fn quantize(input: &Path, output: &Path, extra: &[&str]) -> std::process::Comman
 
 /// Only the given files are in `dir` (no temporary leftovers).
 fn assert_only(dir: &Path, names: &[&str]) {
-    let mut found: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     found.sort();
     assert_eq!(found, names, "unexpected files in {}", dir.display());
 }
@@ -33,14 +35,30 @@ fn quantised_models_run() {
         let (status, stdout, stderr) = output(&mut quantize(&f32_text(), &out, &["--type", ty, "--threads", "2"]));
         assert!(status.status.success(), "{stderr}");
         assert!(stdout.is_empty(), "quantize prints nothing on stdout: {stdout}");
-        assert!(stderr.contains(&format!("tiny-{ty}.gguf")) && stderr.contains("KB") && stderr.contains(ggml), "{stderr}");
-        assert!(!stderr.contains("llama_model_quantize"), "llama.cpp stays quiet without --verbose: {stderr}");
+        assert!(
+            stderr.contains(&format!("tiny-{ty}.gguf")) && stderr.contains("KB") && stderr.contains(ggml),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("llama_model_quantize"),
+            "llama.cpp stays quiet without --verbose: {stderr}"
+        );
 
         let info: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(&out))).unwrap();
         assert_eq!(info["file_type"], ggml);
-        assert!(info["tensor_types"].as_array().unwrap().iter().any(|t| t["type"] == ggml), "{info}");
+        assert!(
+            info["tensor_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["type"] == ggml),
+            "{info}"
+        );
         let original: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(f32_text()))).unwrap();
-        assert_eq!(info["parameters"], original["parameters"], "quantising keeps every weight");
+        assert_eq!(
+            info["parameters"], original["parameters"],
+            "quantising keeps every weight"
+        );
         assert!(std::fs::metadata(&out).unwrap().len() < std::fs::metadata(f32_text()).unwrap().len());
 
         let answer = ok(medgemma().arg("run").arg("-m").arg(&out).args(["-n", "4", "hi"]));
@@ -55,7 +73,11 @@ fn refusals() {
     let input = dir.path().join("in.gguf");
     std::fs::copy(f32_text(), &input).unwrap();
 
-    let err = fails(&mut quantize(&input, &dir.path().join(".").join("in.gguf"), &["--type", "q8_0", "--force"]));
+    let err = fails(&mut quantize(
+        &input,
+        &dir.path().join(".").join("in.gguf"),
+        &["--type", "q8_0", "--force"],
+    ));
     assert!(err.contains("is the input file"), "{err}");
 
     let existing = dir.path().join("existing.gguf");
@@ -65,14 +87,25 @@ fn refusals() {
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
 
     let mmproj = converted("tiny-medgemma-mm", "f32").mmproj.unwrap();
-    let err = fails(&mut quantize(&mmproj, &dir.path().join("mmproj-q8.gguf"), &["--type", "q8_0"]));
+    let err = fails(&mut quantize(
+        &mmproj,
+        &dir.path().join("mmproj-q8.gguf"),
+        &["--type", "q8_0"],
+    ));
     assert!(err.contains("mmproj") && err.contains("not supported yet"), "{err}");
 
     let q8 = converted("tiny-medgemma-text", "q8_0").model;
     let err = fails(&mut quantize(&q8, &dir.path().join("re.gguf"), &["--type", "q4_0"]));
-    assert!(err.contains("already quantised") && err.contains("--allow-requantize"), "{err}");
+    assert!(
+        err.contains("already quantised") && err.contains("--allow-requantize"),
+        "{err}"
+    );
 
-    let err = fails(&mut quantize(&dir.path().join("missing.gguf"), &dir.path().join("out.gguf"), &["--type", "q4_0"]));
+    let err = fails(&mut quantize(
+        &dir.path().join("missing.gguf"),
+        &dir.path().join("out.gguf"),
+        &["--type", "q4_0"],
+    ));
     assert!(err.contains("missing.gguf") && err.contains("not found"), "{err}");
 
     let text = dir.path().join("notes.gguf");
@@ -82,10 +115,19 @@ fn refusals() {
 
     assert_only(dir.path(), &["existing.gguf", "in.gguf", "notes.gguf"]);
 
-    let out = medgemma().arg("quantize").arg(&input).arg(dir.path().join("o.gguf")).args(["--type", "q9_z"]).output().unwrap();
+    let out = medgemma()
+        .arg("quantize")
+        .arg(&input)
+        .arg(dir.path().join("o.gguf"))
+        .args(["--type", "q9_z"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("q4_k_m") && stderr.contains("q8_0"), "the types are listed: {stderr}");
+    assert!(
+        stderr.contains("q4_k_m") && stderr.contains("q8_0"),
+        "the types are listed: {stderr}"
+    );
 }
 
 #[test]
@@ -94,7 +136,11 @@ fn requantize_and_force_when_asked() {
     let out = dir.path().join("re.gguf");
     std::fs::write(&out, "old").unwrap();
     let q8 = converted("tiny-medgemma-text", "q8_0").model;
-    ok(&mut quantize(&q8, &out, &["--type", "q4_0", "--allow-requantize", "--force"]));
+    ok(&mut quantize(
+        &q8,
+        &out,
+        &["--type", "q4_0", "--allow-requantize", "--force"],
+    ));
     let info: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(&out))).unwrap();
     assert_eq!(info["file_type"], "Q4_0");
     assert_only(dir.path(), &["re.gguf"]);

@@ -47,8 +47,15 @@ pub fn converted(checkpoint: &str, outtype: &str) -> Gguf {
         return g.clone();
     }
     let src = fixtures().join("hf").join(checkpoint);
-    assert!(src.join("config.json").exists(), "missing fixture {}: run scripts/make_fixtures.py", src.display());
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gguf").join(checkpoint).join(outtype);
+    assert!(
+        src.join("config.json").exists(),
+        "missing fixture {}: run scripts/make_fixtures.py",
+        src.display()
+    );
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("gguf")
+        .join(checkpoint)
+        .join(outtype);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let status = Command::new(python())
@@ -85,7 +92,9 @@ pub fn reference(checkpoint: &str) -> Value {
 /// The binary under test, with a clean environment.
 pub fn medgemma() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgemma"));
-    cmd.env_remove("MEDGEMMA_MODEL").env_remove("MEDGEMMA_MMPROJ").stdin(Stdio::null());
+    cmd.env_remove("MEDGEMMA_MODEL")
+        .env_remove("MEDGEMMA_MMPROJ")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -100,14 +109,22 @@ pub fn output(cmd: &mut Command) -> (Output, String, String) {
 /// Runs the command, asserts success, returns stdout.
 pub fn ok(cmd: &mut Command) -> String {
     let (out, stdout, stderr) = output(cmd);
-    assert!(out.status.success(), "medgemma failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "medgemma failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
     stdout
 }
 
 /// Runs the command, asserts a clean failure (exit code 1, an `error:` line, no panic), returns stderr.
 pub fn fails(cmd: &mut Command) -> String {
     let (out, stdout, stderr) = output(cmd);
-    assert_eq!(out.status.code(), Some(1), "expected exit 1:\nstdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1:\nstdout: {stdout}\nstderr: {stderr}"
+    );
     assert!(stderr.contains("error:"), "no error line:\n{stderr}");
     assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
     assert!(stdout.is_empty(), "stdout should be empty on error: {stdout}");
@@ -146,7 +163,11 @@ pub fn special_token_id(checkpoint: &str, text: &str) -> i64 {
 pub fn mismatched_mmproj(gguf: &Gguf, dir: &Path) -> PathBuf {
     let mut bytes = std::fs::read(gguf.mmproj.as_ref().expect("a multimodal fixture")).unwrap();
     let key = b"clip.vision.projection_dim";
-    let at = bytes.windows(key.len()).position(|w| w == key).expect("projection_dim key") + key.len();
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("projection_dim key")
+        + key.len();
     let ty = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     assert_eq!(ty, 4, "projection_dim is a u32");
     let old = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());

@@ -43,7 +43,13 @@ pub struct Job {
 
 impl Job {
     fn failed(id: String, error: String) -> Job {
-        Job { id, input: Err(error), max_tokens: None, temperature: None, seed: None }
+        Job {
+            id,
+            input: Err(error),
+            max_tokens: None,
+            temperature: None,
+            seed: None,
+        }
     }
 }
 
@@ -58,7 +64,10 @@ pub fn parse_jobs(text: &str, base: &Path) -> Vec<Job> {
         }
         let mut job = parse_line(line, n, base);
         if let Some(first) = first_line.get(&job.id) {
-            job = Job::failed(format!("line:{n}"), format!("line {n}: duplicate id {:?} (first used on line {first})", job.id));
+            job = Job::failed(
+                format!("line:{n}"),
+                format!("line {n}: duplicate id {:?} (first used on line {first})", job.id),
+            );
         } else {
             first_line.insert(job.id.clone(), n);
         }
@@ -76,7 +85,12 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
     let id = match raw.get("id") {
         Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
         Some(serde_json::Value::Number(num)) => num.to_string(),
-        _ => return Job::failed(anon, format!("line {n}: every job needs an \"id\" (a non-empty string)")),
+        _ => {
+            return Job::failed(
+                anon,
+                format!("line {n}: every job needs an \"id\" (a non-empty string)"),
+            )
+        }
     };
     let job: JobLine = match serde_json::from_value(raw) {
         Ok(j) => j,
@@ -84,7 +98,13 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
     };
     let _ = &job.id;
     let input = conversation_of(&job, base).map_err(|e| format!("line {n}: {e}"));
-    Job { id, input, max_tokens: job.max_tokens, temperature: job.temperature, seed: job.seed }
+    Job {
+        id,
+        input,
+        max_tokens: job.max_tokens,
+        temperature: job.temperature,
+        seed: job.seed,
+    }
 }
 
 fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, String> {
@@ -101,8 +121,14 @@ fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, String> {
                 c.system = job.system.clone();
             }
             if !job.images.is_empty() {
-                let last = c.turns.iter_mut().rev().find(|t| t.role == crate::conversation::Role::User);
-                last.ok_or("\"images\" needs a user message")?.images.extend(job.images.clone());
+                let last = c
+                    .turns
+                    .iter_mut()
+                    .rev()
+                    .find(|t| t.role == crate::conversation::Role::User);
+                last.ok_or("\"images\" needs a user message")?
+                    .images
+                    .extend(job.images.clone());
             }
             c
         }
@@ -118,14 +144,27 @@ pub fn image_folder_jobs(dir: &Path, prompt: &str, system: Option<&str>) -> Resu
     collect_images(dir, &mut files).map_err(|e| format!("--images {}: {e}", dir.display()))?;
     files.sort();
     if files.is_empty() {
-        return Err(format!("--images {}: no PNG, JPEG, BMP, TIFF or WebP files found", dir.display()));
+        return Err(format!(
+            "--images {}: no PNG, JPEG, BMP, TIFF or WebP files found",
+            dir.display()
+        ));
     }
     Ok(files
         .into_iter()
         .map(|path| {
             let id = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
-            let input = Ok(Conversation::single(system.map(str::to_string), prompt.to_string(), vec![path]));
-            Job { id, input, max_tokens: None, temperature: None, seed: None }
+            let input = Ok(Conversation::single(
+                system.map(str::to_string),
+                prompt.to_string(),
+                vec![path],
+            ));
+            Job {
+                id,
+                input,
+                max_tokens: None,
+                temperature: None,
+                seed: None,
+            }
         })
         .collect())
 }
@@ -135,11 +174,9 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             collect_images(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"].contains(&e.to_ascii_lowercase().as_str()))
-        {
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"].contains(&e.to_ascii_lowercase().as_str())
+        }) {
             out.push(path);
         }
     }
@@ -205,7 +242,11 @@ not json
         assert_eq!(jobs[3].id, "line:4");
         assert!(jobs[4].input.as_ref().unwrap_err().contains("duplicate id"));
         assert_eq!(jobs[4].id, "line:5");
-        assert!(jobs[5].input.as_ref().unwrap_err().contains("\"prompt\" or \"messages\""));
+        assert!(jobs[5]
+            .input
+            .as_ref()
+            .unwrap_err()
+            .contains("\"prompt\" or \"messages\""));
         assert!(jobs[6].input.as_ref().unwrap_err().contains("colour"));
         assert_eq!(jobs[7].id, "7");
     }

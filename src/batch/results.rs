@@ -64,21 +64,43 @@ impl ResultsFile {
                     continue;
                 }
                 let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-                    format!("--output {name} line {}: not a result record ({e}); use another file or --overwrite", n + 1)
+                    format!(
+                        "--output {name} line {}: not a result record ({e}); use another file or --overwrite",
+                        n + 1
+                    )
                 })?;
                 let id = value.get("id").and_then(|v| v.as_str()).ok_or_else(|| {
-                    format!("--output {name} line {}: a record without an id; use another file or --overwrite", n + 1)
+                    format!(
+                        "--output {name} line {}: a record without an id; use another file or --overwrite",
+                        n + 1
+                    )
                 })?;
-                done.insert(id.to_string(), value.get("finish_reason").and_then(|v| v.as_str()) == Some("error"));
+                done.insert(
+                    id.to_string(),
+                    value.get("finish_reason").and_then(|v| v.as_str()) == Some("error"),
+                );
             }
             if complete < bytes.len() {
-                let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open --output {name}: {e}"))?;
-                f.set_len(complete as u64).map_err(|e| format!("cannot repair --output {name}: {e}"))?;
-                eprintln!("medgemma: removed an incomplete last record from {name} (a previous run was stopped mid-write)");
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open --output {name}: {e}"))?;
+                f.set_len(complete as u64)
+                    .map_err(|e| format!("cannot repair --output {name}: {e}"))?;
+                eprintln!(
+                    "medgemma: removed an incomplete last record from {name} (a previous run was stopped mid-write)"
+                );
             }
         }
-        let file = OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot open --output {name}: {e}"))?;
-        Ok(ResultsFile { path: path.to_path_buf(), file, done })
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open --output {name}: {e}"))?;
+        Ok(ResultsFile {
+            path: path.to_path_buf(),
+            file,
+            done,
+        })
     }
 
     /// Whether a record for `id` is already in the file.
@@ -136,7 +158,9 @@ mod tests {
         f.append(&result("c", false)).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 3);
-        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        assert!(text
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
         let f = ResultsFile::open(&p, true).unwrap();
         assert!(!f.is_done("a"));
         assert_eq!(std::fs::read(&p).unwrap().len(), 0);

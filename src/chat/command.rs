@@ -62,8 +62,16 @@ pub fn parse(input: &str) -> Result<ChatInput, String> {
     let Some(rest) = trimmed.strip_prefix('/') else {
         return Ok(ChatInput::Message(input.to_string()));
     };
-    let (name, args) = rest.split_once(char::is_whitespace).map_or((rest, ""), |(n, a)| (n, a.trim()));
-    let no_args = |c: ChatInput| if args.is_empty() { Ok(c) } else { Err(format!("/{name} takes no arguments")) };
+    let (name, args) = rest
+        .split_once(char::is_whitespace)
+        .map_or((rest, ""), |(n, a)| (n, a.trim()));
+    let no_args = |c: ChatInput| {
+        if args.is_empty() {
+            Ok(c)
+        } else {
+            Err(format!("/{name} takes no arguments"))
+        }
+    };
     match name {
         "help" | "?" => no_args(ChatInput::Help),
         "image" => {
@@ -85,24 +93,46 @@ pub fn parse(input: &str) -> Result<ChatInput, String> {
         "show" => no_args(ChatInput::Show),
         "stats" => no_args(ChatInput::Stats),
         "quit" | "exit" | "bye" => no_args(ChatInput::Quit),
-        other => Err(format!("unknown command /{other}; /help lists the commands (start a message with // to send a literal /)")),
+        other => Err(format!(
+            "unknown command /{other}; /help lists the commands (start a message with // to send a literal /)"
+        )),
     }
 }
 
 fn parse_set(args: &str) -> Result<Setting, String> {
     let usage = "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off";
-    let (key, value) = args.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).ok_or(usage)?;
+    let (key, value) = args
+        .split_once(char::is_whitespace)
+        .map(|(k, v)| (k, v.trim()))
+        .ok_or(usage)?;
     let num = |what: &str| format!("/set {key}: {value:?} is not {what}");
     match key {
         "temp" | "temperature" => match value.parse::<f32>() {
             Ok(v) if v.is_finite() && v >= 0.0 => Ok(Setting::Temperature(v)),
             _ => Err(num("a number >= 0")),
         },
-        "top-k" => value.parse::<i32>().ok().filter(|v| *v >= 0).map(Setting::TopK).ok_or_else(|| num("an integer >= 0")),
-        "top-p" => unit(value).map(Setting::TopP).ok_or_else(|| num("a number between 0 and 1")),
-        "min-p" => unit(value).map(Setting::MinP).ok_or_else(|| num("a number between 0 and 1")),
-        "seed" => value.parse::<u32>().map(Setting::Seed).map_err(|_| num("an integer >= 0")),
-        "max-tokens" => value.parse::<usize>().ok().filter(|v| *v > 0).map(Setting::MaxTokens).ok_or_else(|| num("an integer >= 1")),
+        "top-k" => value
+            .parse::<i32>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .map(Setting::TopK)
+            .ok_or_else(|| num("an integer >= 0")),
+        "top-p" => unit(value)
+            .map(Setting::TopP)
+            .ok_or_else(|| num("a number between 0 and 1")),
+        "min-p" => unit(value)
+            .map(Setting::MinP)
+            .ok_or_else(|| num("a number between 0 and 1")),
+        "seed" => value
+            .parse::<u32>()
+            .map(Setting::Seed)
+            .map_err(|_| num("an integer >= 0")),
+        "max-tokens" => value
+            .parse::<usize>()
+            .ok()
+            .filter(|v| *v > 0)
+            .map(Setting::MaxTokens)
+            .ok_or_else(|| num("an integer >= 1")),
         "thinking" => match value {
             "on" | "true" | "1" => Ok(Setting::Thinking(true)),
             "off" | "false" | "0" => Ok(Setting::Thinking(false)),
@@ -122,10 +152,19 @@ mod tests {
 
     #[test]
     fn messages_and_commands() {
-        assert_eq!(parse("What is sepsis?"), Ok(ChatInput::Message("What is sepsis?".into())));
+        assert_eq!(
+            parse("What is sepsis?"),
+            Ok(ChatInput::Message("What is sepsis?".into()))
+        );
         assert_eq!(parse("//etc/hosts"), Ok(ChatInput::Message("/etc/hosts".into())));
-        assert_eq!(parse("/image a.png  b.png"), Ok(ChatInput::Image(vec!["a.png".into(), "b.png".into()])));
-        assert_eq!(parse("/system You are terse."), Ok(ChatInput::System("You are terse.".into())));
+        assert_eq!(
+            parse("/image a.png  b.png"),
+            Ok(ChatInput::Image(vec!["a.png".into(), "b.png".into()]))
+        );
+        assert_eq!(
+            parse("/system You are terse."),
+            Ok(ChatInput::System("You are terse.".into()))
+        );
         assert_eq!(parse(" /quit "), Ok(ChatInput::Quit));
         assert_eq!(parse("/set temp 0.7"), Ok(ChatInput::Set(Setting::Temperature(0.7))));
         assert_eq!(parse("/set max-tokens 64"), Ok(ChatInput::Set(Setting::MaxTokens(64))));
@@ -135,7 +174,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error_not_a_message() {
-        assert!(parse("/frobnicate").unwrap_err().contains("unknown command /frobnicate"));
+        assert!(parse("/frobnicate")
+            .unwrap_err()
+            .contains("unknown command /frobnicate"));
         assert!(parse("/set temp hot").unwrap_err().contains("not a number"));
         assert!(parse("/set top-p 2").is_err());
         assert!(parse("/set colour red").unwrap_err().contains("unknown setting"));

@@ -53,8 +53,15 @@ impl BlockAssembler {
 
 /// Where input comes from.
 pub enum InputSource {
-    Terminal { editor: Box<DefaultEditor>, history: Option<PathBuf>, blocks: BlockAssembler },
-    Piped { lines: std::io::Lines<std::io::StdinLock<'static>>, blocks: BlockAssembler },
+    Terminal {
+        editor: Box<DefaultEditor>,
+        history: Option<PathBuf>,
+        blocks: BlockAssembler,
+    },
+    Piped {
+        lines: std::io::Lines<std::io::StdinLock<'static>>,
+        blocks: BlockAssembler,
+    },
 }
 
 /// The history file: `$XDG_STATE_HOME/medgemma/chat_history`, or `~/.local/state/medgemma/chat_history`.
@@ -70,10 +77,14 @@ impl InputSource {
     /// A line editor when stdin is a terminal, plain lines otherwise.
     pub fn new(interactive: bool, keep_history: bool) -> Result<InputSource, String> {
         if !interactive {
-            return Ok(InputSource::Piped { lines: std::io::stdin().lock().lines(), blocks: BlockAssembler::default() });
+            return Ok(InputSource::Piped {
+                lines: std::io::stdin().lock().lines(),
+                blocks: BlockAssembler::default(),
+            });
         }
         let config = Config::builder().auto_add_history(false).bracketed_paste(true).build();
-        let mut editor = DefaultEditor::with_config(config).map_err(|e| format!("cannot start the line editor: {e}"))?;
+        let mut editor =
+            DefaultEditor::with_config(config).map_err(|e| format!("cannot start the line editor: {e}"))?;
         let history = if keep_history { history_path() } else { None };
         if let Some(path) = &history {
             if let Some(dir) = path.parent() {
@@ -81,7 +92,11 @@ impl InputSource {
             }
             let _ = editor.load_history(path);
         }
-        Ok(InputSource::Terminal { editor: Box::new(editor), history, blocks: BlockAssembler::default() })
+        Ok(InputSource::Terminal {
+            editor: Box::new(editor),
+            history,
+            blocks: BlockAssembler::default(),
+        })
     }
 
     /// Reads the next whole input.
@@ -100,7 +115,11 @@ impl InputSource {
                     _ => return Input::Eof,
                 }
             },
-            InputSource::Terminal { editor, history, blocks } => loop {
+            InputSource::Terminal {
+                editor,
+                history,
+                blocks,
+            } => loop {
                 let prompt = if blocks.is_open() { "... " } else { ">>> " };
                 match editor.readline(prompt) {
                     Ok(line) => {
@@ -108,7 +127,11 @@ impl InputSource {
                             continue;
                         }
                         // A bracketed paste arrives as one string with newlines: one input.
-                        let complete = if line.contains('\n') && !blocks.is_open() { Some(line) } else { blocks.push(&line) };
+                        let complete = if line.contains('\n') && !blocks.is_open() {
+                            Some(line)
+                        } else {
+                            blocks.push(&line)
+                        };
                         if let Some(text) = complete {
                             let _ = editor.add_history_entry(text.as_str());
                             if let Some(path) = history.as_ref() {

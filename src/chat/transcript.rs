@@ -45,9 +45,18 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), String> {
     }
     let images = conversation
         .images()
-        .map(|p| Ok(ImageRecord { path: p.clone(), sha256: sha256_of(p)? }))
+        .map(|p| {
+            Ok(ImageRecord {
+                path: p.clone(),
+                sha256: sha256_of(p)?,
+            })
+        })
         .collect::<Result<Vec<_>, String>>()?;
-    let transcript = Transcript { format: FORMAT.into(), messages: conversation.to_messages(), images };
+    let transcript = Transcript {
+        format: FORMAT.into(),
+        messages: conversation.to_messages(),
+        images,
+    };
     let json = serde_json::to_vec_pretty(&transcript).map_err(|e| e.to_string())?;
     write_atomically(path, &json).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -58,9 +67,14 @@ pub fn load(path: &Path) -> Result<Conversation, String> {
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     let (messages, images) = if value.get("format").is_some() {
-        let t: Transcript = serde_json::from_value(value).map_err(|e| format!("{}: not a saved chat: {e}", path.display()))?;
+        let t: Transcript =
+            serde_json::from_value(value).map_err(|e| format!("{}: not a saved chat: {e}", path.display()))?;
         if t.format != FORMAT {
-            return Err(format!("{}: unknown format {:?} (expected {FORMAT})", path.display(), t.format));
+            return Err(format!(
+                "{}: unknown format {:?} (expected {FORMAT})",
+                path.display(),
+                t.format
+            ));
         }
         (t.messages, t.images)
     } else {
@@ -72,10 +86,17 @@ pub fn load(path: &Path) -> Result<Conversation, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     conversation.resolve_images(base);
     for record in images {
-        let p = if record.path.is_relative() { base.join(&record.path) } else { record.path.clone() };
+        let p = if record.path.is_relative() {
+            base.join(&record.path)
+        } else {
+            record.path.clone()
+        };
         let now = sha256_of(&p)?;
         if now != record.sha256 {
-            return Err(format!("image {} changed since the chat was saved (SHA-256 differs)", p.display()));
+            return Err(format!(
+                "image {} changed since the chat was saved (SHA-256 differs)",
+                p.display()
+            ));
         }
     }
     Ok(conversation)
@@ -106,6 +127,8 @@ mod tests {
         let f = dir.path().join("bad.json");
         std::fs::write(&f, "{oops").unwrap();
         assert!(load(&f).unwrap_err().contains("not JSON"));
-        assert!(load(&dir.path().join("missing.json")).unwrap_err().contains("cannot read"));
+        assert!(load(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .contains("cannot read"));
     }
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::batch::job::{self, Job};
 use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
 use crate::cli::BatchArgs;
-use crate::engine::{Engine, FinishReason, LoadOptions, NoObserver, ParallelSession, Session};
+use crate::engine::{Engine, FinishReason, NoObserver, ParallelSession, Session};
 use crate::files::write_atomically;
 use crate::gguf::GgufHeader;
 use crate::image_input::ImageInput;
@@ -50,7 +50,9 @@ fn file_meta(path: &Path) -> Result<FileMeta> {
     Ok(FileMeta {
         path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
         sha256: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-        file_type: header.get_u64("general.file_type").map(crate::model_info::file_type_name),
+        file_type: header
+            .get_u64("general.file_type")
+            .map(crate::model_info::file_type_name),
         name: header.get_str("general.name").map(str::to_string),
     })
 }
@@ -62,15 +64,19 @@ fn meta_path(output: &Path) -> PathBuf {
 }
 
 pub fn run(args: BatchArgs) -> Result<()> {
-    let Some(model) = args.model.model.clone() else {
-        bail!("no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)");
-    };
+    let model = args.model.model_path()?;
     if !model.exists() {
-        bail!("model file {} not found; pass a MedGemma .gguf file with -m/--model", model.display());
+        bail!(
+            "model file {} not found; pass a MedGemma .gguf file with -m/--model",
+            model.display()
+        );
     }
     let jobs = read_jobs(&args)?;
     let shard = args.shard;
-    let mine: Vec<Job> = jobs.into_iter().filter(|j| shard.is_none_or(|s| s.takes(&j.id))).collect();
+    let mine: Vec<Job> = jobs
+        .into_iter()
+        .filter(|j| shard.is_none_or(|s| s.takes(&j.id)))
+        .collect();
     terminal_notice();
 
     // Describe the run before touching the results, and refuse to mix results of different models.
@@ -105,27 +111,37 @@ pub fn run(args: BatchArgs) -> Result<()> {
     let todo: Vec<&Job> = mine.iter().filter(|j| !results.is_done(&j.id)).collect();
     let skipped = mine.len() - todo.len();
     if skipped > 0 {
-        eprintln!("medgemma: {skipped} of {} jobs already in {}; running the other {}", mine.len(), args.output.display(), todo.len());
+        eprintln!(
+            "medgemma: {skipped} of {} jobs already in {}; running the other {}",
+            mine.len(),
+            args.output.display(),
+            todo.len()
+        );
     }
     if !todo.is_empty() {
         interrupt::install();
-        let engine = Engine::load(&LoadOptions {
-            model,
-            mmproj: args.model.mmproj.clone(),
-            gpu_layers: args.model.gpu_layers,
-            threads: context.threads,
-            verbose: args.model.verbose,
-        })?;
+        let engine = Engine::load(&args.model.load_options(model, context.threads))?;
         let interrupted = run_jobs(&engine, &todo, &mut results, &sampling, &context, &args)?;
         if interrupted {
             let done = mine.iter().filter(|j| results.is_done(&j.id)).count();
-            bail!("interrupted: {done} of {} jobs have results; run the same command again to finish the rest", mine.len());
+            bail!(
+                "interrupted: {done} of {} jobs have results; run the same command again to finish the rest",
+                mine.len()
+            );
         }
     }
     let failed = mine.iter().filter(|j| results.failed(&j.id) == Some(true)).count();
-    eprintln!("medgemma: {} jobs, {} ok, {failed} failed -> {}", mine.len(), mine.len() - failed, args.output.display());
+    eprintln!(
+        "medgemma: {} jobs, {} ok, {failed} failed -> {}",
+        mine.len(),
+        mine.len() - failed,
+        args.output.display()
+    );
     if failed > 0 {
-        bail!("{failed} of {} jobs failed (their records have \"finish_reason\": \"error\")", mine.len());
+        bail!(
+            "{failed} of {} jobs failed (their records have \"finish_reason\": \"error\")",
+            mine.len()
+        );
     }
     Ok(())
 }
@@ -137,11 +153,14 @@ fn terminal_notice() {
 fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
     match (&args.input, &args.images, &args.prompt) {
         (Some(input), None, None) => {
-            let text = std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
+            let text =
+                std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
             let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             Ok(job::parse_jobs(&text, &base))
         }
-        (None, Some(dir), Some(prompt)) => job::image_folder_jobs(dir, prompt, args.system.as_deref()).map_err(anyhow::Error::msg),
+        (None, Some(dir), Some(prompt)) => {
+            job::image_folder_jobs(dir, prompt, args.system.as_deref()).map_err(anyhow::Error::msg)
+        }
         (None, Some(_), None) => bail!("--images needs --prompt (the question asked of every image)"),
         _ => bail!("give the jobs with --input JOBS.jsonl, or with --images DIR --prompt TEXT"),
     }
@@ -189,7 +208,10 @@ fn run_jobs(
                     finish_reason: "error",
                     error: Some(e),
                     usage: Usage::default(),
-                    timings: Timings { total_ms: t.elapsed().as_secs_f64() * 1000.0, ..Timings::default() },
+                    timings: Timings {
+                        total_ms: t.elapsed().as_secs_f64() * 1000.0,
+                        ..Timings::default()
+                    },
                 }
             }
         };
@@ -235,11 +257,19 @@ fn run_jobs_parallel(
             let prepared = prepare_job(engine, job, sampling, args);
             let outcome = match prepared {
                 Err(e) => Err(e),
-                Ok((prompt, job_sampling)) => match session.start((next - 1, t, prompt.n_tokens()), &prompt, &job_sampling) {
-                    Ok(Some(done)) => Ok(Some(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1, done.tag.2))),
-                    Ok(None) => Ok(None),
-                    Err((_, e)) => Err(e.to_string()),
-                },
+                Ok((prompt, job_sampling)) => {
+                    match session.start((next - 1, t, prompt.n_tokens()), &prompt, &job_sampling) {
+                        Ok(Some(done)) => Ok(Some(job_result(
+                            &todo[done.tag.0].id,
+                            done.generation,
+                            &done.stats,
+                            done.tag.1,
+                            done.tag.2,
+                        ))),
+                        Ok(None) => Ok(None),
+                        Err((_, e)) => Err(e.to_string()),
+                    }
+                }
             };
             match outcome {
                 Ok(Some(result)) => record(result, &mut failed, &mut generated)?,
@@ -251,7 +281,17 @@ fn run_jobs_parallel(
             break;
         }
         for done in session.step()? {
-            record(job_result(&todo[done.tag.0].id, done.generation, &done.stats, done.tag.1, done.tag.2), &mut failed, &mut generated)?;
+            record(
+                job_result(
+                    &todo[done.tag.0].id,
+                    done.generation,
+                    &done.stats,
+                    done.tag.1,
+                    done.tag.2,
+                ),
+                &mut failed,
+                &mut generated,
+            )?;
         }
     }
     progress.finish();
@@ -265,7 +305,10 @@ fn error_result(id: &str, error: String, started: Instant) -> JobResult {
         finish_reason: "error",
         error: Some(error),
         usage: Usage::default(),
-        timings: Timings { total_ms: started.elapsed().as_secs_f64() * 1000.0, ..Timings::default() },
+        timings: Timings {
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..Timings::default()
+        },
     }
 }
 
@@ -285,8 +328,15 @@ fn job_result(
         text: generation.text,
         finish_reason,
         error: None,
-        usage: Usage { prompt_tokens, completion_tokens: generation.tokens.len() },
-        timings: Timings { prompt_ms: stats.prompt_ms, generation_ms: stats.generation_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
+        usage: Usage {
+            prompt_tokens,
+            completion_tokens: generation.tokens.len(),
+        },
+        timings: Timings {
+            prompt_ms: stats.prompt_ms,
+            generation_ms: stats.generation_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        },
     }
 }
 
@@ -350,8 +400,15 @@ fn run_job(
         text: generation.text,
         finish_reason,
         error: None,
-        usage: Usage { prompt_tokens: prompt.n_tokens(), completion_tokens: generation.tokens.len() },
-        timings: Timings { prompt_ms: stats.prompt_ms, generation_ms: stats.generation_ms, total_ms: 0.0 },
+        usage: Usage {
+            prompt_tokens: prompt.n_tokens(),
+            completion_tokens: generation.tokens.len(),
+        },
+        timings: Timings {
+            prompt_ms: stats.prompt_ms,
+            generation_ms: stats.generation_ms,
+            total_ms: 0.0,
+        },
     }))
 }
 
@@ -368,12 +425,18 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} jobs {msg} [{elapsed} < {eta}]").expect("valid template"),
+                ProgressStyle::with_template("{bar:30} {pos}/{len} jobs {msg} [{elapsed} < {eta}]")
+                    .expect("valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(500));
             bar
         });
-        Progress { bar, total, done: 0.into(), last_line: Instant::now().into() }
+        Progress {
+            bar,
+            total,
+            done: 0.into(),
+            last_line: Instant::now().into(),
+        }
     }
 
     fn update(&self, failed: u64, tokens_per_s: f64) {

@@ -11,38 +11,34 @@ use anyhow::{bail, Result};
 use crate::chat::command::{self, ChatInput, Setting};
 use crate::chat::input::{Input, InputSource};
 use crate::chat::transcript;
-use crate::interrupt;
 use crate::cli::ChatArgs;
 use crate::conversation::{Conversation, Role, Turn};
-use crate::engine::{Engine, EngineError, FinishReason, LoadOptions, Session, SessionStats};
+use crate::engine::{Engine, EngineError, FinishReason, Session, SessionStats};
 use crate::image_input::{ImageFit, ImageInput};
+use crate::interrupt;
 use crate::settings::SamplingSettings;
 use crate::terminal::{self, ImageProgress};
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let Some(model) = args.model.model.clone() else {
-        bail!("no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)");
-    };
+    let model = args.model.model_path()?;
     if !args.images.is_empty() && args.model.mmproj.is_none() {
         bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)");
     }
     let interactive = std::io::stdin().is_terminal();
     eprintln!("{}", terminal::NOTICE);
     let context = args.context.settings();
-    let engine = Engine::load(&LoadOptions {
-        model,
-        mmproj: args.model.mmproj.clone(),
-        gpu_layers: args.model.gpu_layers,
-        threads: context.threads,
-        verbose: args.model.verbose,
-    })?;
+    let engine = Engine::load(&args.model.load_options(model, context.threads))?;
     let session = Session::for_conversation(&engine, &context)?;
-    let keep_history = !args.no_history && std::env::var_os("MEDGEMMA_NO_HISTORY").is_none_or(|v| v.is_empty() || v == "0");
+    let keep_history =
+        !args.no_history && std::env::var_os("MEDGEMMA_NO_HISTORY").is_none_or(|v| v.is_empty() || v == "0");
     let mut input = InputSource::new(interactive, keep_history).map_err(anyhow::Error::msg)?;
     let mut chat = Chat {
         engine: &engine,
         session,
-        conversation: Conversation { system: args.system.clone(), turns: Vec::new() },
+        conversation: Conversation {
+            system: args.system.clone(),
+            turns: Vec::new(),
+        },
         pending_images: Vec::new(),
         image_cache: HashMap::new(),
         sampling: args.sampling.settings(),
@@ -111,7 +107,14 @@ impl Chat<'_> {
             ChatInput::Image(paths) => self.attach(paths).map_err(|e| e.to_string()),
             ChatInput::System(text) => {
                 self.conversation.system = (!text.is_empty()).then_some(text);
-                eprintln!("system prompt {}", if self.conversation.system.is_some() { "set" } else { "removed" });
+                eprintln!(
+                    "system prompt {}",
+                    if self.conversation.system.is_some() {
+                        "set"
+                    } else {
+                        "removed"
+                    }
+                );
                 Ok(())
             }
             ChatInput::Clear => {
@@ -245,7 +248,10 @@ impl Chat<'_> {
             .iter()
             .map(|p| self.image(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let prompt = self.session.prepare(&self.conversation, &images).map_err(|e| e.to_string())?;
+        let prompt = self
+            .session
+            .prepare(&self.conversation, &images)
+            .map_err(|e| e.to_string())?;
         if prompt.n_tokens() + 1 > self.session.ctx_size() as usize {
             return Err(format!(
                 "the conversation no longer fits in the context ({} tokens of {}): /drop forgets the oldest exchange \
@@ -254,7 +260,9 @@ impl Chat<'_> {
                 self.session.ctx_size()
             ));
         }
-        self.session.evaluate(&prompt, &mut ImageProgress::new(images.len(), self.verbose)).map_err(|e| e.to_string())?;
+        self.session
+            .evaluate(&prompt, &mut ImageProgress::new(images.len(), self.verbose))
+            .map_err(|e| e.to_string())?;
         let mut sampling = self.sampling.clone();
         if !sampling.is_greedy() {
             sampling.seed = sampling.seed.wrapping_add(self.retries);
@@ -277,7 +285,10 @@ impl Chat<'_> {
                 ControlFlow::Continue(())
             }
         };
-        let generation = self.session.generate(&sampling, &mut on_token).map_err(|e| e.to_string())?;
+        let generation = self
+            .session
+            .generate(&sampling, &mut on_token)
+            .map_err(|e| e.to_string())?;
         interrupt::reset();
         let _ = writeln!(out);
         let _ = out.flush();
@@ -288,7 +299,11 @@ impl Chat<'_> {
         if generation.finish == FinishReason::ContextFull {
             eprintln!("[the context is full: /drop or /clear to go on]");
         }
-        self.conversation.turns.push(Turn::model(generation.text.trim(), Some(generation.in_context.clone()), interrupted));
+        self.conversation.turns.push(Turn::model(
+            generation.text.trim(),
+            Some(generation.in_context.clone()),
+            interrupted,
+        ));
         let stats = self.session.stats().clone();
         if self.verbose {
             eprintln!("medgemma: {}", terminal::stats_line(&stats));
@@ -318,8 +333,15 @@ impl Chat<'_> {
     fn show(&self) {
         let s = self.engine.summary();
         eprintln!("model:     {}", s.model.display());
-        eprintln!("mmproj:    {}", s.mmproj.as_ref().map_or("(none)".into(), |p| p.display().to_string()));
-        eprintln!("context:   {}/{} tokens used", self.session.used(), self.session.ctx_size());
+        eprintln!(
+            "mmproj:    {}",
+            s.mmproj.as_ref().map_or("(none)".into(), |p| p.display().to_string())
+        );
+        eprintln!(
+            "context:   {}/{} tokens used",
+            self.session.used(),
+            self.session.ctx_size()
+        );
         eprintln!("system:    {}", self.conversation.system.as_deref().unwrap_or("(none)"));
         eprintln!("turns:     {}", self.conversation.turns.len());
         let p = &self.sampling;

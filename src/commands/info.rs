@@ -37,16 +37,32 @@ pub fn run(args: InfoArgs) -> Result<()> {
         [GgufInfo::Model(model), GgufInfo::Mmproj(mmproj)] | [GgufInfo::Mmproj(mmproj), GgufInfo::Model(model)] => {
             check_fit(model, mmproj)?;
             if args.json {
-                serde_json::to_writer(&mut out, &PairReport { model, mmproj, fits: true })?;
+                serde_json::to_writer(
+                    &mut out,
+                    &PairReport {
+                        model,
+                        mmproj,
+                        fits: true,
+                    },
+                )?;
                 writeln!(out)?;
             } else {
                 write!(out, "{}\n{}\n", model.lines().render(), mmproj.lines().render())?;
                 let width = mmproj.projection_dim.unwrap_or_default();
-                writeln!(out, "fits: yes (the mmproj projects to width {width}, the model's hidden size)")?;
+                writeln!(
+                    out,
+                    "fits: yes (the mmproj projects to width {width}, the model's hidden size)"
+                )?;
             }
         }
         [a, b] => {
-            let kind = |i: &GgufInfo| if matches!(i, GgufInfo::Mmproj(_)) { "an mmproj" } else { "a model" };
+            let kind = |i: &GgufInfo| {
+                if matches!(i, GgufInfo::Mmproj(_)) {
+                    "an mmproj"
+                } else {
+                    "a model"
+                }
+            };
             bail!(
                 "{} is {} and {} is {} too: give one model and its mmproj to check that they fit together, or one file",
                 args.files[0].display(),

@@ -17,7 +17,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let input = &args.input;
     let output = &args.output;
     if !input.exists() {
-        bail!("input model {} not found; give the .gguf file to quantise (e.g. an F16 conversion)", input.display());
+        bail!(
+            "input model {} not found; give the .gguf file to quantise (e.g. an F16 conversion)",
+            input.display()
+        );
     }
     let header = GgufHeader::read(input)?;
     if header.is_mmproj() {
@@ -41,7 +44,9 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = output.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let name = output
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     let prefix = format!(".{name}.");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".partial");
@@ -93,14 +98,24 @@ fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
         _ => false,
     };
     if same {
-        bail!("the output {} is the input file; give a new file name for the quantised model", output.display());
+        bail!(
+            "the output {} is the input file; give a new file name for the quantised model",
+            output.display()
+        );
     }
     if output.is_dir() {
         let example = output.join("model-Q4_K_M.gguf");
-        bail!("{} is a folder; give a file name for the quantised model, e.g. {}", output.display(), example.display());
+        bail!(
+            "{} is a folder; give a file name for the quantised model, e.g. {}",
+            output.display(),
+            example.display()
+        );
     }
     if output.exists() && !force {
-        bail!("{} already exists; pass --force to overwrite it, or choose another name", output.display());
+        bail!(
+            "{} already exists; pass --force to overwrite it, or choose another name",
+            output.display()
+        );
     }
     Ok(())
 }

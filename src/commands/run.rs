@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::RunArgs;
 use crate::conversation::{Conversation, ConversationFile};
-use crate::engine::{Engine, FinishReason, LoadOptions, PromptItem, Session, SessionStats};
+use crate::engine::{Engine, FinishReason, PromptItem, Session, SessionStats};
 use crate::files::write_atomically;
 use crate::gguf::GgufHeader;
 use crate::image_input::ImageInput;
@@ -29,10 +29,10 @@ struct RunReport<'a> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let conversation = read_conversation(&args)?;
-    conversation.check_ready_to_answer().context("cannot answer this conversation")?;
-    let Some(model) = args.model.model.clone() else {
-        bail!("no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)");
-    };
+    conversation
+        .check_ready_to_answer()
+        .context("cannot answer this conversation")?;
+    let model = args.model.model_path()?;
     let n_images = conversation.images().count();
     if n_images > 0 && args.model.mmproj.is_none() {
         bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)");
@@ -52,13 +52,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let context = args.context.settings();
-    let engine = Engine::load(&LoadOptions {
-        model,
-        mmproj: args.model.mmproj.clone(),
-        gpu_layers: args.model.gpu_layers,
-        threads: context.threads,
-        verbose: args.model.verbose,
-    })?;
+    let engine = Engine::load(&args.model.load_options(model, context.threads))?;
     let mut session = Session::new(&engine, &context)?;
     let prompt = session.prepare(&conversation, &images)?;
     session.check_fits(&prompt)?;
@@ -120,7 +114,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     out.flush()?;
     if generation.finish == FinishReason::ContextFull {
-        eprintln!("medgemma: the answer stopped because the context is full ({} tokens); raise -c/--ctx-size", session.ctx_size());
+        eprintln!(
+            "medgemma: the answer stopped because the context is full ({} tokens); raise -c/--ctx-size",
+            session.ctx_size()
+        );
     }
     if args.model.verbose {
         eprintln!("medgemma: {}", terminal::stats_line(session.stats()));
@@ -147,17 +144,22 @@ fn read_conversation(args: &RunArgs) -> Result<Conversation> {
 
 fn read_stdin() -> Result<String> {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).context("cannot read the prompt from standard input (is it UTF-8 text?)")?;
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the prompt from standard input (is it UTF-8 text?)")?;
     Ok(text)
 }
 
 fn read_messages_file(path: &Path) -> Result<Conversation> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read --messages {}", path.display()))?;
     let file: ConversationFile = serde_json::from_slice(&bytes).with_context(|| {
-        format!("--messages {}: not a conversation in JSON ([{{\"role\": \"user\", \"content\": \"...\"}}, ...])", path.display())
+        format!(
+            "--messages {}: not a conversation in JSON ([{{\"role\": \"user\", \"content\": \"...\"}}, ...])",
+            path.display()
+        )
     })?;
-    let mut conversation = Conversation::from_messages(file.into_messages())
-        .with_context(|| format!("--messages {}", path.display()))?;
+    let mut conversation =
+        Conversation::from_messages(file.into_messages()).with_context(|| format!("--messages {}", path.display()))?;
     let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     conversation.resolve_images(&base);
     Ok(conversation)

@@ -22,7 +22,12 @@ pub enum EngineError {
     #[error("{} has no vision encoder; pass the mmproj file with image support to --mmproj", path.display())]
     NoVisionEncoder { path: PathBuf },
     #[error("the mmproj {} projects images to width {mmproj_width} but the model {} has hidden size {model_width}: they do not belong together; use the mmproj published with this model", mmproj.display(), model.display())]
-    ProjectionMismatch { mmproj: PathBuf, mmproj_width: u64, model: PathBuf, model_width: u64 },
+    ProjectionMismatch {
+        mmproj: PathBuf,
+        mmproj_width: u64,
+        model: PathBuf,
+        model_width: u64,
+    },
     #[error("llama.cpp could not load {}; run again with --verbose to see llama.cpp's reason", path.display())]
     ModelLoad { path: PathBuf },
     #[error("llama.cpp could not load the vision projector {}; run again with --verbose to see llama.cpp's reason", path.display())]
@@ -34,7 +39,11 @@ pub enum EngineError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("the prompt is {prompt_tokens} tokens but the context holds {ctx_size} (with room for at least one answer token); raise -c/--ctx-size (this model was trained for {trained} tokens) or shorten the prompt")]
-    PromptTooLong { prompt_tokens: usize, ctx_size: u32, trained: u32 },
+    PromptTooLong {
+        prompt_tokens: usize,
+        ctx_size: u32,
+        trained: u32,
+    },
     #[error("cannot create a llama.cpp context of {ctx_size} tokens (out of memory?); lower -c/--ctx-size")]
     Context { ctx_size: u32 },
     #[error("llama.cpp failed to evaluate the prompt: {0}")]

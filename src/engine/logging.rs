@@ -29,7 +29,10 @@ extern "C" fn log_to_stderr(level: llama_cpp_sys_2::ggml_log_level, text: *const
 
 /// Takes the last error line llama.cpp logged since the previous call (empty when none).
 pub fn take_last_error() -> String {
-    LAST_ERROR.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default()
+    LAST_ERROR
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default()
 }
 
 /// Installs the log callback (once per process) and sets whether llama.cpp's messages are shown.

@@ -17,7 +17,7 @@ mod token_text;
 
 pub use error::EngineError;
 pub use model::{Engine, LoadOptions, ModelSummary};
-pub use quantize::{quantize, QuantizeOptions};
 pub use parallel::{Finished, ParallelSession};
 pub use prepare::{PreparedPrompt, PromptItem};
+pub use quantize::{quantize, QuantizeOptions};
 pub use session::{EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, Session, SessionStats};

@@ -67,11 +67,15 @@ pub struct Engine {
 
 fn check_model_file(path: &Path) -> Result<GgufHeader, EngineError> {
     if !path.exists() {
-        return Err(EngineError::ModelMissing { path: path.to_path_buf() });
+        return Err(EngineError::ModelMissing {
+            path: path.to_path_buf(),
+        });
     }
     let header = GgufHeader::read(path)?;
     match header.architecture() {
-        Some("clip") => Err(EngineError::MmprojGivenAsModel { path: path.to_path_buf() }),
+        Some("clip") => Err(EngineError::MmprojGivenAsModel {
+            path: path.to_path_buf(),
+        }),
         Some("gemma3") => Ok(header),
         other => Err(EngineError::UnsupportedArchitecture {
             path: path.to_path_buf(),
@@ -82,16 +86,26 @@ fn check_model_file(path: &Path) -> Result<GgufHeader, EngineError> {
 
 fn check_mmproj_file(path: &Path, model: &GgufHeader) -> Result<GgufHeader, EngineError> {
     if !path.exists() {
-        return Err(EngineError::MmprojMissing { path: path.to_path_buf() });
+        return Err(EngineError::MmprojMissing {
+            path: path.to_path_buf(),
+        });
     }
     let header = GgufHeader::read(path)?;
     if !header.is_mmproj() {
         let arch = header.architecture().unwrap_or("unknown").to_string();
-        return Err(EngineError::ModelGivenAsMmproj { path: path.to_path_buf(), arch });
+        return Err(EngineError::ModelGivenAsMmproj {
+            path: path.to_path_buf(),
+            arch,
+        });
     }
-    let has_vision = header.get("clip.has_vision_encoder").and_then(|v| v.as_bool()).unwrap_or(false);
+    let has_vision = header
+        .get("clip.has_vision_encoder")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     if !has_vision {
-        return Err(EngineError::NoVisionEncoder { path: path.to_path_buf() });
+        return Err(EngineError::NoVisionEncoder {
+            path: path.to_path_buf(),
+        });
     }
     let width = header.get_u64("clip.vision.projection_dim");
     let hidden = model.arch_u64("embedding_length");
@@ -117,10 +131,14 @@ impl Engine {
             Some(p) => Some(check_mmproj_file(p, &model_header)?),
             None => None,
         };
-        let backend = LlamaBackend::init().map_err(|_| EngineError::ModelLoad { path: options.model.clone() })?;
+        let backend = LlamaBackend::init().map_err(|_| EngineError::ModelLoad {
+            path: options.model.clone(),
+        })?;
         let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
-        let model = LlamaModel::load_from_file(&backend, &options.model, &params)
-            .map_err(|_| EngineError::ModelLoad { path: options.model.clone() })?;
+        let model =
+            LlamaModel::load_from_file(&backend, &options.model, &params).map_err(|_| EngineError::ModelLoad {
+                path: options.model.clone(),
+            })?;
 
         let vision = match (&options.mmproj, &mmproj_header) {
             (Some(path), Some(header)) => {
@@ -132,14 +150,19 @@ impl Engine {
                     image_min_tokens: -1,
                     image_max_tokens: -1,
                 };
-                let path_str = path.to_str().ok_or_else(|| EngineError::MmprojLoad { path: path.clone() })?;
+                let path_str = path
+                    .to_str()
+                    .ok_or_else(|| EngineError::MmprojLoad { path: path.clone() })?;
                 let ctx = MtmdContext::init_from_file(path_str, &model, &params)
                     .map_err(|_| EngineError::MmprojLoad { path: path.clone() })?;
                 if !ctx.support_vision() {
                     return Err(EngineError::NoVisionEncoder { path: path.clone() });
                 }
                 let image_size = header.get_u64("clip.vision.image_size").unwrap_or(896) as u32;
-                Some(Vision { ctx: RefCell::new(ctx), image_size })
+                Some(Vision {
+                    ctx: RefCell::new(ctx),
+                    image_size,
+                })
             }
             _ => None,
         };
@@ -156,7 +179,16 @@ impl Engine {
             n_vocab: model.n_vocab(),
             image_size: vision.as_ref().map(|v| v.image_size),
         };
-        Ok(Engine { model, vision, controls, split_literals, protected_ids, thinking, summary, backend })
+        Ok(Engine {
+            model,
+            vision,
+            controls,
+            split_literals,
+            protected_ids,
+            thinking,
+            summary,
+            backend,
+        })
     }
 
     pub fn summary(&self) -> &ModelSummary {
@@ -175,17 +207,29 @@ impl Engine {
 
     /// The text of a token as the vocabulary stores it (for tests and diagnostics).
     pub fn token_text(&self, token: i32) -> String {
-        self.model.vocab().text(LlamaToken(token)).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+        self.model
+            .vocab()
+            .text(LlamaToken(token))
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 
-type VocabFacts = (HashMap<&'static str, LlamaToken>, Vec<String>, Vec<(LlamaToken, String)>, (Option<i32>, Option<i32>));
+type VocabFacts = (
+    HashMap<&'static str, LlamaToken>,
+    Vec<String>,
+    Vec<(LlamaToken, String)>,
+    (Option<i32>, Option<i32>),
+);
 
 /// Finds the template's control tokens, the protected tokens, and the thinking markers by their text.
 fn read_vocab(model: &LlamaModel, path: &Path) -> Result<VocabFacts, EngineError> {
     let vocab = model.vocab();
-    let wanted: Vec<&'static str> =
-        PROTECTED_TOKEN_TEXTS.iter().copied().chain(["<unused94>", "<unused95>"]).collect();
+    let wanted: Vec<&'static str> = PROTECTED_TOKEN_TEXTS
+        .iter()
+        .copied()
+        .chain(["<unused94>", "<unused95>"])
+        .collect();
     let mut found: HashMap<&'static str, LlamaToken> = HashMap::new();
     for token in vocab.tokens() {
         let Some(text) = vocab.text(token) else { continue };
@@ -199,7 +243,10 @@ fn read_vocab(model: &LlamaModel, path: &Path) -> Result<VocabFacts, EngineError
     }
     for control in [ControlToken::Bos, ControlToken::StartOfTurn, ControlToken::EndOfTurn] {
         if !found.contains_key(control.text()) {
-            return Err(EngineError::MissingControlToken { path: path.to_path_buf(), token: control.text().into() });
+            return Err(EngineError::MissingControlToken {
+                path: path.to_path_buf(),
+                token: control.text().into(),
+            });
         }
     }
     let mut split_literals = Vec::new();
@@ -214,6 +261,9 @@ fn read_vocab(model: &LlamaModel, path: &Path) -> Result<VocabFacts, EngineError
             }
         }
     }
-    let thinking = (found.get("<unused94>").map(|t| t.0), found.get("<unused95>").map(|t| t.0));
+    let thinking = (
+        found.get("<unused94>").map(|t| t.0),
+        found.get("<unused95>").map(|t| t.0),
+    );
     Ok((found, split_literals, protected_ids, thinking))
 }

@@ -16,9 +16,9 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
 use super::model::Engine;
+use super::prepare::part_len;
 use super::prepare::{Part, PreparedPrompt, Slot};
 use super::sampling::sampler;
-use super::prepare::part_len;
 use super::session::{default_ctx, new_context, FinishReason, Generation, SessionStats};
 use super::token_text::TokenText;
 use crate::settings::{ContextSettings, SamplingSettings};
@@ -61,7 +61,14 @@ impl<'e, T> ParallelSession<'e, T> {
         let n_seq = n_seq.max(1);
         let (ctx, n_batch) = new_context(engine, settings, n_ctx, n_seq, false, true)?;
         let slots = (0..n_seq).map(|_| None).collect();
-        Ok(ParallelSession { engine, ctx, n_ctx, n_batch, slots, held: vec![Vec::new(); n_seq as usize] })
+        Ok(ParallelSession {
+            engine,
+            ctx,
+            n_ctx,
+            n_batch,
+            slots,
+            held: vec![Vec::new(); n_seq as usize],
+        })
     }
 
     pub fn has_free_slot(&self) -> bool {
@@ -79,13 +86,25 @@ impl<'e, T> ParallelSession<'e, T> {
 
     /// Starts a job in a free sequence: evaluates its prompt and samples its first token. A job that ends at once
     /// (first token ends the turn, or `max_tokens` is 1) comes back finished.
-    pub fn start(&mut self, tag: T, prompt: &PreparedPrompt, sampling: &SamplingSettings) -> Result<Option<Finished<T>>, (T, EngineError)> {
+    pub fn start(
+        &mut self,
+        tag: T,
+        prompt: &PreparedPrompt,
+        sampling: &SamplingSettings,
+    ) -> Result<Option<Finished<T>>, (T, EngineError)> {
         let Some(seq) = self.slots.iter().position(Option::is_none) else {
             return Err((tag, EngineError::Decode("no free sequence".into())));
         };
         if prompt.n_tokens() + 1 > self.n_ctx as usize {
             let trained = self.engine.model.n_ctx_train();
-            return Err((tag, EngineError::PromptTooLong { prompt_tokens: prompt.n_tokens(), ctx_size: self.n_ctx, trained }));
+            return Err((
+                tag,
+                EngineError::PromptTooLong {
+                    prompt_tokens: prompt.n_tokens(),
+                    ctx_size: self.n_ctx,
+                    trained,
+                },
+            ));
         }
         let started = Instant::now();
         let seq_id = seq as i32;
@@ -107,7 +126,11 @@ impl<'e, T> ParallelSession<'e, T> {
             pending: LlamaToken(0),
             text: TokenText::new(self.engine),
             out: Generation::empty(),
-            stats: SessionStats { prompt_tokens: prompt.n_tokens() - keep, prompt_ms: started.elapsed().as_secs_f64() * 1000.0, ..Default::default() },
+            stats: SessionStats {
+                prompt_tokens: prompt.n_tokens() - keep,
+                prompt_ms: started.elapsed().as_secs_f64() * 1000.0,
+                ..Default::default()
+            },
             gen_started: Instant::now(),
         };
         let token = active.sampler.sample(&self.ctx, -1);
@@ -123,7 +146,11 @@ impl<'e, T> ParallelSession<'e, T> {
 
     /// Keeps the longest prefix of `prompt` that sequence `seq` already holds; returns its length.
     fn reuse_prefix(&mut self, seq: usize, prompt: &PreparedPrompt) -> usize {
-        let mut keep = self.held[seq].iter().zip(&prompt.slots).take_while(|(a, b)| a == b).count();
+        let mut keep = self.held[seq]
+            .iter()
+            .zip(&prompt.slots)
+            .take_while(|(a, b)| a == b)
+            .count();
         // Sampling needs fresh logits, and an image is never split: back off to a whole-part boundary.
         keep = keep.min(prompt.n_tokens().saturating_sub(1));
         let mut start = 0;
@@ -160,9 +187,13 @@ impl<'e, T> ParallelSession<'e, T> {
                         batch.clear();
                         for (j, token) in chunk.iter().enumerate() {
                             let logits = last && c * self.n_batch as usize + j + 1 == tokens.len();
-                            batch.add(*token, n_past + j as i32, &[seq_id], logits).map_err(|e| EngineError::Decode(e.to_string()))?;
+                            batch
+                                .add(*token, n_past + j as i32, &[seq_id], logits)
+                                .map_err(|e| EngineError::Decode(e.to_string()))?;
                         }
-                        self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
+                        self.ctx
+                            .decode(&mut batch)
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
                         n_past += chunk.len() as i32;
                     }
                 }
@@ -171,7 +202,10 @@ impl<'e, T> ParallelSession<'e, T> {
                     let mut mtmd = vision.ctx.borrow_mut();
                     n_past = chunks
                         .eval_chunks(&mut mtmd, &mut self.ctx, n_past, seq_id, self.n_batch as i32, last)
-                        .map_err(|e| EngineError::ImageEncode { path: path.clone(), reason: e.to_string() })?;
+                        .map_err(|e| EngineError::ImageEncode {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
                 }
             }
             start = end;
@@ -201,7 +235,11 @@ impl<'e, T> ParallelSession<'e, T> {
         active.text.finish(&mut active.out);
         active.stats.generated_tokens = active.out.tokens.len();
         active.stats.generation_ms = active.gen_started.elapsed().as_secs_f64() * 1000.0;
-        Finished { tag: active.tag, generation: active.out, stats: active.stats }
+        Finished {
+            tag: active.tag,
+            generation: active.out,
+            stats: active.stats,
+        }
     }
 
     /// Decodes the next token of every active sequence together; returns the jobs that finished.
@@ -210,7 +248,9 @@ impl<'e, T> ParallelSession<'e, T> {
         let mut order = Vec::new();
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             if let Some(active) = slot {
-                batch.add(active.pending, active.n_past, &[seq as i32], true).map_err(|e| EngineError::Decode(e.to_string()))?;
+                batch
+                    .add(active.pending, active.n_past, &[seq as i32], true)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
                 active.out.in_context.push(active.pending.0);
                 self.held[seq].push(Slot::Token(active.pending.0));
                 active.n_past += 1;
@@ -220,7 +260,9 @@ impl<'e, T> ParallelSession<'e, T> {
         if order.is_empty() {
             return Ok(Vec::new());
         }
-        self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
+        self.ctx
+            .decode(&mut batch)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
         let mut finished = Vec::new();
         for (i, seq) in order.into_iter().enumerate() {
             let mut active = self.slots[seq].take().expect("active slot");

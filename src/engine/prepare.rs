@@ -111,24 +111,45 @@ impl Engine {
                     let vision = self.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
                     let image = &images[*index];
                     let (w, h) = image.rgb.dimensions();
-                    let encode_err = |reason: String| EngineError::ImageEncode { path: image.path.clone(), reason };
-                    let mut bitmap = MtmdBitmap::from_image_data(w, h, image.rgb.as_raw()).map_err(|e| encode_err(e.to_string()))?;
+                    let encode_err = |reason: String| EngineError::ImageEncode {
+                        path: image.path.clone(),
+                        reason,
+                    };
+                    let mut bitmap =
+                        MtmdBitmap::from_image_data(w, h, image.rgb.as_raw()).map_err(|e| encode_err(e.to_string()))?;
                     bitmap.set_id(&image.sha256).map_err(|e| encode_err(e.to_string()))?;
-                    let text = MtmdInputText { text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(), add_special: false, parse_special: true };
-                    let chunks = vision.ctx.borrow().tokenize(text, &[&bitmap]).map_err(|e| encode_err(e.to_string()))?;
+                    let text = MtmdInputText {
+                        text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(),
+                        add_special: false,
+                        parse_special: true,
+                    };
+                    let chunks = vision
+                        .ctx
+                        .borrow()
+                        .tokenize(text, &[&bitmap])
+                        .map_err(|e| encode_err(e.to_string()))?;
                     let mut these = Vec::new();
                     for i in 0..chunks.len() {
                         let chunk = chunks.get(i).expect("index in range");
                         match chunk.chunk_type() {
                             MtmdInputChunkType::Text => {
-                                these.extend(chunk.text_tokens().unwrap_or(&[]).iter().map(|t| PromptItem::Token(t.0)));
+                                these.extend(
+                                    chunk
+                                        .text_tokens()
+                                        .unwrap_or(&[])
+                                        .iter()
+                                        .map(|t| PromptItem::Token(t.0)),
+                                );
                             }
                             _ => these.extend(std::iter::repeat_n(PromptItem::ImageEmbedding, chunk.n_tokens())),
                         }
                     }
                     items.extend(these);
                     image_shas.push(image.sha256.as_str().into());
-                    parts.push(Part::Image { path: image.path.clone(), chunks });
+                    parts.push(Part::Image {
+                        path: image.path.clone(),
+                        chunks,
+                    });
                 }
             }
         }

@@ -50,8 +50,10 @@ pub fn ftype(t: QuantType) -> sys::llama_ftype {
 }
 
 fn c_path(path: &Path) -> Result<CString, EngineError> {
-    CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| EngineError::Quantize { input: path.to_path_buf(), reason: "the path contains a NUL byte".into() })
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| EngineError::Quantize {
+        input: path.to_path_buf(),
+        reason: "the path contains a NUL byte".into(),
+    })
 }
 
 /// Quantises `input` into `output` (which llama.cpp creates or overwrites). Blocks until done.
@@ -75,7 +77,10 @@ pub fn quantize(input: &Path, output: &Path, options: &QuantizeOptions) -> Resul
         if reason.is_empty() {
             reason = "llama.cpp gave no reason; run again with --verbose".into();
         }
-        return Err(EngineError::Quantize { input: PathBuf::from(input), reason });
+        return Err(EngineError::Quantize {
+            input: PathBuf::from(input),
+            reason,
+        });
     }
     Ok(())
 }
@@ -89,7 +94,11 @@ mod tests {
     #[test]
     fn file_type_names_match_the_bindings() {
         for t in QuantType::value_variants() {
-            assert_eq!(crate::model_info::file_type_name(u64::from(ftype(*t))), t.name(), "{t:?}");
+            assert_eq!(
+                crate::model_info::file_type_name(u64::from(ftype(*t))),
+                t.name(),
+                "{t:?}"
+            );
         }
     }
 }

@@ -8,7 +8,13 @@ use crate::settings::SamplingSettings;
 pub fn sampler(settings: &SamplingSettings, n_vocab: i32) -> LlamaSampler {
     let mut chain = Vec::new();
     if (settings.repeat_penalty - 1.0).abs() > f32::EPSILON {
-        chain.push(LlamaSampler::penalties(n_vocab, settings.repeat_last_n, settings.repeat_penalty, 0.0, 0.0));
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            settings.repeat_last_n,
+            settings.repeat_penalty,
+            0.0,
+            0.0,
+        ));
     }
     if settings.is_greedy() {
         chain.push(LlamaSampler::greedy());

@@ -128,13 +128,22 @@ pub(super) fn new_context<'e>(
         .with_flash_attention_policy(flash)
         .with_swa_full(swa_full)
         .with_no_perf(true);
-    let ctx = engine.model.new_context(&engine.backend, params).map_err(|_| EngineError::Context { ctx_size: total })?;
+    let ctx = engine
+        .model
+        .new_context(&engine.backend, params)
+        .map_err(|_| EngineError::Context { ctx_size: total })?;
     Ok((ctx, n_batch))
 }
 
 impl Generation {
     pub(super) fn empty() -> Self {
-        Generation { tokens: Vec::new(), in_context: Vec::new(), text: String::new(), thinking: String::new(), finish: FinishReason::Length }
+        Generation {
+            tokens: Vec::new(),
+            in_context: Vec::new(),
+            text: String::new(),
+            thinking: String::new(),
+            finish: FinishReason::Length,
+        }
     }
 }
 
@@ -278,7 +287,10 @@ impl<'e> Session<'e> {
                     let mut mtmd = vision.ctx.borrow_mut();
                     self.n_past = chunks
                         .eval_chunks(&mut mtmd, &mut self.ctx, self.n_past, 0, self.n_batch as i32, last)
-                        .map_err(|e| EngineError::ImageEncode { path: path.clone(), reason: e.to_string() })?;
+                        .map_err(|e| EngineError::ImageEncode {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
                     self.has_logits = last;
                     observer.image_finished(image_index, t.elapsed());
                     image_index += 1;
@@ -312,7 +324,9 @@ impl<'e> Session<'e> {
                     .add(*token, self.n_past + j as i32, &[0], logits)
                     .map_err(|e| EngineError::Decode(e.to_string()))?;
             }
-            self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
             self.n_past += chunk.len() as i32;
         }
         self.has_logits = logits_for_last;
@@ -364,15 +378,23 @@ impl<'e> Session<'e> {
                 break;
             }
             batch.clear();
-            batch.add(token, self.n_past, &[0], true).map_err(|e| EngineError::Decode(e.to_string()))?;
-            self.ctx.decode(&mut batch).map_err(|e| EngineError::Decode(e.to_string()))?;
+            batch
+                .add(token, self.n_past, &[0], true)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
             self.n_past += 1;
             self.slots.push(Slot::Token(token.0));
             out.in_context.push(token.0);
             self.has_logits = true;
         }
         if let Some(rest) = text.finish(&mut out) {
-            let _ = on_token(&GeneratedToken { id: -1, text: rest, thinking: false });
+            let _ = on_token(&GeneratedToken {
+                id: -1,
+                text: rest,
+                thinking: false,
+            });
         }
         self.stats.generated_tokens = out.tokens.len();
         self.stats.generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;

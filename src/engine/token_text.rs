@@ -17,23 +17,39 @@ pub(super) struct TokenText {
 impl TokenText {
     pub(super) fn new(engine: &Engine) -> Self {
         let (open, close) = engine.thinking;
-        TokenText { filter: ThinkingFilter::new(open, close), answer: Utf8Stream::default(), thinking: Utf8Stream::default() }
+        TokenText {
+            filter: ThinkingFilter::new(open, close),
+            answer: Utf8Stream::default(),
+            thinking: Utf8Stream::default(),
+        }
     }
 
     /// Adds one generated (non end-of-generation) token to `out`; returns what the caller may show.
     pub(super) fn push(&mut self, engine: &Engine, token: LlamaToken, out: &mut Generation) -> GeneratedToken {
         let bytes = engine.model.vocab().token_to_piece(token, false, None);
         match self.filter.route(token.0, String::new()) {
-            Routed::Marker => GeneratedToken { id: token.0, text: String::new(), thinking: self.filter.in_thinking() },
+            Routed::Marker => GeneratedToken {
+                id: token.0,
+                text: String::new(),
+                thinking: self.filter.in_thinking(),
+            },
             Routed::Thinking(_) => {
                 let text = self.thinking.push(&bytes);
                 out.thinking.push_str(&text);
-                GeneratedToken { id: token.0, text, thinking: true }
+                GeneratedToken {
+                    id: token.0,
+                    text,
+                    thinking: true,
+                }
             }
             Routed::Answer(_) => {
                 let text = self.answer.push(&bytes);
                 out.text.push_str(&text);
-                GeneratedToken { id: token.0, text, thinking: false }
+                GeneratedToken {
+                    id: token.0,
+                    text,
+                    thinking: false,
+                }
             }
         }
     }
