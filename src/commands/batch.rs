@@ -189,30 +189,19 @@ fn run_jobs(
             return Ok(true);
         }
         let t = Instant::now();
-        let outcome = run_job(engine, &mut session, job, sampling, args);
+        let outcome = run_job(engine, &mut session, job, sampling, args, t);
         let result = match outcome {
             Ok(None) => {
                 progress.finish();
                 return Ok(true);
             }
-            Ok(Some(mut r)) => {
-                r.timings.total_ms = t.elapsed().as_secs_f64() * 1000.0;
+            Ok(Some(r)) => {
                 generated += r.usage.completion_tokens;
                 r
             }
             Err(e) => {
                 failed += 1;
-                JobResult {
-                    id: job.id.clone(),
-                    text: String::new(),
-                    finish_reason: "error",
-                    error: Some(e),
-                    usage: Usage::default(),
-                    timings: Timings {
-                        total_ms: t.elapsed().as_secs_f64() * 1000.0,
-                        ..Timings::default()
-                    },
-                }
+                error_result(&job.id, e, t)
             }
         };
         results.append(&result).map_err(anyhow::Error::msg)?;
@@ -377,6 +366,7 @@ fn run_job(
     job: &Job,
     defaults: &SamplingSettings,
     args: &BatchArgs,
+    started: Instant,
 ) -> Result<Option<JobResult>, String> {
     let (prompt, sampling) = prepare_job(engine, job, defaults, args)?;
     session.check_fits(&prompt).map_err(|e| e.to_string())?;
@@ -389,27 +379,16 @@ fn run_job(
         }
     };
     let generation = session.generate(&sampling, &mut on_token).map_err(|e| e.to_string())?;
-    let stats = session.stats().clone();
-    let finish_reason = match generation.finish {
-        FinishReason::Interrupted => return Ok(None),
-        FinishReason::Stop => "stop",
-        FinishReason::Length | FinishReason::ContextFull => "length",
-    };
-    Ok(Some(JobResult {
-        id: job.id.clone(),
-        text: generation.text,
-        finish_reason,
-        error: None,
-        usage: Usage {
-            prompt_tokens: prompt.n_tokens(),
-            completion_tokens: generation.tokens.len(),
-        },
-        timings: Timings {
-            prompt_ms: stats.prompt_ms,
-            generation_ms: stats.generation_ms,
-            total_ms: 0.0,
-        },
-    }))
+    if generation.finish == FinishReason::Interrupted {
+        return Ok(None);
+    }
+    Ok(Some(job_result(
+        &job.id,
+        generation,
+        session.stats(),
+        started,
+        prompt.n_tokens(),
+    )))
 }
 
 /// A progress bar on a terminal, plain lines every 10 seconds otherwise.

@@ -146,21 +146,7 @@ impl<'e, T> ParallelSession<'e, T> {
 
     /// Keeps the longest prefix of `prompt` that sequence `seq` already holds; returns its length.
     fn reuse_prefix(&mut self, seq: usize, prompt: &PreparedPrompt) -> usize {
-        let mut keep = self.held[seq]
-            .iter()
-            .zip(&prompt.slots)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // Sampling needs fresh logits, and an image is never split: back off to a whole-part boundary.
-        keep = keep.min(prompt.n_tokens().saturating_sub(1));
-        let mut start = 0;
-        for part in &prompt.parts {
-            let len = part_len(part);
-            if matches!(part, Part::Image { .. }) && keep > start && keep < start + len {
-                keep = start;
-            }
-            start += len;
-        }
+        let keep = prompt.reusable_prefix(&self.held[seq]);
         let _ = self.ctx.kv_cache_seq_rm(seq as i32, Some(keep as u32), None);
         self.held[seq].truncate(0);
         keep

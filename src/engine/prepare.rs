@@ -48,6 +48,22 @@ pub struct PreparedPrompt {
 }
 
 impl PreparedPrompt {
+    /// How many leading positions can be kept from a cache that holds `cached`: the common prefix, less at least
+    /// one position (sampling needs fresh logits), backed off to the start of an image it would split.
+    pub(super) fn reusable_prefix(&self, cached: &[Slot]) -> usize {
+        let common = cached.iter().zip(&self.slots).take_while(|(a, b)| a == b).count();
+        let mut keep = common.min(self.n_tokens().saturating_sub(1));
+        let mut start = 0;
+        for part in &self.parts {
+            let len = part_len(part);
+            if matches!(part, Part::Image { .. }) && keep > start && keep < start + len {
+                keep = start;
+            }
+            start += len;
+        }
+        keep
+    }
+
     /// Number of KV positions the prompt takes.
     pub fn n_tokens(&self) -> usize {
         self.items.len()

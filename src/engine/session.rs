@@ -247,22 +247,7 @@ impl<'e> Session<'e> {
         self.check_fits(prompt)?;
         let started = Instant::now();
         self.eval_started = Some(started);
-        let mut keep = self.slots.iter().zip(&prompt.slots).take_while(|(a, b)| a == b).count();
-        if keep == prompt.slots.len() {
-            // Everything is cached, but sampling needs fresh logits: evaluate the last position again.
-            keep = keep.saturating_sub(1);
-        }
-        // Never resume in the middle of an image: start again at its first position.
-        let mut start = 0usize;
-        for part in &prompt.parts {
-            let len = part_len(part);
-            if let Part::Image { .. } = part {
-                if keep > start && keep < start + len {
-                    keep = start;
-                }
-            }
-            start += len;
-        }
+        let keep = prompt.reusable_prefix(&self.slots);
         self.truncate(keep);
         let n_parts = prompt.parts.len();
         let mut image_index = 0;
