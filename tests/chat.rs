@@ -286,7 +286,7 @@ fn terminal_commands_image_clear_undo_retry_save_load() {
         &g.model,
         &["-n", "6", "--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap()],
     );
-    let mut say = |p: &mut rexpect::session::PtySession, line: &str, expect: &str| {
+    let say = |p: &mut rexpect::session::PtySession, line: &str, expect: &str| {
         p.send_line(line).unwrap();
         p.exp_string(expect).unwrap();
         p.exp_string(">>> ").unwrap();
