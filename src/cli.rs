@@ -30,6 +30,11 @@ pub enum Command {
     Info(InfoArgs),
     /// Quantise a MedGemma GGUF model to a smaller type (e.g. an F16 or F32 conversion to Q4_K_M).
     Quantize(QuantizeArgs),
+    /// Measure how far quantised models are from their source: KL divergence, top-1 agreement, perplexity.
+    #[command(name = "eval-quant")]
+    EvalQuant(EvalQuantArgs),
+    /// Measure speed: prompt processing and generation tokens/s, image encoding time, load time, peak memory.
+    Bench(BenchArgs),
 }
 
 /// Which model files to load.
@@ -218,6 +223,72 @@ pub struct QuantizeArgs {
     /// Show llama.cpp's own logs on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// `medgemma eval-quant`
+#[derive(Debug, Clone, Args)]
+pub struct EvalQuantArgs {
+    /// The reference: the F32, F16 or BF16 model the quantised files were made from.
+    #[arg(long, value_name = "BASE.gguf")]
+    pub base: PathBuf,
+    /// A quantised model to measure against BASE; repeat to compare several in one run.
+    #[arg(long = "quant", value_name = "QUANT.gguf", required = true)]
+    pub quants: Vec<PathBuf>,
+    /// Plain UTF-8 text to score (e.g. de-identified notes or a public corpus); the more the better.
+    #[arg(long, value_name = "FILE.txt")]
+    pub text: PathBuf,
+    /// Tokens per chunk; the second half of each chunk is scored, as llama.cpp's perplexity tool does.
+    #[arg(short = 'c', long = "ctx-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..))]
+    pub ctx_size: u32,
+    /// Score at most N chunks [default: every whole chunk of the text].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunks: Option<u64>,
+    /// CPU threads [default: the CPUs available to this process].
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+    /// Print one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show llama.cpp's own logs on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// `medgemma bench`
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt tokens evaluated per repetition (prompt processing speed).
+    #[arg(short = 'p', long = "prompt-tokens", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub prompt_tokens: u32,
+    /// Tokens generated per repetition, right after the prompt (generation speed).
+    #[arg(short = 'n', long = "gen-tokens", value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gen_tokens: u32,
+    /// Repetitions of each measurement (after one warm-up); results are mean ± standard deviation.
+    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repetitions: u32,
+    /// Image encodings to time with --mmproj [default: --repetitions]; about a minute each on a laptop CPU.
+    #[arg(long = "image-repetitions", value_name = "N", value_parser = clap::value_parser!(u32).range(0..))]
+    pub image_repetitions: Option<u32>,
+    /// The image to encode [default: a generated test pattern; the work does not depend on the content].
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// CPU threads [default: the machine's physical cores].
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+    /// Tokens evaluated per batch (at least 512).
+    #[arg(short = 'b', long = "batch-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Element type of the KV cache (q8_0 needs flash attention).
+    #[arg(long = "cache-type", value_name = "TYPE", value_enum, default_value_t = CacheType::F16)]
+    pub cache_type: CacheType,
+    /// Flash attention.
+    #[arg(long = "flash-attn", value_name = "WHEN", value_enum, default_value_t = FlashAttention::Auto)]
+    pub flash_attention: FlashAttention,
+    /// Print one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `medgemma batch`

@@ -16,6 +16,7 @@ pub mod image_input;
 pub mod interrupt;
 pub mod model_info;
 pub mod prompt;
+pub mod quant_eval;
 pub mod settings;
 pub mod terminal;
 pub mod thinking;
@@ -29,5 +30,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Batch(args) => commands::batch::run(args),
         cli::Command::Info(args) => commands::info::run(args),
         cli::Command::Quantize(args) => commands::quantize::run(args),
+        cli::Command::EvalQuant(args) => commands::eval_quant::run(args),
+        cli::Command::Bench(args) => commands::bench::run(args),
     }
 }

@@ -93,6 +93,39 @@ pub fn default_threads() -> i32 {
     std::thread::available_parallelism().map_or(4, |n| i32::try_from(n.get()).unwrap_or(4))
 }
 
+/// The number of physical cores this process may use (hyper-threads of one core count once): the thread count
+/// at which llama.cpp is usually fastest. Falls back to [`default_threads`] where the topology is not readable.
+pub fn physical_cores() -> i32 {
+    let logical = default_threads();
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu") else {
+        return logical;
+    };
+    let mut cores = std::collections::BTreeSet::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name
+            .strip_prefix("cpu")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let topology = entry.path().join("topology");
+        let read = |f: &str| {
+            std::fs::read_to_string(topology.join(f))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        if let (Some(package), Some(core)) = (read("physical_package_id"), read("core_id")) {
+            cores.insert((package, core));
+        }
+    }
+    if cores.is_empty() {
+        logical
+    } else {
+        (cores.len() as i32).min(logical)
+    }
+}
+
 /// The type `medgemma quantize` converts a model to (llama.cpp's file types; K-quants mix several tensor types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QuantType {

@@ -4,10 +4,12 @@
 mod util;
 
 mod batch;
+mod bench;
 mod chat;
 mod cli;
 mod convert;
 mod errors;
+mod eval_quant;
 mod info;
 mod injection;
 mod parity;

@@ -1,7 +1,9 @@
 //! One file per subcommand; each is a short orchestration of library parts.
 
 pub mod batch;
+pub mod bench;
 pub mod chat;
+pub mod eval_quant;
 pub mod info;
 pub mod quantize;
 pub mod run;

@@ -12,7 +12,9 @@ mod parallel;
 mod prepare;
 mod quantize;
 mod sampling;
+mod score;
 mod session;
+mod speed;
 mod token_text;
 
 pub use error::EngineError;
@@ -20,4 +22,6 @@ pub use model::{Engine, LoadOptions, ModelSummary};
 pub use parallel::{Finished, ParallelSession};
 pub use prepare::{PreparedPrompt, PromptItem};
 pub use quantize::{quantize, QuantizeOptions};
+pub use score::Scorer;
 pub use session::{EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, Session, SessionStats};
+pub use speed::{SpeedSample, SpeedTest};

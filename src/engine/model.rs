@@ -61,8 +61,8 @@ pub struct Engine {
     pub(super) protected_ids: Vec<(LlamaToken, String)>,
     pub(super) thinking: (Option<i32>, Option<i32>),
     pub(super) summary: ModelSummary,
-    // Declared last: dropped after the model and the vision context.
-    pub(super) backend: LlamaBackend,
+    /// llama.cpp's backend, initialised once per process (several engines may be loaded at once: eval-quant).
+    pub(super) backend: &'static LlamaBackend,
 }
 
 fn check_model_file(path: &Path) -> Result<GgufHeader, EngineError> {
@@ -122,6 +122,16 @@ fn check_mmproj_file(path: &Path, model: &GgufHeader) -> Result<GgufHeader, Engi
     Ok(header)
 }
 
+/// The process's llama.cpp backend: initialised on first use, never freed (llama.cpp allows one).
+pub(super) fn backend() -> Option<&'static LlamaBackend> {
+    static BACKEND: std::sync::OnceLock<LlamaBackend> = std::sync::OnceLock::new();
+    if let Some(b) = BACKEND.get() {
+        return Some(b);
+    }
+    let b = LlamaBackend::init().ok()?;
+    Some(BACKEND.get_or_init(|| b))
+}
+
 impl Engine {
     /// Checks and loads the model and, when given, its vision projector.
     pub fn load(options: &LoadOptions) -> Result<Engine, EngineError> {
@@ -131,12 +141,12 @@ impl Engine {
             Some(p) => Some(check_mmproj_file(p, &model_header)?),
             None => None,
         };
-        let backend = LlamaBackend::init().map_err(|_| EngineError::ModelLoad {
+        let backend = backend().ok_or_else(|| EngineError::ModelLoad {
             path: options.model.clone(),
         })?;
         let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
         let model =
-            LlamaModel::load_from_file(&backend, &options.model, &params).map_err(|_| EngineError::ModelLoad {
+            LlamaModel::load_from_file(backend, &options.model, &params).map_err(|_| EngineError::ModelLoad {
                 path: options.model.clone(),
             })?;
 

@@ -8,7 +8,6 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_sys_2 as sys;
 
 use super::error::EngineError;
@@ -59,8 +58,7 @@ fn c_path(path: &Path) -> Result<CString, EngineError> {
 /// Quantises `input` into `output` (which llama.cpp creates or overwrites). Blocks until done.
 pub fn quantize(input: &Path, output: &Path, options: &QuantizeOptions) -> Result<(), EngineError> {
     logging::configure(options.verbose);
-    // Another part of this process may hold the backend already; quantisation works either way.
-    let _backend = LlamaBackend::init().ok();
+    let _backend = super::model::backend();
     let inp = c_path(input)?;
     let out = c_path(output)?;
     // SAFETY: plain data returned by value.
