@@ -27,7 +27,7 @@ from medgemma_convert.tokenizer import load_vocabulary  # noqa: E402
 from medgemma_convert.writer import progress, write_gguf  # noqa: E402
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
-MMPROJ_OUTTYPES = ("f32", "f16")
+MMPROJ_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "back to f16 for tensors whose rows are not a multiple of 32")
     parser.add_argument("--outdir", type=Path, required=True, help="folder for the GGUF files (created if missing)")
     parser.add_argument("--mmproj-outtype", choices=MMPROJ_OUTTYPES, default=None,
-                        help="tensor type of the vision projector file (default: f32 if --outtype is f32, else f16)")
+                        help="tensor type of the vision projector file's matrices (default: f32 if --outtype is f32, "
+                             "else f16); the patch and position embeddings and 1-D tensors stay f32, q8_0 falls back "
+                             "to f16 for rows that are not a multiple of 32 and for mm.input_projection.weight")
     parser.add_argument("--name", default=None,
                         help="model name for general.name and the file names (default: the checkpoint folder name)")
     return parser.parse_args(argv)

@@ -228,15 +228,25 @@ pub struct QuantizeArgs {
 /// `medgemma eval-quant`
 #[derive(Debug, Clone, Args)]
 pub struct EvalQuantArgs {
-    /// The reference: the F32, F16 or BF16 model the quantised files were made from.
+    /// The reference: the F32, F16 or BF16 model (or mmproj) the quantised files were made from.
     #[arg(long, value_name = "BASE.gguf")]
     pub base: PathBuf,
-    /// A quantised model to measure against BASE; repeat to compare several in one run.
+    /// A quantised model (or mmproj) to measure against BASE; repeat to compare several in one run.
     #[arg(long = "quant", value_name = "QUANT.gguf", required = true)]
     pub quants: Vec<PathBuf>,
-    /// Plain UTF-8 text to score (e.g. de-identified notes or a public corpus); the more the better.
-    #[arg(long, value_name = "FILE.txt")]
-    pub text: PathBuf,
+    /// Plain UTF-8 text to score (e.g. de-identified notes or a public corpus); the more the better. For models.
+    #[arg(long, value_name = "FILE.txt", required_unless_present = "images")]
+    pub text: Option<PathBuf>,
+    /// For vision projectors: the language model they belong to.
+    #[arg(short = 'm', long = "model", value_name = "MODEL.gguf", requires = "images")]
+    pub model: Option<PathBuf>,
+    /// For vision projectors: an image to encode with BASE and each QUANT; repeat for several.
+    #[arg(long = "image", value_name = "FILE", conflicts_with = "text")]
+    pub images: Vec<PathBuf>,
+    /// For vision projectors: greedy tokens generated after each image to compare (0 skips the comparison,
+    /// which saves one more encoding per image and projector).
+    #[arg(long = "gen-tokens", value_name = "N", default_value_t = 16)]
+    pub gen_tokens: usize,
     /// Tokens per chunk; the second half of each chunk is scored, as llama.cpp's perplexity tool does.
     #[arg(short = 'c', long = "ctx-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..))]
     pub ctx_size: u32,

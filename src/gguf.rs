@@ -98,6 +98,16 @@ pub struct GgufHeader {
     pub tensors: Vec<GgufTensorInfo>,
     pub data_offset: u64,
     pub file_len: u64,
+    /// Where each metadata entry (key, type and value) lies in the file, in file order.
+    pub kv_spans: Vec<KvSpan>,
+}
+
+/// The bytes of one metadata entry in the file: `start..end`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvSpan {
+    pub key: String,
+    pub start: u64,
+    pub end: u64,
 }
 
 /// Why a file could not be read as GGUF.
@@ -304,12 +314,19 @@ impl GgufHeader {
             )));
         }
         let mut metadata = BTreeMap::new();
+        let mut kv_spans = Vec::with_capacity(n_kv.min(1 << 16) as usize);
         for _ in 0..n_kv {
+            let start = cur.pos;
             let key = cur.string().map_err(damaged)?;
             let ty = cur.u32().map_err(damaged)?;
             let value = cur
                 .value(ty, 0)
                 .map_err(|e| damaged(format!("metadata key {key:?}: {e}")))?;
+            kv_spans.push(KvSpan {
+                key: key.clone(),
+                start,
+                end: cur.pos,
+            });
             metadata.insert(key, value);
         }
         let mut tensors = Vec::with_capacity(n_tensors as usize);
@@ -345,6 +362,7 @@ impl GgufHeader {
             tensors,
             data_offset,
             file_len,
+            kv_spans,
         };
         let needed = header.data_end();
         if needed > file_len {
@@ -391,6 +409,90 @@ impl GgufHeader {
     pub fn is_mmproj(&self) -> bool {
         self.architecture() == Some("clip")
     }
+
+    /// `general.alignment` (32 when absent).
+    pub fn alignment(&self) -> u64 {
+        self.get_u64("general.alignment").unwrap_or(32).max(1)
+    }
+}
+
+/// A metadata entry holding a u32, encoded as in a GGUF file.
+pub fn encode_kv_u32(key: &str, value: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 16);
+    out.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&4u32.to_le_bytes());
+    out.extend_from_slice(&value.to_le_bytes());
+    out
+}
+
+/// The layout of a copy of a GGUF file with the same metadata (some entries replaced) and tensors (some of a new
+/// type): the header bytes to write first, then each tensor's data at `data_offset + offsets[i]`.
+#[derive(Debug, Clone)]
+pub struct RetypedLayout {
+    pub header: Vec<u8>,
+    pub offsets: Vec<u64>,
+    pub sizes: Vec<u64>,
+    pub alignment: u64,
+}
+
+impl RetypedLayout {
+    /// Plans the copy. `kv_bytes(span)` returns the original bytes of a metadata entry; `replace` holds whole
+    /// encoded entries that take the place of the entry with the same key; `types` gives each tensor's new type.
+    pub fn plan(
+        source: &GgufHeader,
+        kv_bytes: &mut dyn FnMut(&KvSpan) -> std::io::Result<Vec<u8>>,
+        replace: &[(&str, Vec<u8>)],
+        types: &[u32],
+    ) -> std::io::Result<RetypedLayout> {
+        assert_eq!(types.len(), source.tensors.len(), "one type per tensor");
+        let alignment = source.alignment();
+        let mut header = Vec::new();
+        header.extend_from_slice(b"GGUF");
+        header.extend_from_slice(&3u32.to_le_bytes());
+        header.extend_from_slice(&(source.tensors.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(source.kv_spans.len() as u64).to_le_bytes());
+        for span in &source.kv_spans {
+            match replace.iter().find(|(k, _)| *k == span.key) {
+                Some((_, bytes)) => header.extend_from_slice(bytes),
+                None => header.extend_from_slice(&kv_bytes(span)?),
+            }
+        }
+        let mut offsets = Vec::with_capacity(types.len());
+        let mut sizes = Vec::with_capacity(types.len());
+        let mut offset = 0u64;
+        for (t, &ty) in source.tensors.iter().zip(types) {
+            let info = GgufTensorInfo {
+                ggml_type: ty,
+                ..t.clone()
+            };
+            let size = info.n_bytes().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("tensor {}: unknown type {ty}", t.name),
+                )
+            })?;
+            header.extend_from_slice(&(t.name.len() as u64).to_le_bytes());
+            header.extend_from_slice(t.name.as_bytes());
+            header.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                header.extend_from_slice(&d.to_le_bytes());
+            }
+            header.extend_from_slice(&ty.to_le_bytes());
+            header.extend_from_slice(&offset.to_le_bytes());
+            offsets.push(offset);
+            sizes.push(size);
+            offset = (offset + size).div_ceil(alignment) * alignment;
+        }
+        let padded = (header.len() as u64).div_ceil(alignment) * alignment;
+        header.resize(padded as usize, 0);
+        Ok(RetypedLayout {
+            header,
+            offsets,
+            sizes,
+            alignment,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +527,32 @@ mod tests {
         }
         out.extend_from_slice(&[0u8; 16]);
         out
+    }
+
+    /// A copy planned with the same types and no replacement reproduces the file's header byte for byte; a
+    /// replaced entry and a new tensor type read back as written.
+    #[test]
+    fn retyped_layout_round_trips() {
+        let bytes = tiny_gguf();
+        let f = write(&bytes);
+        let h = GgufHeader::read(f.path()).unwrap();
+        assert_eq!(h.kv_spans.len(), 2);
+        let mut kv = |s: &KvSpan| Ok(bytes[s.start as usize..s.end as usize].to_vec());
+        let same = RetypedLayout::plan(&h, &mut kv, &[], &[0]).unwrap();
+        assert_eq!(same.header, bytes[..h.data_offset as usize]);
+        assert_eq!((same.offsets.clone(), same.sizes.clone()), (vec![0], vec![16]));
+
+        let replaced = encode_kv_u32("gemma3.embedding_length", 128);
+        let l = RetypedLayout::plan(&h, &mut kv, &[("gemma3.embedding_length", replaced)], &[1]).unwrap();
+        let mut out = l.header.clone();
+        out.extend_from_slice(&[0u8; 8]); // 4 F16 values
+        let g = write(&out);
+        let h2 = GgufHeader::read(g.path()).unwrap();
+        assert_eq!(h2.get_u64("gemma3.embedding_length"), Some(128));
+        assert_eq!(h2.get_str("general.architecture"), Some("gemma3"));
+        assert_eq!(h2.tensors[0].ggml_type, 1);
+        assert_eq!(h2.data_offset, l.header.len() as u64);
+        assert_eq!(h2.data_end(), out.len() as u64);
     }
 
     fn write(bytes: &[u8]) -> tempfile::NamedTempFile {

@@ -485,6 +485,7 @@ mod tests {
                 .collect(),
             data_offset: 0,
             file_len: 1234,
+            kv_spans: Vec::new(),
         }
     }
 

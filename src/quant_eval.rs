@@ -168,6 +168,62 @@ pub fn chunks(tokens: &[i32], len: usize, bos: i32, max_chunks: Option<usize>) -
         .collect()
 }
 
+/// How close a quantised vision projector's image embeddings are to the reference's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmbeddingFidelity {
+    /// Cosine similarity of the whole embedding (all tokens as one vector).
+    pub cosine: f64,
+    /// The lowest cosine similarity of any one image token's embedding.
+    pub min_token_cosine: f64,
+    pub max_abs_diff: f64,
+    /// Root-mean-square difference divided by the reference's root-mean-square value.
+    pub relative_rms_error: f64,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 && bb == 0.0 {
+        return 1.0;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+/// Compares embeddings of `width` floats per token (the same image through two projectors).
+pub fn embedding_fidelity(reference: &[f32], other: &[f32], width: usize) -> EmbeddingFidelity {
+    assert_eq!(reference.len(), other.len(), "embeddings of different sizes");
+    let width = width.max(1);
+    let min_token_cosine = reference
+        .chunks(width)
+        .zip(other.chunks(width))
+        .map(|(a, b)| cosine(a, b))
+        .fold(f64::INFINITY, f64::min);
+    let mut max_abs_diff = 0f64;
+    let (mut diff2, mut ref2) = (0f64, 0f64);
+    for (&x, &y) in reference.iter().zip(other) {
+        let d = (x as f64 - y as f64).abs();
+        max_abs_diff = max_abs_diff.max(d);
+        diff2 += d * d;
+        ref2 += (x as f64) * (x as f64);
+    }
+    EmbeddingFidelity {
+        cosine: cosine(reference, other),
+        min_token_cosine,
+        max_abs_diff,
+        relative_rms_error: if ref2 > 0.0 { (diff2 / ref2).sqrt() } else { 0.0 },
+    }
+}
+
+/// How many leading tokens two generations share.
+pub fn common_prefix(a: &[i32], b: &[i32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +277,21 @@ mod tests {
         assert!(r.kl_max == kl_divergence(&reference, &flipped));
         assert!(r.kl_mean > 0.0 && r.kl_median < r.kl_mean);
         assert!(r.perplexity_ratio > 1.0);
+    }
+
+    #[test]
+    fn embedding_fidelity_of_known_vectors() {
+        let a = [1.0f32, 0.0, 0.0, 1.0];
+        let same = embedding_fidelity(&a, &a, 2);
+        assert_eq!((same.cosine, same.min_token_cosine, same.max_abs_diff), (1.0, 1.0, 0.0));
+        // The second token turned by 90 degrees: whole-vector cosine 1/2, worst token 0.
+        let b = [1.0f32, 0.0, 1.0, 0.0];
+        let f = embedding_fidelity(&a, &b, 2);
+        assert!((f.cosine - 0.5).abs() < 1e-12);
+        assert!(f.min_token_cosine.abs() < 1e-12);
+        assert_eq!(f.max_abs_diff, 1.0);
+        assert!((f.relative_rms_error - 1.0).abs() < 1e-12);
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4, 5]), 2);
     }
 
     #[test]

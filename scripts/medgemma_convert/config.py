@@ -34,6 +34,7 @@ TEXT_DEFAULTS: dict[str, Any] = {
 REQUIRED_TEXT_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers")
 REQUIRED_VISION_KEYS = ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                         "num_attention_heads")
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")  # read for the vision part, if present
 DEFAULT_TOKENS_PER_IMAGE = 256
 SUPPORTED_ACTIVATION = "gelu_pytorch_tanh"
 
@@ -283,6 +284,15 @@ def _scaling(section: dict[str, Any], what: str) -> tuple[str, float]:
 
 
 def parse_vision(checkpoint: Path, raw: dict[str, Any], text_hidden: int, log: Log) -> VisionParams:
+    """Vision parameters from config.json (`raw`) and the processor files found in `checkpoint`."""
+    files = {name: read_json(checkpoint / name) for name in PROCESSOR_FILES if (checkpoint / name).is_file()}
+    return vision_params(raw, files, text_hidden, log, where=str(checkpoint))
+
+
+def vision_params(raw: dict[str, Any], processor_files: dict[str, Any], text_hidden: int, log: Log,
+                  where: str) -> VisionParams:
+    """The checks and values of parse_vision, given the processor files' contents by file name (`where` names the
+    folder they came from in error messages)."""
     vc = raw.get("vision_config")
     if not isinstance(vc, dict):
         raise ConversionError("config.json: Gemma3ForConditionalGeneration without a vision_config section")
@@ -296,9 +306,9 @@ def parse_vision(checkpoint: Path, raw: dict[str, Any], text_hidden: int, log: L
     if vc.get("num_channels", 3) != 3:
         raise ConversionError(f"config.json: vision num_channels={vc['num_channels']} (llama.cpp expects 3)")
     image_size, patch_size = int(vc["image_size"]), int(vc["patch_size"])
-    tokens = tokens_per_image(checkpoint, raw, log)
+    tokens = tokens_per_image(raw, processor_files, log)
     scale = projector_scale_factor(image_size, patch_size, tokens)
-    mean, std = image_normalisation(checkpoint, image_size)
+    mean, std = image_normalisation(processor_files, image_size, where)
     return VisionParams(
         image_size=image_size,
         patch_size=patch_size,
@@ -315,17 +325,15 @@ def parse_vision(checkpoint: Path, raw: dict[str, Any], text_hidden: int, log: L
     )
 
 
-def tokens_per_image(checkpoint: Path, raw: dict[str, Any], log: Log) -> int:
+def tokens_per_image(raw: dict[str, Any], processor_files: dict[str, Any], log: Log) -> int:
     """Image tokens per image from every file that states it; they must agree."""
     found: dict[str, int] = {}
     if raw.get("mm_tokens_per_image") is not None:
         found["config.json mm_tokens_per_image"] = int(raw["mm_tokens_per_image"])
-    for name in ("processor_config.json", "preprocessor_config.json"):
-        path = checkpoint / name
-        if path.is_file():
-            value = read_json(path).get("image_seq_length")
-            if value is not None:
-                found[f"{name} image_seq_length"] = int(value)
+    for name in PROCESSOR_FILES:
+        value = (processor_files.get(name) or {}).get("image_seq_length")
+        if value is not None:
+            found[f"{name} image_seq_length"] = int(value)
     if not found:
         log(f"config: no image token count found, using the transformers default {DEFAULT_TOKENS_PER_IMAGE}")
         return DEFAULT_TOKENS_PER_IMAGE
@@ -349,11 +357,11 @@ def projector_scale_factor(image_size: int, patch_size: int, tokens: int) -> int
     return patches // per_side
 
 
-def image_normalisation(checkpoint: Path, image_size: int) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    path = checkpoint / "preprocessor_config.json"
-    if not path.is_file():
-        raise ConversionError(f"missing preprocessor_config.json in {checkpoint} (needed for image_mean/image_std)")
-    pre = read_json(path)
+def image_normalisation(processor_files: dict[str, Any], image_size: int,
+                        where: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    pre = processor_files.get("preprocessor_config.json")
+    if pre is None:
+        raise ConversionError(f"missing preprocessor_config.json in {where} (needed for image_mean/image_std)")
     if pre.get("do_normalize") is False:
         raise ConversionError("preprocessor_config.json: do_normalize=false is not supported (llama.cpp always "
                               "normalises with image_mean/image_std)")

@@ -60,6 +60,7 @@ VISION_LAYER = {
 PROJECTOR = {"mm_input_projection_weight": ("mm.input_projection.weight", False),
              "mm_soft_emb_norm.weight": ("mm.soft_emb_norm.weight", True)}
 MMPROJ_F32_TENSORS = ("v.patch_embd.weight", "v.position_embd.weight")  # as llama.cpp's converter keeps them
+MMPROJ_TRANSPOSED_TENSORS = ("mm.input_projection.weight",)  # clip.cpp uses ggml_cont(ggml_transpose(w)): never Q8_0
 
 
 @dataclass(frozen=True)
@@ -166,17 +167,38 @@ def model_qtype(name: str, shape: tuple[int, ...], outtype: str, log: Log) -> Q:
         return Q.F16
     if outtype == "bf16":
         return Q.BF16
+    return _q8_0_or_f16(name, shape, log)
+
+
+def mmproj_qtype(name: str, shape: tuple[int, ...], outtype: str, log: Log) -> Q:
+    """The vision file's type: 1-D tensors and MMPROJ_F32_TENSORS stay F32; matrices follow `outtype`.
+
+    q8_0 applies the text model's rule (rows not a multiple of 32 fall back to F16, e.g. SigLIP-400M's ffn_down with
+    rows of 4304) except for mm.input_projection.weight, which stays F16 as in llama.cpp's converter (ggml-org/
+    llama.cpp#13025): clip.cpp's gemma3 projector multiplies by ggml_cont(ggml_transpose(w)), and copying a transposed
+    block-quantised tensor moves whole 32-value blocks along the wrong axis, so a Q8_0 projection computes garbage
+    without any error. BF16 (one value per block) transposes correctly, so bf16 keeps it BF16.
+    """
+    if len(shape) == 1 or outtype == "f32" or name in MMPROJ_F32_TENSORS:
+        return Q.F32
+    if outtype == "f16":
+        return Q.F16
+    if outtype == "bf16":
+        return Q.BF16
+    if name in MMPROJ_TRANSPOSED_TENSORS:
+        log(f"{name}: clip.cpp transposes this matrix before use, which block-quantised types do not survive; "
+            "written as F16 instead of Q8_0")
+        return Q.F16
+    return _q8_0_or_f16(name, shape, log)
+
+
+def _q8_0_or_f16(name: str, shape: tuple[int, ...], log: Log) -> Q:
+    """Q8_0 when a row (the last dimension: ggml's ne0) splits into whole 32-value blocks, else F16 (logged)."""
     block = GGML_QUANT_SIZES[Q.Q8_0][0]
     if shape[-1] % block != 0:
         log(f"{name}: row length {shape[-1]} is not a multiple of {block}, written as F16 instead of Q8_0")
         return Q.F16
     return Q.Q8_0
-
-
-def mmproj_qtype(name: str, shape: tuple[int, ...], outtype: str) -> Q:
-    if len(shape) == 1 or outtype == "f32" or name in MMPROJ_F32_TENSORS:
-        return Q.F32
-    return Q.F16
 
 
 def plan_tensors(tensors: dict[str, TensorRef], cfg: ModelConfig, outtype: str, mmproj_outtype: str,
@@ -202,7 +224,7 @@ def plan_tensors(tensors: dict[str, TensorRef], cfg: ModelConfig, outtype: str, 
         if mapped.part == "text":
             qtype = model_qtype(mapped.name, ref.shape, outtype, log)
         else:
-            qtype = mmproj_qtype(mapped.name, ref.shape, mmproj_outtype)
+            qtype = mmproj_qtype(mapped.name, ref.shape, mmproj_outtype, log)
         plans[mapped.part][mapped.name] = TensorPlan(ref, mapped.name, ref.shape, qtype, mapped.add_one)
     for reason, names in skipped.items():
         log(f"skipping {len(names)} tensor(s) ({reason}), e.g. {names[0]}")

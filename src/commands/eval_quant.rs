@@ -50,7 +50,7 @@ fn load(path: &Path, threads: i32, verbose: bool) -> Result<Engine> {
     })?)
 }
 
-fn file_type(path: &Path) -> String {
+pub(super) fn file_type(path: &Path) -> String {
     GgufHeader::read(path)
         .ok()
         .and_then(|h| h.get_u64("general.file_type"))
@@ -58,14 +58,6 @@ fn file_type(path: &Path) -> String {
 }
 
 pub fn run(args: EvalQuantArgs) -> Result<()> {
-    let text =
-        std::fs::read(&args.text).with_context(|| format!("cannot read the text file {}", args.text.display()))?;
-    let text = String::from_utf8(text).map_err(|_| {
-        anyhow::anyhow!(
-            "{} is not UTF-8 text; give a plain-text file (convert it first, e.g. with iconv)",
-            args.text.display()
-        )
-    })?;
     for q in &args.quants {
         if q == &args.base {
             bail!(
@@ -74,6 +66,25 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
             );
         }
     }
+    let base_header = GgufHeader::read(&args.base).with_context(|| format!("--base {}", args.base.display()))?;
+    if base_header.is_mmproj() {
+        return super::eval_quant_vision::run(&args);
+    }
+    let Some(text_path) = args.text.clone() else {
+        bail!(
+            "--base {} is a language model: give a text to score with --text FILE.txt (--image is for comparing \
+             vision projectors)",
+            args.base.display()
+        );
+    };
+    let text =
+        std::fs::read(&text_path).with_context(|| format!("cannot read the text file {}", text_path.display()))?;
+    let text = String::from_utf8(text).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text; give a plain-text file (convert it first, e.g. with iconv)",
+            text_path.display()
+        )
+    })?;
     let threads = args.threads.unwrap_or_else(default_threads);
     let base = load(&args.base, threads, args.verbose)?;
     let quants = args
@@ -97,7 +108,7 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
     if chunks.is_empty() {
         bail!(
             "{} has {} tokens, fewer than one chunk of --ctx-size {}: give a longer text or a smaller --ctx-size",
-            args.text.display(),
+            text_path.display(),
             tokens.len(),
             args.ctx_size
         );
@@ -141,7 +152,7 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
     progress.finish_and_clear();
 
     let report = Report {
-        text: args.text.clone(),
+        text: text_path,
         ctx_size: args.ctx_size,
         chunks: chunks.len(),
         scored_positions: chunks.len() * (chunk_len - first - 1),

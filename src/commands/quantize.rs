@@ -23,13 +23,6 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         );
     }
     let header = GgufHeader::read(input)?;
-    if header.is_mmproj() {
-        bail!(
-            "{} is a vision projector (mmproj); quantising an mmproj is not supported yet: use the mmproj as converted \
-             (F16 or F32)",
-            input.display()
-        );
-    }
     check_output(input, output, args.force)?;
     if is_quantized(&header) && !args.allow_requantize {
         bail!(
@@ -68,11 +61,15 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     };
     let started = Instant::now();
     let spinner = terminal::spinner(format!("quantising {} to {}", input.display(), args.quant_type.name()));
-    let result = engine::quantize(input, tmp.path(), &options);
+    let result = if header.is_mmproj() {
+        engine::quantize_mmproj(input, &header, tmp.path(), &options).map(Some)
+    } else {
+        engine::quantize(input, tmp.path(), &options).map(|()| None)
+    };
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }
-    result?;
+    let mmproj = result?;
     let written = GgufHeader::read(tmp.path()).context("llama.cpp wrote an unreadable file")?;
     tmp.persist(output)
         .map_err(|e| e.error)
@@ -88,7 +85,36 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     eprintln!("medgemma: tensor types: {}", mix_line(&tensor_types(&written)));
+    if let Some(m) = mmproj {
+        eprintln!(
+            "medgemma: vision projector: {} tensors converted, {} kept as they were",
+            m.converted,
+            m.kept.len()
+        );
+        for (reason, names) in group_by_reason(&m.kept) {
+            eprintln!("medgemma:   kept ({reason}): {}", names.join(", "));
+        }
+    }
     Ok(())
+}
+
+/// Tensor names grouped by the reason they were kept, reasons in first-seen order; long groups abbreviated.
+fn group_by_reason(kept: &[(String, String)]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, reason) in kept {
+        match groups.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, names)) => names.push(name.clone()),
+            None => groups.push((reason.clone(), vec![name.clone()])),
+        }
+    }
+    for (_, names) in &mut groups {
+        if names.len() > 4 {
+            let more = names.len() - 3;
+            names.truncate(3);
+            names.push(format!("and {more} more"));
+        }
+    }
+    groups
 }
 
 /// OUT must not be IN (compared after resolving links), and must not exist unless --force.

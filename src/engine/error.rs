@@ -50,7 +50,7 @@ pub enum EngineError {
     Decode(String),
     #[error("the vision projector failed on image {}: {reason}", path.display())]
     ImageEncode { path: PathBuf, reason: String },
-    #[error("llama.cpp could not quantize {}: {reason}", input.display())]
+    #[error("cannot quantise {}: {reason}", input.display())]
     Quantize { input: PathBuf, reason: String },
     #[error("a saved answer holds token id {token}, outside this model's vocabulary of {n_vocab}: the conversation was saved with another model")]
     BadTokenId { token: i32, n_vocab: i32 },

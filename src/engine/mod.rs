@@ -6,11 +6,13 @@
 //! print to stdout: results go back to the caller through return values and callbacks.
 
 mod error;
+mod image_embedding;
 mod logging;
 mod model;
 mod parallel;
 mod prepare;
 mod quantize;
+mod quantize_mmproj;
 mod sampling;
 mod score;
 mod session;
@@ -18,10 +20,12 @@ mod speed;
 mod token_text;
 
 pub use error::EngineError;
+pub use image_embedding::{image_embedding, ImageEmbedding};
 pub use model::{Engine, LoadOptions, ModelSummary};
 pub use parallel::{Finished, ParallelSession};
 pub use prepare::{PreparedPrompt, PromptItem};
 pub use quantize::{quantize, QuantizeOptions};
+pub use quantize_mmproj::{quantize_mmproj, MmprojQuantized};
 pub use score::Scorer;
 pub use session::{EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, Session, SessionStats};
 pub use speed::{SpeedSample, SpeedTest};

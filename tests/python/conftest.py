@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CONVERTER = REPO / "scripts" / "convert_hf_to_gguf.py"
+SCRIPTS = REPO / "scripts"
+CONVERTER = SCRIPTS / "convert_hf_to_gguf.py"
+sys.path.insert(0, str(SCRIPTS))  # the converter package (medgemma_convert) and make_synthetic, for direct tests
 FIXTURES = Path(os.environ.get("MEDGEMMA_FIXTURES_DIR", REPO / "tests" / "fixtures" / "hf"))
 FIXTURE_NAMES = {"mm": "tiny-medgemma-mm", "text": "tiny-medgemma-text"}
 

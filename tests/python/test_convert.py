@@ -19,6 +19,7 @@ from gguf.quants import dequantize
 
 from conftest import (copy_checkpoint, edit_json, fixture_dir, load_checkpoint_tensor, run_converter,
                       shard_checkpoint, text_config)
+from medgemma_convert.tensors import mmproj_qtype
 
 OUTTYPES = ["f32", "f16", "bf16", "q8_0"]
 CONTROL = 3
@@ -286,6 +287,87 @@ def test_mmproj_outtype_flag(tmp_path):
     assert run.returncode == 0, run.stderr
     name = fixture_dir("mm").name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{name}-q8_0.gguf", f"mmproj-{name}-f32.gguf"])
+
+
+@pytest.fixture(scope="session")
+def mmproj_converted(tmp_path_factory):
+    """Lazily converts the multimodal fixture once per --mmproj-outtype; returns the mmproj path."""
+    cache: dict[str, Path] = {}
+
+    def get(mmproj_outtype: str) -> Path:
+        if mmproj_outtype not in cache:
+            out = tmp_path_factory.mktemp(f"mmproj-{mmproj_outtype}")
+            run = run_converter(fixture_dir("mm"), out, "--outtype", "f16", "--mmproj-outtype", mmproj_outtype,
+                                "--name", "tiny")
+            assert run.returncode == 0, run.stderr
+            assert sorted(p.name for p in out.iterdir()) == ["mmproj-tiny-" + mmproj_outtype + ".gguf",
+                                                              "tiny-f16.gguf"]
+            cache[mmproj_outtype] = out / f"mmproj-tiny-{mmproj_outtype}.gguf"
+        return cache[mmproj_outtype]
+
+    return get
+
+
+def expected_mmproj_type(name: str, shape: tuple[int, ...], outtype: str) -> Q:
+    """The vision file's rule, restated: F32 exceptions, Q8_0 only for whole 32-value rows, projection F16."""
+    if outtype == "f32" or len(shape) == 1 or name in ("v.patch_embd.weight", "v.position_embd.weight"):
+        return Q.F32
+    if outtype == "q8_0" and (name == "mm.input_projection.weight" or shape[-1] % 32):
+        return Q.F16
+    return MODEL_QTYPE[outtype]
+
+
+@pytest.mark.parametrize("outtype", ["bf16", "q8_0"])
+def test_mmproj_bf16_and_q8_0_types(mmproj_converted, converted, outtype):
+    r = GGUFReader(mmproj_converted(outtype))
+    assert field(r, "general.file_type") == FILE_TYPE[outtype]
+    found = tensors(r)
+    reference = tensors(GGUFReader(converted("mm", "f32")[1]))
+    assert {n: gguf_shape(t) for n, t in found.items()} == {n: gguf_shape(t) for n, t in reference.items()}
+    for name, t in found.items():
+        assert t.tensor_type == expected_mmproj_type(name, gguf_shape(t), outtype), name
+    assert any(t.tensor_type == MODEL_QTYPE[outtype] for t in found.values())
+
+
+@pytest.mark.parametrize("outtype", ["bf16", "q8_0"])
+def test_mmproj_bf16_and_q8_0_values(mmproj_converted, converted, outtype):
+    """Every tensor dequantises to the f32 conversion within its type's rounding error."""
+    reference = tensors(GGUFReader(converted("mm", "f32")[1]))
+    for name, t in tensors(GGUFReader(mmproj_converted(outtype))).items():
+        ref = np.asarray(reference[name].data, dtype=np.float32)
+        got = dequantize(np.asarray(t.data), t.tensor_type).reshape(ref.shape)
+        if t.tensor_type == Q.F32:
+            np.testing.assert_array_equal(got, ref, err_msg=name)
+        elif t.tensor_type in (Q.BF16, Q.F16):
+            # the fixture is a bf16 checkpoint: bf16 round-trips exactly; f16 within its 11-bit mantissa
+            rtol = 0 if t.tensor_type == Q.BF16 else 2 ** -11
+            np.testing.assert_allclose(got, ref, rtol=rtol, atol=0, err_msg=name)
+        else:
+            assert t.tensor_type == Q.Q8_0, name
+            blocks, got_blocks = ref.reshape(-1, 32), got.reshape(-1, 32)
+            # round to nearest of d = amax/127 (d itself stored as f16): at most about d/2 per value
+            bound = np.abs(blocks).max(axis=1, keepdims=True) / 127 * 0.6 + 1e-12
+            assert (np.abs(got_blocks - blocks) <= bound).all(), name
+            assert not np.array_equal(got, ref), f"{name}: Q8_0 data identical to f32 (not quantised?)"
+
+
+def test_mmproj_q8_0_falls_back_for_rows_not_a_multiple_of_32():
+    """SigLIP-400M's shapes (the tiny fixture has none whose rows miss the 32-value block)."""
+    logged: list[str] = []
+    down, up, proj = (1152, 4304), (4304, 1152), (1152, 2560)
+    assert mmproj_qtype("v.blk.0.ffn_down.weight", down, "q8_0", logged.append) == Q.F16
+    assert len(logged) == 1 and "4304" in logged[0] and "v.blk.0.ffn_down.weight" in logged[0]
+    assert mmproj_qtype("v.blk.0.ffn_up.weight", up, "q8_0", logged.append) == Q.Q8_0
+    assert mmproj_qtype("v.blk.0.attn_q.weight", (1152, 1152), "q8_0", logged.append) == Q.Q8_0
+    assert len(logged) == 1
+    assert mmproj_qtype("mm.input_projection.weight", proj, "q8_0", logged.append) == Q.F16
+    assert len(logged) == 2 and "transpose" in logged[1]
+    assert mmproj_qtype("mm.input_projection.weight", proj, "bf16", logged.append) == Q.BF16
+    assert mmproj_qtype("v.blk.0.ffn_down.weight", down, "bf16", logged.append) == Q.BF16
+    assert mmproj_qtype("v.patch_embd.weight", (1152, 3, 14, 14), "q8_0", logged.append) == Q.F32
+    assert mmproj_qtype("v.position_embd.weight", (4096, 1152), "bf16", logged.append) == Q.F32
+    assert mmproj_qtype("v.blk.0.ffn_down.bias", (1152,), "q8_0", logged.append) == Q.F32
+    assert len(logged) == 2
 
 
 # --- other layouts ----------------------------------------------------------------------------------------------
