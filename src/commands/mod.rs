@@ -3,5 +3,8 @@
 pub mod batch;
 pub mod chat;
 pub mod info;
+pub mod list;
+pub mod pull;
 pub mod quantize;
+pub mod rm;
 pub mod run;
