@@ -1,6 +1,7 @@
 //! Integration tests: the real binary on tiny real GGUF models through real llama.cpp. One test binary with
 //! modules, like ripgrep's.
 
+mod hub_server;
 mod util;
 
 mod batch;
@@ -8,6 +9,7 @@ mod chat;
 mod cli;
 mod convert;
 mod errors;
+mod hub;
 mod info;
 mod injection;
 mod parity;

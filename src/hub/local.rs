@@ -246,8 +246,17 @@ pub fn check_gguf(path: &Path, mmproj: bool) -> Result<()> {
 /// files in the Hugging Face cache.
 pub fn local_models(hub: &Hub, registry: &Registry) -> Vec<LocalModel> {
     let mut out = ConvertedStore::new(&medgemma_home()).all();
-    let files = hub.cache().files();
-    for f in files.iter().filter(|f| f.file.to_ascii_lowercase().ends_with(".gguf")) {
+    let files: Vec<_> = hub
+        .cache()
+        .files()
+        .into_iter()
+        .filter(|f| f.file.to_ascii_lowercase().ends_with(".gguf"))
+        .collect();
+    // Registry builds first, so that the mmproj files they use are known before the other files are listed.
+    let (builds, others): (Vec<_>, Vec<_>) = files
+        .iter()
+        .partition(|f| registry.build_of_file(&f.repo, &f.file).is_some());
+    for f in builds.into_iter().chain(others) {
         if let Some(build) = registry.build_of_file(&f.repo, &f.file) {
             let mmproj = build
                 .mmproj
