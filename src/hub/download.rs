@@ -403,7 +403,8 @@ impl Hub {
             },
             ureq::Error::Transport(t) => HubError::Network {
                 url: url.to_string(),
-                reason: t.to_string(),
+                // ureq's text starts with the URL, which the message already names.
+                reason: t.to_string().trim_start_matches(&format!("{url}: ")).to_string(),
                 next:
                     "Check the connection (and HF_ENDPOINT, proxies), or work offline with HF_HUB_OFFLINE=1 and files \
                        already in the cache"
