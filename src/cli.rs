@@ -35,17 +35,30 @@ pub enum Command {
     EvalQuant(EvalQuantArgs),
     /// Measure speed: prompt processing and generation tokens/s, image encoding time, load time, peak memory.
     Bench(BenchArgs),
+    /// Download a model by name (e.g. medgemma-4b-it:q8_0) or any GGUF from a Hugging Face repository, or build
+    /// one from a checkpoint (--convert); files go to the shared Hugging Face cache.
+    Pull(PullArgs),
+    /// Show the models on this machine (name, quantisation, size, path), or with --available the known ones.
+    List(ListArgs),
+    /// Remove a model from this machine: NAME[:QUANT] as `medgemma list` shows it (every quantisation without one).
+    Rm(RmArgs),
 }
 
 /// Which model files to load.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// The MedGemma model, a .gguf file (e.g. medgemma-4b-it-Q4_K_M.gguf).
-    #[arg(short = 'm', long = "model", value_name = "MODEL.gguf", env = "MEDGEMMA_MODEL")]
-    pub model: Option<PathBuf>,
-    /// The vision projector for images, a .gguf file (e.g. mmproj-F16.gguf); needed for --image.
+    /// The model: a name, NAME[:QUANT] (e.g. medgemma-4b-it, medgemma-27b-text-it:q8_0; `medgemma list
+    /// --available`), downloaded on first use and then used offline; or a .gguf file. [default:
+    /// medgemma-4b-it:q4_k_m]
+    #[arg(short = 'm', long = "model", value_name = "NAME|MODEL.gguf", env = "MEDGEMMA_MODEL")]
+    pub model: Option<String>,
+    /// The vision projector for images, a .gguf file (e.g. mmproj-F16.gguf); needed for --image with a model
+    /// file. A model given by name brings its own; this overrides it.
     #[arg(long, value_name = "MMPROJ.gguf", env = "MEDGEMMA_MMPROJ")]
     pub mmproj: Option<PathBuf>,
+    /// Use only models already on this machine, never the network (also: HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Number of layers to offload to the GPU (GPU builds only; 0 = CPU only).
     #[arg(long = "gpu-layers", value_name = "N", default_value_t = 0)]
     pub gpu_layers: u32,
@@ -55,20 +68,23 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The model path, or the error that says how to give one.
-    pub fn model_path(&self) -> anyhow::Result<PathBuf> {
-        self.model.clone().ok_or_else(|| {
-            anyhow::anyhow!(
-                "no model given: pass a MedGemma GGUF file with -m/--model MODEL.gguf (or set MEDGEMMA_MODEL)"
-            )
-        })
+    /// The model and mmproj files: a path as given, or a name resolved (and pulled when not local and online);
+    /// without -m, the registry's default model. An explicit --mmproj wins over a name's own.
+    pub fn resolve(&self) -> anyhow::Result<crate::hub::ModelFiles> {
+        let hub = crate::hub::Hub::new(crate::hub::HubSettings::from_env(self.offline));
+        let registry = crate::hub::Registry::load()?;
+        let mut files = crate::hub::local::resolve(self.model.as_deref(), &hub, &registry)?;
+        if self.mmproj.is_some() {
+            files.mmproj = self.mmproj.clone();
+        }
+        Ok(files)
     }
 
     /// What the engine loads, for `threads` CPU threads.
-    pub fn load_options(&self, model: PathBuf, threads: i32) -> crate::engine::LoadOptions {
+    pub fn load_options(&self, files: &crate::hub::ModelFiles, threads: i32) -> crate::engine::LoadOptions {
         crate::engine::LoadOptions {
-            model,
-            mmproj: self.mmproj.clone(),
+            model: files.model.clone(),
+            mmproj: files.mmproj.clone(),
             gpu_layers: self.gpu_layers,
             threads,
             verbose: self.verbose,
@@ -445,4 +461,63 @@ mod tests {
         assert!(Cli::try_parse_from(["medgemma", "info"]).is_err());
         assert!(Cli::try_parse_from(["medgemma", "info", "a", "b", "c"]).is_err());
     }
+}
+
+/// `medgemma pull`
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["name", "repo", "convert"])))]
+pub struct PullArgs {
+    /// A model of the registry, NAME[:QUANT] (quantisation default q4_k_m), e.g. medgemma-4b-it or
+    /// medgemma-27b-text-it:q8_0; `medgemma list --available` shows them.
+    #[arg(value_name = "NAME[:QUANT]")]
+    pub name: Option<String>,
+    /// Any Hugging Face repository holding GGUF files, OWNER/REPO (with --file).
+    #[arg(long, value_name = "OWNER/REPO", requires = "file", conflicts_with_all = ["name", "convert"])]
+    pub repo: Option<String>,
+    /// The GGUF file of --repo to download.
+    #[arg(long, value_name = "FILE.gguf", requires = "repo")]
+    pub file: Option<String>,
+    /// The vision projector of --repo to download with it.
+    #[arg(long = "mmproj-file", value_name = "FILE.gguf", requires = "repo")]
+    pub mmproj_file: Option<String>,
+    /// Build a model here from a Hugging Face checkpoint, OWNER/REPO (e.g. google/medgemma-4b-it): download its
+    /// safetensors, convert with scripts/convert_hf_to_gguf.py, quantise with --quant; `list` and -m then know it
+    /// as NAME:QUANT.
+    #[arg(long, value_name = "OWNER/REPO", conflicts_with = "name")]
+    pub convert: Option<String>,
+    /// The quantisation of --convert.
+    #[arg(long, value_name = "TYPE", value_enum, default_value_t = QuantType::Q4KM, requires = "convert")]
+    pub quant: QuantType,
+    /// The name of a --convert build [default: the repository's name, e.g. medgemma-4b-it].
+    #[arg(long = "name", value_name = "NAME", requires = "convert")]
+    pub build_name: Option<String>,
+    /// Use only the cache (also: HF_HUB_OFFLINE=1): check that the files are there, download nothing.
+    #[arg(long)]
+    pub offline: bool,
+    /// CPU threads for --convert's quantisation [default: the CPUs available to this process].
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+    /// Show llama.cpp's own logs on stderr (--convert).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// `medgemma list`
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Print one JSON array on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the registry's models (what `pull NAME[:QUANT]` knows), with approximate sizes, instead of the
+    /// local ones.
+    #[arg(long)]
+    pub available: bool,
+}
+
+/// `medgemma rm`
+#[derive(Debug, Clone, Args)]
+pub struct RmArgs {
+    /// The model to remove, NAME[:QUANT] as `medgemma list` shows it.
+    #[arg(value_name = "NAME[:QUANT]", required = true)]
+    pub names: Vec<String>,
 }

@@ -12,6 +12,7 @@ pub mod conversation;
 pub mod engine;
 pub mod files;
 pub mod gguf;
+pub mod hub;
 pub mod image_input;
 pub mod interrupt;
 pub mod model_info;
@@ -32,5 +33,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Quantize(args) => commands::quantize::run(args),
         cli::Command::EvalQuant(args) => commands::eval_quant::run(args),
         cli::Command::Bench(args) => commands::bench::run(args),
+        cli::Command::Pull(args) => commands::pull::run(args),
+        cli::Command::List(args) => commands::list::run(args),
+        cli::Command::Rm(args) => commands::rm::run(args),
     }
 }

@@ -25,8 +25,10 @@ fn missing_model_file() {
 
 #[test]
 fn no_model_at_all() {
+    // Without -m the default model is used; offline and not downloaded, the error says how to get it.
     let err = fails(medgemma().args(["run", "hi"]));
     assert!(err.contains("-m/--model"), "{err}");
+    assert!(err.contains("`medgemma pull medgemma-4b-it:q4_k_m`"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary on tiny real GGUF models through real llama.cpp. One test binary with
 //! modules, like ripgrep's.
 
+mod hub_server;
 mod util;
 
 mod batch;
@@ -10,6 +11,7 @@ mod cli;
 mod convert;
 mod errors;
 mod eval_quant;
+mod hub;
 mod info;
 mod injection;
 mod parity;

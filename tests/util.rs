@@ -89,11 +89,22 @@ pub fn reference(checkpoint: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The binary under test, with a clean environment.
+/// The binary under test, with a clean environment: no model from the environment, and no way to reach the real
+/// Hugging Face hub (downloads off, an empty HF_HOME and medgemma folder of its own); tests/hub.rs points it at a
+/// local hub.
 pub fn medgemma() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgemma"));
+    let nowhere = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-hub");
     cmd.env_remove("MEDGEMMA_MODEL")
         .env_remove("MEDGEMMA_MMPROJ")
+        .env_remove("MEDGEMMA_REGISTRY")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH")
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HOME", nowhere.join("hf"))
+        .env("MEDGEMMA_HOME", nowhere.join("medgemma"))
         .stdin(Stdio::null());
     cmd
 }

@@ -64,7 +64,8 @@ fn meta_path(output: &Path) -> PathBuf {
 }
 
 pub fn run(args: BatchArgs) -> Result<()> {
-    let model = args.model.model_path()?;
+    let files = args.model.resolve()?;
+    let model = files.model.clone();
     if !model.exists() {
         bail!(
             "model file {} not found; pass a MedGemma .gguf file with -m/--model",
@@ -85,7 +86,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
     let meta = Meta {
         medgemma_version: env!("CARGO_PKG_VERSION").into(),
         model: file_meta(&model)?,
-        mmproj: args.model.mmproj.as_deref().map(file_meta).transpose()?,
+        mmproj: files.mmproj.as_deref().map(file_meta).transpose()?,
         sampling: serde_json::to_value(&sampling)?,
         context: serde_json::to_value(&context)?,
         shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
@@ -120,7 +121,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
     }
     if !todo.is_empty() {
         interrupt::install();
-        let engine = Engine::load(&args.model.load_options(model, context.threads))?;
+        let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
         let interrupted = run_jobs(&engine, &todo, &mut results, &sampling, &context, &args)?;
         if interrupted {
             let done = mine.iter().filter(|j| results.is_done(&j.id)).count();

@@ -95,9 +95,10 @@ fn file_type(path: &std::path::Path) -> Option<String> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let model = args.model.model_path()?;
+    let files = args.model.resolve()?;
+    let model = files.model.clone();
     let threads = args.threads.unwrap_or_else(physical_cores);
-    let options = args.model.load_options(model.clone(), threads);
+    let options = args.model.load_options(&files, threads);
     let image = match (&args.image, &options.mmproj) {
         (Some(path), Some(_)) => Some(path.clone()),
         (Some(path), None) => anyhow::bail!(

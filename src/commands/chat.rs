@@ -20,14 +20,14 @@ use crate::settings::SamplingSettings;
 use crate::terminal::{self, ImageProgress};
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let model = args.model.model_path()?;
-    if !args.images.is_empty() && args.model.mmproj.is_none() {
-        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)");
+    let files = args.model.resolve()?;
+    if !args.images.is_empty() && files.mmproj.is_none() {
+        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
     }
     let interactive = std::io::stdin().is_terminal();
     eprintln!("{}", terminal::NOTICE);
     let context = args.context.settings();
-    let engine = Engine::load(&args.model.load_options(model, context.threads))?;
+    let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
     let session = Session::for_conversation(&engine, &context)?;
     let keep_history =
         !args.no_history && std::env::var_os("MEDGEMMA_NO_HISTORY").is_none_or(|v| v.is_empty() || v == "0");

@@ -32,15 +32,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     conversation
         .check_ready_to_answer()
         .context("cannot answer this conversation")?;
-    let model = args.model.model_path()?;
+    let files = args.model.resolve()?;
     let n_images = conversation.images().count();
-    if n_images > 0 && args.model.mmproj.is_none() {
-        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)");
+    if n_images > 0 && files.mmproj.is_none() {
+        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
     }
     terminal::research_notice();
 
-    let side = args
-        .model
+    let side = files
         .mmproj
         .as_deref()
         .and_then(|p| GgufHeader::read(p).ok())
@@ -52,7 +51,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let context = args.context.settings();
-    let engine = Engine::load(&args.model.load_options(model, context.threads))?;
+    let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
     let mut session = Session::new(&engine, &context)?;
     let prompt = session.prepare(&conversation, &images)?;
     session.check_fits(&prompt)?;
@@ -134,7 +133,7 @@ fn read_conversation(args: &RunArgs) -> Result<Conversation> {
         Some("-") => read_stdin()?,
         Some(p) => p.to_string(),
         None if !std::io::stdin().is_terminal() => read_stdin()?,
-        None => bail!("no prompt: give it as an argument (medgemma run -m MODEL.gguf \"question\"), on standard input, or with --messages FILE.json"),
+        None => bail!("no prompt: give it as an argument (medgemma run \"question\"), on standard input, or with --messages FILE.json"),
     };
     if text.trim().is_empty() && args.images.is_empty() {
         bail!("the prompt is empty: give a question as an argument or on standard input");

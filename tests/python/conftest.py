@@ -1,5 +1,6 @@
 """Shared helpers for the converter tests: locating the tiny fixtures, running the real converter script,
-reading and writing safetensors files without torch.
+reading and writing safetensors files without torch, and putting scripts/ on sys.path so that tests can import the
+converter package (medgemma_convert) and make_synthetic directly.
 
 The fixtures come from scripts/make_fixtures.py; MEDGEMMA_FIXTURES_DIR may point to another folder with the same
 layout. A missing fixture fails the tests (it is never skipped silently).
