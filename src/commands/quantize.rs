@@ -87,12 +87,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     eprintln!("medgemma: tensor types: {}", mix_line(&tensor_types(&written)));
     if let Some(m) = mmproj {
         eprintln!(
-            "medgemma: vision projector: {} tensors converted, {} kept as they were",
+            "medgemma: vision projector: {} tensors converted to {}, {} not:",
             m.converted,
+            args.quant_type.name(),
             m.kept.len()
         );
         for (reason, names) in group_by_reason(&m.kept) {
-            eprintln!("medgemma:   kept ({reason}): {}", names.join(", "));
+            eprintln!("medgemma:   {reason}: {}", names.join(", "));
         }
     }
     Ok(())

@@ -2,10 +2,11 @@
 //! rewritten here: metadata copied as is (with the new `general.file_type`), each weight matrix whose rows fit the
 //! type's block converted with ggml's own row quantiser (`ggml_quantize_chunk`), every other tensor kept as it was.
 //!
-//! Kept wide, and reported: 1-D tensors (norms, biases), the patch-embedding convolution and position embeddings,
-//! the Gemma 3 projector matrix `mm.input_projection.weight` (llama.cpp transposes it in the graph, which a
-//! quantised tensor does not support), and matrices whose row length is not a multiple of the block (SigLIP's FFN
-//! down projection has rows of 4304, not a multiple of 32). K-quants need rows of 256, which no SigLIP matrix has.
+//! Kept wide, and reported: 1-D tensors (norms, biases) and the patch-embedding convolution and position
+//! embeddings keep their type; the Gemma 3 projector matrix `mm.input_projection.weight` (llama.cpp transposes it
+//! in the graph, which a quantised tensor does not support) and matrices whose row length is not a multiple of the
+//! block (SigLIP's FFN down projection has rows of 4304, not a multiple of 32) become F16 when they are F32, as
+//! our converter writes them. K-quants need rows of 256, which no SigLIP matrix has.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -36,7 +37,7 @@ const BF16: u32 = 30;
 #[derive(Debug, Clone)]
 pub struct MmprojQuantized {
     pub converted: usize,
-    /// Tensors left in their original type, with the reason.
+    /// Tensors not converted to the asked type, with the reason (and "F16" when they were narrowed to it).
     pub kept: Vec<(String, String)>,
 }
 
@@ -60,28 +61,51 @@ fn target_type(t: QuantType) -> Result<(u32, u64), String> {
     })
 }
 
-/// Which tensors to convert: `Some(reason)` for a tensor that keeps its type.
-fn keep_reason(name: &str, dims: &[u64], ty: u32, block: u64, target: u32, allow_requantize: bool) -> Option<String> {
+/// The type a tensor gets, and why when it is not `target`. Matrices that cannot take `target` (the projector,
+/// rows not a multiple of the block) go to F16 when they are F32, as llama.cpp's and our converter do; everything
+/// else that cannot be converted keeps its type.
+fn new_type(
+    name: &str,
+    dims: &[u64],
+    ty: u32,
+    block: u64,
+    target: u32,
+    allow_requantize: bool,
+) -> (u32, Option<String>) {
+    let float_target = target == F16 || target == BF16;
+    let narrow_or_keep = |why: String| -> (u32, Option<String>) {
+        if ty == F32 && !float_target {
+            (F16, Some(format!("{why}; F16")))
+        } else {
+            (ty, Some(why))
+        }
+    };
     if let Some((_, why)) = KEEP_WIDE.iter().find(|(n, _)| *n == name) {
-        return Some((*why).into());
+        if name == "mm.input_projection.weight" && !float_target {
+            return narrow_or_keep((*why).into());
+        }
+        if name != "mm.input_projection.weight" {
+            return (ty, Some((*why).into()));
+        }
     }
     if dims.len() != 2 {
-        return Some(if dims.len() == 1 {
+        let why = if dims.len() == 1 {
             "1-D: norms and biases".into()
         } else {
             format!("{}-D", dims.len())
-        });
+        };
+        return (ty, Some(why));
     }
     if ty == target {
-        return Some("already of that type".into());
+        return (ty, Some("already of that type".into()));
     }
     if ![F32, F16, BF16].contains(&ty) && !allow_requantize {
-        return Some(format!("already quantised ({})", ggml_type_name(ty)));
+        return (ty, Some(format!("already quantised ({})", ggml_type_name(ty))));
     }
     if dims[0] % block != 0 {
-        return Some(format!("rows of {} are not a multiple of {block}", dims[0]));
+        return narrow_or_keep(format!("rows of {} are not a multiple of {block}", dims[0]));
     }
-    None
+    (target, None)
 }
 
 /// Rows of any ggml type to f32.
@@ -151,24 +175,25 @@ pub fn quantize_mmproj(
     };
     let io = |what: &str, e: std::io::Error| err(format!("{what}: {e}"));
     let (target, block) = target_type(options.quant_type).map_err(err)?;
-    // SAFETY: initialises ggml's lookup tables for the type (needed by some quantisers); idempotent.
-    unsafe { sys::ggml_quantize_init(target as sys::ggml_type) };
+    // SAFETY: initialises ggml's lookup tables for the types (needed by some quantisers); idempotent.
+    unsafe {
+        sys::ggml_quantize_init(target as sys::ggml_type);
+        sys::ggml_quantize_init(F16 as sys::ggml_type);
+    }
 
     let mut types = Vec::with_capacity(header.tensors.len());
     let mut kept = Vec::new();
     for t in &header.tensors {
-        match keep_reason(&t.name, &t.dims, t.ggml_type, block, target, options.allow_requantize) {
-            Some(why) => {
-                kept.push((t.name.clone(), why));
-                types.push(t.ggml_type);
-            }
-            None => types.push(target),
+        let (ty, why) = new_type(&t.name, &t.dims, t.ggml_type, block, target, options.allow_requantize);
+        if let Some(why) = why {
+            kept.push((t.name.clone(), why));
         }
+        types.push(ty);
     }
     let converted = types
         .iter()
         .zip(&header.tensors)
-        .filter(|(&ty, t)| ty != t.ggml_type)
+        .filter(|(&ty, t)| ty == target && t.ggml_type != target)
         .count();
 
     let mut src = File::open(input).map_err(|e| io("cannot open the input", e))?;
@@ -204,8 +229,8 @@ pub fn quantize_mmproj(
             let f = to_f32(t.ggml_type, &raw, n).map_err(err)?;
             let n_per_row = t.dims[0] as usize;
             // SAFETY: a pure size computation.
-            let row_bytes = unsafe { sys::ggml_row_size(target as sys::ggml_type, n_per_row as i64) };
-            quantize_rows(target, &f, n_per_row, row_bytes, options.threads.max(1) as usize)
+            let row_bytes = unsafe { sys::ggml_row_size(types[i] as sys::ggml_type, n_per_row as i64) };
+            quantize_rows(types[i], &f, n_per_row, row_bytes, options.threads.max(1) as usize)
         };
         if data.len() as u64 != layout.sizes[i] {
             return Err(err(format!(
@@ -228,28 +253,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn which_tensors_keep_their_type() {
-        let k = |name: &str, dims: &[u64], ty: u32| keep_reason(name, dims, ty, 32, 8, false);
-        assert_eq!(k("v.blk.0.attn_q.weight", &[1152, 1152], F16), None);
-        assert_eq!(k("v.blk.0.ffn_up.weight", &[1152, 4304], F32), None);
-        assert!(k("v.blk.0.ffn_down.weight", &[4304, 1152], F16)
-            .unwrap()
-            .contains("4304"));
-        assert!(k("v.blk.0.ln1.weight", &[1152], F32).unwrap().contains("1-D"));
-        assert!(k("mm.input_projection.weight", &[2560, 1152], F16)
-            .unwrap()
-            .contains("transposes"));
-        assert!(k("v.patch_embd.weight", &[14, 14, 3, 1152], F32).is_some());
-        assert!(k("v.blk.0.attn_q.weight", &[1152, 1152], 2)
+    fn which_tensors_change_type() {
+        let q8 = |name: &str, dims: &[u64], ty: u32| new_type(name, dims, ty, 32, 8, false);
+        assert_eq!(q8("v.blk.0.attn_q.weight", &[1152, 1152], F16), (8, None));
+        assert_eq!(q8("v.blk.0.ffn_up.weight", &[1152, 4304], F32), (8, None));
+        let (t, why) = q8("v.blk.0.ffn_down.weight", &[4304, 1152], F32);
+        assert_eq!(t, F16);
+        assert!(why.unwrap().contains("4304"));
+        assert_eq!(q8("v.blk.0.ffn_down.weight", &[4304, 1152], F16).0, F16);
+        assert_eq!(q8("v.blk.0.ln1.weight", &[1152], F32).0, F32);
+        let (t, why) = q8("mm.input_projection.weight", &[2560, 1152], F32);
+        assert_eq!(t, F16);
+        assert!(why.unwrap().contains("transposes"));
+        assert_eq!(q8("v.patch_embd.weight", &[14, 14, 3, 1152], F32).0, F32);
+        assert_eq!(q8("v.position_embd.weight", &[1152, 4096], F32).0, F32);
+        assert!(q8("v.blk.0.attn_q.weight", &[1152, 1152], 2)
+            .1
             .unwrap()
             .contains("already quantised"));
         assert_eq!(
-            keep_reason("v.blk.0.attn_q.weight", &[1152, 1152], 2, 32, 8, true),
-            None
+            new_type("v.blk.0.attn_q.weight", &[1152, 1152], 2, 32, 8, true),
+            (8, None)
         );
-        assert!(k("v.blk.0.attn_q.weight", &[1152, 1152], 8)
-            .unwrap()
-            .contains("already of that type"));
+        // Float targets take the projector and the odd rows too.
+        assert_eq!(
+            new_type("mm.input_projection.weight", &[2560, 1152], F32, 1, BF16, false),
+            (BF16, None)
+        );
+        assert_eq!(
+            new_type("v.blk.0.ffn_down.weight", &[4304, 1152], F32, 1, F16, false),
+            (F16, None)
+        );
     }
 
     #[test]
