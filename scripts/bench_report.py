@@ -5,7 +5,7 @@ The reference is the very llama.cpp we link: scripts/bench/CMakeLists.txt builds
 (tools/mtmd/mtmd-cli.cpp) from the llama-cpp-sys-2 crate's vendored sources with the crate's build options
 (Release, GGML_NATIVE, OpenMP, and the same CFLAGS scripts/env.sh sets, e.g. AMX off where it faults) into
 target/llama-ref. Its own timing lines are parsed: `prompt eval time` and `eval time` (llama_perf_context_print)
-and `image slice encoded in N ms` (mtmd). The text runs feed one prompt line to the CLI's chat loop (no image is
+and mtmd's `batch encoding done in N ms` (image encoding). The text runs feed one prompt line to the CLI's chat loop (no image is
 encoded), with --ignore-eos and greedy decoding; `medgemma bench` is then given the same number of prompt tokens.
 
 For each quantisation and thread count the two tools alternate, repetition by repetition, so that a slow spell of
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 MEDGEMMA = ROOT / "target/release/medgemma"
 REF_BUILD = ROOT / "target/llama-ref"
-REF_CLI = REF_BUILD / "bin/llama-mtmd-cli"
+REF_CLI = REF_BUILD / "llama-mtmd-cli"
 OUT = ROOT / "docs/bench"
 IMAGE = ROOT / "tests/fixtures/images/chest.png"
 
@@ -109,13 +109,13 @@ def prompt_text(n_words: int) -> str:
 
 
 PERF = re.compile(r"(prompt eval|\s+eval) time =\s+([\d.]+) ms /\s+(\d+) (?:tokens|runs)")
-IMAGE_MS = re.compile(r"image slice encoded in (\d+) ms")
+IMAGE_MS = re.compile(r"(?:image slice encoded in|batch encoding done in) (\d+) ms")
 
 
 def reference_text(model: Path, mmproj: Path, prompt: str, n_gen: int, threads: int) -> dict:
     ctx = 4096
     out = run([str(REF_CLI), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-n", str(n_gen),
-               "--temp", "0", "--ignore-eos", "-c", str(ctx), "--no-warmup"], input=prompt + "\n")
+               "--temp", "0", "--ignore-eos", "-c", str(ctx), "--no-warmup", "-lv", "4"], input=prompt + "\n")
     text = out.stdout + out.stderr
     found = {m.group(1).strip(): (float(m.group(2)), int(m.group(3))) for m in PERF.finditer(text)}
     if "prompt eval" not in found or "eval" not in found:
@@ -126,7 +126,7 @@ def reference_text(model: Path, mmproj: Path, prompt: str, n_gen: int, threads: 
 
 def reference_image(model: Path, mmproj: Path, threads: int) -> float:
     out = run([str(REF_CLI), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-n", "1",
-               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "--no-warmup"])
+               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "--no-warmup", "-lv", "4"])
     m = IMAGE_MS.search(out.stdout + out.stderr)
     if not m:
         sys.exit(f"bench_report: no image timing in llama-mtmd-cli's output:\n{(out.stdout + out.stderr)[-3000:]}")
@@ -232,9 +232,12 @@ def main() -> int:
             our_img.append(o["image_encode_ms"]["mean"])
         results["images"].append({"threads": threads, "mmproj": mmproj.name, "medgemma_ms": spread(our_img),
                                   "llama_cpp_ms": spread(ref_img)})
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "results.partial.json").write_text(json.dumps(results, indent=2) + "\n")
 
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (OUT / "results.partial.json").unlink(missing_ok=True)
     print_tables(results)
     chart(results, OUT / "tokens-per-second.png")
     return 0

@@ -301,6 +301,7 @@ fn parallel_decoding_gives_the_same_answers() {
     let dir = tempfile::tempdir().unwrap();
     let jobs = write_jobs(dir.path());
     let mut by_parallel = Vec::new();
+    let mut cached = Vec::new();
     for n in ["1", "4"] {
         let out = dir.path().join(format!("p{n}.jsonl"));
         let (status, _, stderr) = output(&mut batch_cmd(&jobs, &out, &["-n", "20", "--parallel", n]));
@@ -309,9 +310,32 @@ fn parallel_decoding_gives_the_same_answers() {
         assert_eq!(recs.len(), 30);
         assert_eq!(recs.iter().filter(|r| r["finish_reason"] == "error").count(), 3);
         by_parallel.push(texts(&recs));
+        let by_id: HashMap<String, u64> = recs
+            .iter()
+            .filter(|r| r["finish_reason"] != "error")
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["usage"]["cached_tokens"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        cached.push(by_id);
     }
     assert_eq!(
         by_parallel[0], by_parallel[1],
         "greedy answers must not depend on --parallel"
+    );
+    // With 4 sequences, text-3 starts in an empty sequence while sequence 0 holds text-0, which has the same system
+    // prompt: the prefix is copied from there, not evaluated again (in order, text-3 follows conv-2, which shares
+    // only the turn header). xray-4 finds system prompt and image in the sequence that ran xray-1.
+    let (p1, p4) = (&cached[0], &cached[1]);
+    assert!(
+        p4["text-3"] >= 8 && p4["text-3"] > p1["text-3"],
+        "text-3 cached: {p1:?} {p4:?}"
+    );
+    assert!(
+        p4["xray-4"] > 16 && p4["xray-4"] > p1["xray-4"],
+        "xray-4 cached: {p1:?} {p4:?}"
     );
 }

@@ -30,7 +30,17 @@ fn assert_only(dir: &Path, names: &[&str]) {
 #[test]
 fn quantised_models_run() {
     let dir = tempfile::tempdir().unwrap();
-    for (ty, ggml) in [("q8_0", "Q8_0"), ("q4_0", "Q4_0")] {
+    // Every type the issue lists; the tiny model's rows (64, 128) are not multiples of 256, so the K-quants fall
+    // back to 32-block types for every matrix, as llama.cpp does for such rows.
+    let types = [
+        ("q8_0", "Q8_0"),
+        ("q4_0", "Q4_0"),
+        ("q4_k_m", "Q4_K_M"),
+        ("q4_k_s", "Q4_K_S"),
+        ("q5_k_m", "Q5_K_M"),
+        ("q6_k", "Q6_K"),
+    ];
+    for (ty, ggml) in types {
         let out = dir.path().join(format!("tiny-{ty}.gguf"));
         let (status, stdout, stderr) = output(&mut quantize(&f32_text(), &out, &["--type", ty, "--threads", "2"]));
         assert!(status.status.success(), "{stderr}");
@@ -46,14 +56,19 @@ fn quantised_models_run() {
 
         let info: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(&out))).unwrap();
         assert_eq!(info["file_type"], ggml);
-        assert!(
-            info["tensor_types"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["type"] == ggml),
-            "{info}"
-        );
+        let tensor_types: Vec<&str> = info["tensor_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["type"].as_str().unwrap())
+            .collect();
+        if ty.contains("_k") {
+            let fallbacks = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "F16", "F32"];
+            assert!(tensor_types.iter().all(|t| fallbacks.contains(t)), "{info}");
+            assert!(tensor_types.iter().any(|t| t.starts_with('Q')), "{info}");
+        } else {
+            assert!(tensor_types.contains(&ggml), "{info}");
+        }
         let original: Value = serde_json::from_str(&ok(medgemma().arg("info").arg("--json").arg(f32_text()))).unwrap();
         assert_eq!(
             info["parameters"], original["parameters"],
@@ -64,7 +79,9 @@ fn quantised_models_run() {
         let answer = ok(medgemma().arg("run").arg("-m").arg(&out).args(["-n", "4", "hi"]));
         assert!(!answer.is_empty());
     }
-    assert_only(dir.path(), &["tiny-q4_0.gguf", "tiny-q8_0.gguf"]);
+    let mut files: Vec<String> = types.iter().map(|(ty, _)| format!("tiny-{ty}.gguf")).collect();
+    files.sort();
+    assert_only(dir.path(), &files.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 #[test]

@@ -15,6 +15,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Usage {
     pub prompt_tokens: usize,
+    /// Prompt positions taken from the KV cache (a prefix another job already evaluated) instead of evaluated.
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
 }
 

@@ -320,6 +320,7 @@ fn job_result(
         error: None,
         usage: Usage {
             prompt_tokens,
+            cached_tokens: prompt_tokens.saturating_sub(stats.prompt_tokens),
             completion_tokens: generation.tokens.len(),
         },
         timings: Timings {

@@ -2,10 +2,12 @@
 //! as one finishes. Used by `batch --parallel N`; the prompt preparation, sampling chain and token-to-text steps
 //! are the ones every other command uses.
 //!
-//! Each sequence keeps what it holds after its job finished: the next job in that sequence starts from the longest
-//! common prefix (the shared system prompt, an image placed first) instead of evaluating it again. Sliding-window
-//! layers keep their whole cache (swa_full), so that dropping a sequence's tail leaves a valid cache.
-//! (Copying a prefix between sequences through a unified cache gave wrong answers in tests, so it is not done.)
+//! Each sequence keeps what it holds after its job finished. A new job starts from the longest common prefix (the
+//! shared system prompt, an image placed first) that any sequence holds: its own, or another's, whose KV stream is
+//! then copied into the job's sequence (llama.cpp copies whole streams; the tail beyond the prefix is dropped at
+//! once), so a prefix shared by many jobs is evaluated once, not once per sequence. Sliding-window layers keep
+//! their whole cache (swa_full), so that a copied or truncated stream holds every position the job attends to.
+//! (Sharing cells of one unified cache instead gave answers that differed from --parallel 1 in tests.)
 
 use std::time::Instant;
 
@@ -22,6 +24,10 @@ use super::sampling::sampler;
 use super::session::{default_ctx, new_context, FinishReason, Generation, SessionStats};
 use super::token_text::TokenText;
 use crate::settings::{ContextSettings, SamplingSettings};
+
+/// Copying a stream costs one pass over a sequence's whole KV buffer; below this many positions gained,
+/// evaluating them again is as cheap.
+const MIN_COPY_GAIN: usize = 8;
 
 struct Active<T> {
     tag: T,
@@ -144,12 +150,31 @@ impl<'e, T> ParallelSession<'e, T> {
         }
     }
 
-    /// Keeps the longest prefix of `prompt` that sequence `seq` already holds; returns its length.
+    /// Gives sequence `seq` the longest prefix of `prompt` that any sequence holds (copying another sequence's
+    /// stream when that saves at least [`MIN_COPY_GAIN`] positions over its own); returns its length.
     fn reuse_prefix(&mut self, seq: usize, prompt: &PreparedPrompt) -> usize {
-        let keep = prompt.reusable_prefix(&self.held[seq]);
-        let _ = self.ctx.kv_cache_seq_rm(seq as i32, Some(keep as u32), None);
+        let own = prompt.reusable_prefix(&self.held[seq]);
+        let best_other = (0..self.held.len())
+            .filter(|&o| o != seq)
+            .map(|o| (o, prompt.reusable_prefix(&self.held[o])))
+            .max_by_key(|&(o, k)| (k, std::cmp::Reverse(o)));
+        if let Some((other, keep)) = best_other.filter(|&(_, k)| k >= own + MIN_COPY_GAIN) {
+            let (src, dst) = (other as i32, seq as i32);
+            let _ = self.ctx.kv_cache_seq_rm(dst, None, None);
+            if self.ctx.copy_kv_cache_seq(src, dst, None, None).is_ok()
+                && self.ctx.kv_cache_seq_rm(dst, Some(keep as u32), None).is_ok()
+            {
+                self.held[seq].truncate(0);
+                return keep;
+            }
+            // A failed copy leaves nothing reused.
+            let _ = self.ctx.kv_cache_seq_rm(dst, None, None);
+            self.held[seq].truncate(0);
+            return 0;
+        }
+        let _ = self.ctx.kv_cache_seq_rm(seq as i32, Some(own as u32), None);
         self.held[seq].truncate(0);
-        keep
+        own
     }
 
     /// Evaluates `prompt` from position `keep` on, in sequence `seq_id`.
