@@ -115,7 +115,7 @@ IMAGE_MS = re.compile(r"(?:image slice encoded in|batch encoding done in) (\d+) 
 def reference_text(model: Path, mmproj: Path, prompt: str, n_gen: int, threads: int) -> dict:
     ctx = 4096
     out = run([str(REF_CLI), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-n", str(n_gen),
-               "--temp", "0", "--ignore-eos", "-c", str(ctx), "--no-warmup", "-lv", "4"], input=prompt + "\n")
+               "--temp", "0", "--ignore-eos", "-c", str(ctx), "-lv", "4"], input=prompt + "\n")
     text = out.stdout + out.stderr
     found = {m.group(1).strip(): (float(m.group(2)), int(m.group(3))) for m in PERF.finditer(text)}
     if "prompt eval" not in found or "eval" not in found:
@@ -126,7 +126,7 @@ def reference_text(model: Path, mmproj: Path, prompt: str, n_gen: int, threads: 
 
 def reference_image(model: Path, mmproj: Path, threads: int) -> float:
     out = run([str(REF_CLI), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-n", "1",
-               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "--no-warmup", "-lv", "4"])
+               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "-lv", "4"])
     m = IMAGE_MS.search(out.stdout + out.stderr)
     if not m:
         sys.exit(f"bench_report: no image timing in llama-mtmd-cli's output:\n{(out.stdout + out.stderr)[-3000:]}")
