@@ -184,7 +184,8 @@ def main() -> int:
     parser.add_argument("--quants", nargs="+", default=["q4_k_m", "q8_0"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--words", type=int, default=480, help="prompt words (about one token each)")
+    parser.add_argument("--words", type=int, default=320,
+                        help="prompt words; the synthetic vocabulary splits some, 320 give ~490 prompt tokens")
     parser.add_argument("--gen", type=int, default=64, help="generated tokens per repetition")
     parser.add_argument("--image-reps", type=int, default=1, help="image encodings per tool and thread count")
     args = parser.parse_args()
