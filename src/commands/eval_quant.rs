@@ -171,14 +171,7 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
             })
             .collect(),
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        write_table(&mut out, &report)?;
-    }
-    Ok(())
+    super::print_report(args.json, &report, write_table)
 }
 
 fn progress_bar(total: u64) -> ProgressBar {

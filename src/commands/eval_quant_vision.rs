@@ -199,14 +199,7 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
         base,
         quants,
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        write_table(&mut out, &report)?;
-    }
-    Ok(())
+    super::print_report(args.json, &report, write_table)
 }
 
 fn write_table(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
