@@ -51,24 +51,25 @@ struct ImageResult {
     same_first_tokens: Option<usize>,
 }
 
-fn generate(
-    model: &Path,
-    mmproj: &Path,
-    image: &ImageInput,
-    n: usize,
-    threads: i32,
-    verbose: bool,
-) -> Result<Vec<i32>> {
+/// The model with `mmproj`, loaded once per projector for the greedy comparisons (None when there are none).
+fn load_for_generation(model: &Path, mmproj: &Path, n: usize, threads: i32, verbose: bool) -> Result<Option<Engine>> {
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let engine = Engine::load(&LoadOptions {
+    Ok(Some(Engine::load(&LoadOptions {
         model: model.to_path_buf(),
         mmproj: Some(mmproj.to_path_buf()),
         gpu_layers: 0,
         threads,
         verbose,
-    })?;
+    })?))
+}
+
+/// The first `n` greedy tokens after the image (none without an engine).
+fn generate(engine: Option<&Engine>, image: &ImageInput, n: usize, threads: i32) -> Result<Vec<i32>> {
+    let Some(engine) = engine else {
+        return Ok(Vec::new());
+    };
     let conversation = Conversation::single(Some(SYSTEM.into()), QUESTION.into(), vec![image.path.clone()]);
     let prompt = engine.prepare(&conversation, std::slice::from_ref(image))?;
     let settings = ContextSettings {
@@ -76,7 +77,7 @@ fn generate(
         threads,
         ..ContextSettings::default()
     };
-    let mut session = Session::new(&engine, &settings)?;
+    let mut session = Session::new(engine, &settings)?;
     session.evaluate(&prompt, &mut NoObserver)?;
     let sampling = SamplingSettings {
         max_tokens: n,
@@ -132,13 +133,14 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
      -> Result<(Projector, Vec<(ImageEmbedding, Vec<i32>)>)> {
         let mut results = Vec::new();
         let mut kept = Vec::new();
+        let engine = load_for_generation(model, mmproj, args.gen_tokens, threads, args.verbose)?;
         for (i, image) in images.iter().enumerate() {
             let spinner = terminal::spinner(format!("encoding {} with {}", image.path.display(), mmproj.display()));
             let embedding = image_embedding(model, mmproj, image, threads, args.verbose);
             let tokens = embedding
                 .as_ref()
                 .ok()
-                .map(|_| generate(model, mmproj, image, args.gen_tokens, threads, args.verbose));
+                .map(|_| generate(engine.as_ref(), image, args.gen_tokens, threads));
             if let Some(s) = spinner {
                 s.finish_and_clear();
             }
