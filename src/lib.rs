@@ -2,29 +2,32 @@
 //!
 //! For research only: not for clinical diagnosis. The binary (`src/main.rs`) only parses arguments and calls
 //! [`commands`]; everything that touches llama.cpp lives in [`engine`]; prompt building ([`prompt`]) and the
-//! other pure parts are unit tested without a model.
+//! other pure parts are unit tested without a model. The library's only public surface is what the binary needs:
+//! [`Cli`] and [`run`]; everything else is crate-private, so the compiler reports what nothing uses.
 
-pub mod batch;
-pub mod chat;
-pub mod cli;
-pub mod commands;
-pub mod conversation;
-pub mod engine;
-pub mod files;
-pub mod gguf;
-pub mod hub;
-pub mod image_input;
-pub mod interrupt;
-pub mod model_info;
-pub mod prompt;
-pub mod quant_eval;
-pub mod settings;
-pub mod terminal;
-pub mod thinking;
-pub mod utf8_stream;
+mod batch;
+mod chat;
+mod cli;
+mod commands;
+mod conversation;
+mod engine;
+mod files;
+mod gguf;
+mod hub;
+mod image_input;
+mod interrupt;
+mod model_info;
+mod prompt;
+mod quant_eval;
+mod settings;
+mod terminal;
+mod thinking;
+mod utf8_stream;
+
+pub use cli::Cli;
 
 /// Runs a parsed command line.
-pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Chat(args) => commands::chat::run(args),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = medgemma::cli::Cli::parse();
+    let cli = medgemma::Cli::parse();
     match medgemma::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

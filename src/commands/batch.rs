@@ -1,7 +1,7 @@
 //! `medgemma batch`: run many jobs (JSONL in, JSONL out) on one loaded model, resumable and safe to kill.
 //!
-//! Jobs run one after another on one session; consecutive jobs that share a beginning (system prompt, image) reuse
-//! it from the KV cache instead of evaluating it again.
+//! Jobs run on the engine's scheduler, `--parallel` sequences at a time; a job that shares a beginning (system
+//! prompt, image) with what any sequence holds reuses it from the KV cache instead of evaluating it again.
 
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::batch::job::{self, Job};
 use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
 use crate::cli::BatchArgs;
-use crate::engine::{Engine, FinishReason, NoObserver, ParallelSession, Session};
+use crate::engine::{Engine, FinishReason, Finished, Scheduler};
 use crate::files::write_atomically;
 use crate::gguf::GgufHeader;
-use crate::image_input::ImageInput;
+use crate::image_input::{ImageFit, ImageInput};
 use crate::interrupt;
 use crate::settings::{ContextSettings, SamplingSettings};
 
@@ -122,7 +122,16 @@ pub fn run(args: BatchArgs) -> Result<()> {
     if !todo.is_empty() {
         interrupt::install();
         let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
-        let interrupted = run_jobs(&engine, &todo, &mut results, &sampling, &context, &args)?;
+        let parallel = args.parallel.max(1) as usize;
+        let interrupted = run_jobs(
+            &engine,
+            &todo,
+            &mut results,
+            &sampling,
+            &context,
+            parallel,
+            args.image_fit,
+        )?;
         if interrupted {
             let done = mine.iter().filter(|j| results.is_done(&j.id)).count();
             bail!(
@@ -167,65 +176,21 @@ fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
     }
 }
 
-/// Runs the jobs in order; returns true when stopped by Ctrl-C.
+/// Runs the jobs `--parallel` at a time in one context (continuous batching on the engine's scheduler; 1 runs
+/// them one after another); returns true when stopped by Ctrl-C (jobs in flight are abandoned: no record).
 fn run_jobs(
     engine: &Engine,
     todo: &[&Job],
     results: &mut ResultsFile,
     sampling: &SamplingSettings,
     context: &ContextSettings,
-    args: &BatchArgs,
+    parallel: usize,
+    image_fit: ImageFit,
 ) -> Result<bool> {
-    if args.parallel > 1 {
-        return run_jobs_parallel(engine, todo, results, sampling, context, args);
-    }
-    let mut session = Session::for_conversation(engine, context)?;
-    let progress = Progress::new(todo.len() as u64);
-    let mut failed = 0u64;
-    let mut generated = 0usize;
-    let started = Instant::now();
-    for job in todo {
-        if interrupt::requested() {
-            progress.finish();
-            return Ok(true);
-        }
-        let t = Instant::now();
-        let outcome = run_job(engine, &mut session, job, sampling, args, t);
-        let result = match outcome {
-            Ok(None) => {
-                progress.finish();
-                return Ok(true);
-            }
-            Ok(Some(r)) => {
-                generated += r.usage.completion_tokens;
-                r
-            }
-            Err(e) => {
-                failed += 1;
-                error_result(&job.id, e, t)
-            }
-        };
-        results.append(&result).map_err(anyhow::Error::msg)?;
-        progress.update(failed, generated as f64 / started.elapsed().as_secs_f64().max(1e-9));
-    }
-    progress.finish();
-    Ok(false)
-}
-
-/// Runs the jobs `--parallel` at a time in one context (continuous batching); returns true when stopped by Ctrl-C.
-fn run_jobs_parallel(
-    engine: &Engine,
-    todo: &[&Job],
-    results: &mut ResultsFile,
-    sampling: &SamplingSettings,
-    context: &ContextSettings,
-    args: &BatchArgs,
-) -> Result<bool> {
-    let mut session: ParallelSession<(usize, Instant, usize)> = ParallelSession::new(engine, context, args.parallel)?;
+    let mut scheduler: Scheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
     let progress = Progress::new(todo.len() as u64);
     let (mut failed, mut generated) = (0u64, 0usize);
     let started = Instant::now();
-    let mut next = 0usize;
     let mut record = |result: JobResult, failed: &mut u64, generated: &mut usize| -> Result<()> {
         if result.finish_reason == "error" {
             *failed += 1;
@@ -235,57 +200,66 @@ fn run_jobs_parallel(
         progress.update(*failed, *generated as f64 / started.elapsed().as_secs_f64().max(1e-9));
         Ok(())
     };
+    let mut on_token = |_: &JobTag, _: &crate::engine::GeneratedToken| ControlFlow::Continue(());
+    let mut next = 0usize;
     loop {
         if interrupt::requested() {
             progress.finish();
             return Ok(true);
         }
-        while session.has_free_slot() && next < todo.len() {
+        while scheduler.active() < parallel && next < todo.len() {
             let job = todo[next];
-            let t = Instant::now();
+            let tag = JobTag {
+                index: next,
+                started: Instant::now(),
+                prompt_tokens: 0,
+            };
             next += 1;
-            let prepared = prepare_job(engine, job, sampling, args);
-            let outcome = match prepared {
+            let outcome = match prepare_job(engine, job, sampling, image_fit) {
                 Err(e) => Err(e),
                 Ok((prompt, job_sampling)) => {
-                    match session.start((next - 1, t, prompt.n_tokens()), &prompt, &job_sampling) {
-                        Ok(Some(done)) => Ok(Some(job_result(
-                            &todo[done.tag.0].id,
-                            done.generation,
-                            &done.stats,
-                            done.tag.1,
-                            done.tag.2,
-                        ))),
-                        Ok(None) => Ok(None),
+                    let tag = JobTag {
+                        prompt_tokens: prompt.n_tokens(),
+                        ..tag
+                    };
+                    match scheduler.submit(tag, &prompt, &job_sampling, &mut on_token) {
+                        Ok(done) => Ok(done),
                         Err((_, e)) => Err(e.to_string()),
                     }
                 }
             };
             match outcome {
-                Ok(Some(result)) => record(result, &mut failed, &mut generated)?,
+                Ok(Some(done)) => record(finished_result(todo, done), &mut failed, &mut generated)?,
                 Ok(None) => {}
-                Err(e) => record(error_result(&job.id, e, t), &mut failed, &mut generated)?,
+                Err(e) => record(error_result(&job.id, e, tag.started), &mut failed, &mut generated)?,
             }
         }
-        if session.active() == 0 {
+        if scheduler.active() == 0 {
             break;
         }
-        for done in session.step()? {
-            record(
-                job_result(
-                    &todo[done.tag.0].id,
-                    done.generation,
-                    &done.stats,
-                    done.tag.1,
-                    done.tag.2,
-                ),
-                &mut failed,
-                &mut generated,
-            )?;
+        for done in scheduler.step(&mut on_token) {
+            record(finished_result(todo, done), &mut failed, &mut generated)?;
         }
     }
     progress.finish();
     Ok(false)
+}
+
+/// What the scheduler carries for a job: its index in the to-do list, when it started, its prompt's length.
+#[derive(Clone, Copy)]
+struct JobTag {
+    index: usize,
+    started: Instant,
+    prompt_tokens: usize,
+}
+
+/// A finished job's record: its answer, or its error (a failed decode ends that job only).
+fn finished_result(todo: &[&Job], done: Finished<JobTag>) -> JobResult {
+    let id = &todo[done.tag.index].id;
+    match done.result {
+        Ok(generation) => job_result(id, generation, &done.stats, done.tag.started, done.tag.prompt_tokens),
+        Err(e) => error_result(id, e.to_string(), done.tag.started),
+    }
 }
 
 fn error_result(id: &str, error: String, started: Instant) -> JobResult {
@@ -336,7 +310,7 @@ fn prepare_job(
     engine: &Engine,
     job: &Job,
     defaults: &SamplingSettings,
-    args: &BatchArgs,
+    image_fit: ImageFit,
 ) -> Result<(crate::engine::PreparedPrompt, SamplingSettings), String> {
     let conversation = job.input.clone()?;
     if conversation.images().next().is_some() && !engine.has_vision() {
@@ -345,7 +319,7 @@ fn prepare_job(
     let side = engine.image_size().unwrap_or(896);
     let images = conversation
         .images()
-        .map(|p| ImageInput::load(p, args.image_fit, side).map_err(|e| e.to_string()))
+        .map(|p| ImageInput::load(p, image_fit, side).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let prompt = engine.prepare(&conversation, &images).map_err(|e| e.to_string())?;
     let mut sampling = defaults.clone();
@@ -359,38 +333,6 @@ fn prepare_job(
         sampling.seed = s;
     }
     Ok((prompt, sampling))
-}
-
-/// One job; `Ok(None)` when Ctrl-C abandoned it (no record is written, a rerun does it again).
-fn run_job(
-    engine: &Engine,
-    session: &mut Session,
-    job: &Job,
-    defaults: &SamplingSettings,
-    args: &BatchArgs,
-    started: Instant,
-) -> Result<Option<JobResult>, String> {
-    let (prompt, sampling) = prepare_job(engine, job, defaults, args)?;
-    session.check_fits(&prompt).map_err(|e| e.to_string())?;
-    session.evaluate(&prompt, &mut NoObserver).map_err(|e| e.to_string())?;
-    let mut on_token = |_: &crate::engine::GeneratedToken| {
-        if interrupt::requested() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
-    let generation = session.generate(&sampling, &mut on_token).map_err(|e| e.to_string())?;
-    if generation.finish == FinishReason::Interrupted {
-        return Ok(None);
-    }
-    Ok(Some(job_result(
-        &job.id,
-        generation,
-        session.stats(),
-        started,
-        prompt.n_tokens(),
-    )))
 }
 
 /// A progress bar on a terminal, plain lines every 10 seconds otherwise.

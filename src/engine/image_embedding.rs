@@ -1,8 +1,8 @@
 //! Image embeddings as numbers: runs one mmproj's vision tower on an image and returns what it hands to the
 //! language model (tokens x width floats), for `eval-quant` on vision projectors. The safe crate exposes no output
 //! embeddings, so this goes through the sys crate with its own handles: the text model loaded vocabulary-only (mtmd
-//! needs its tokens, not its weights) and an mtmd context, both freed before returning. The caller checks that the
-//! projector fits the model (a vocabulary-only model has no width for mtmd to check).
+//! needs its tokens and hyper-parameters, not its weights) and an mtmd context, both freed before returning. mtmd
+//! refuses a projector whose output width differs from the text model's, and the rows are read with that width.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -119,11 +119,12 @@ pub fn image_embedding(
         if rc != 0 {
             return Err(err(format!("tokenizing the image failed ({rc})")));
         }
-        // A vocabulary-only model has no hyperparameters (width 0): the output width is the projector's.
-        let width = crate::gguf::GgufHeader::read(mmproj)
-            .ok()
-            .and_then(|hd| hd.get_u64("clip.vision.projection_dim"))
-            .ok_or_else(|| err("the file has no clip.vision.projection_dim".into()))? as usize;
+        // The width mtmd writes is the text model's embedding width, which mtmd_init checked against the
+        // projector's; read it from the loaded model, not from a metadata key a file could lie about.
+        let width = usize::try_from(sys::llama_model_n_embd_inp(h.model)).unwrap_or(0);
+        if width == 0 {
+            return Err(err("the text model reports no embedding width".into()));
+        }
         for i in 0..sys::mtmd_input_chunks_size(h.chunks) {
             let chunk = sys::mtmd_input_chunks_get(h.chunks, i);
             if sys::mtmd_input_chunk_get_type(chunk) != sys::MTMD_INPUT_CHUNK_TYPE_IMAGE {
@@ -136,6 +137,9 @@ pub fn image_embedding(
                 return Err(err(format!("encoding failed ({rc})")));
             }
             let n_tokens = sys::mtmd_input_chunk_get_n_tokens(chunk);
+            if n_tokens == 0 || n_tokens.checked_mul(width).is_none() {
+                return Err(err(format!("mtmd reported {n_tokens} image tokens")));
+            }
             let out = sys::mtmd_get_output_embd(h.mtmd);
             if out.is_null() {
                 return Err(err("no embeddings came out".into()));

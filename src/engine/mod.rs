@@ -5,27 +5,32 @@
 //! the one generation loop every command (run, chat, batch, bench) uses, and quantising a model file. It must not
 //! print to stdout: results go back to the caller through return values and callbacks.
 
+mod context;
+mod decoder;
 mod error;
 mod image_embedding;
+mod layout;
+mod ledger;
 mod logging;
 mod model;
-mod parallel;
 mod prepare;
 mod quantize;
 mod quantize_mmproj;
 mod sampling;
+mod scheduler;
 mod score;
 mod session;
 mod speed;
 mod token_text;
 
+pub use decoder::{FinishReason, GeneratedToken, Generation, SessionStats};
 pub use error::EngineError;
 pub use image_embedding::{image_embedding, ImageEmbedding};
-pub use model::{Engine, LoadOptions, ModelSummary};
-pub use parallel::{Finished, ParallelSession};
+pub use model::{Engine, LoadOptions};
 pub use prepare::{PreparedPrompt, PromptItem};
 pub use quantize::{quantize, QuantizeOptions};
-pub use quantize_mmproj::{quantize_mmproj, MmprojQuantized};
+pub use quantize_mmproj::quantize_mmproj;
+pub use scheduler::{EvalObserver, Finished, NoObserver, Scheduler};
 pub use score::Scorer;
-pub use session::{EvalObserver, FinishReason, GeneratedToken, Generation, NoObserver, Session, SessionStats};
-pub use speed::{SpeedSample, SpeedTest};
+pub use session::Session;
+pub use speed::SpeedTest;

@@ -214,15 +214,6 @@ impl Engine {
     pub fn image_size(&self) -> Option<u32> {
         self.vision.as_ref().map(|v| v.image_size)
     }
-
-    /// The text of a token as the vocabulary stores it (for tests and diagnostics).
-    pub fn token_text(&self, token: i32) -> String {
-        self.model
-            .vocab()
-            .text(LlamaToken(token))
-            .map(|c| c.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
 }
 
 type VocabFacts = (

@@ -1,13 +1,11 @@
 //! Scoring text: evaluates a chunk of plain-text tokens from an empty cache and hands back the logits at every
 //! scored position, as llama.cpp's perplexity tool does (used by `eval-quant`).
 
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
+use super::context::Context;
 use super::error::EngineError;
 use super::model::Engine;
-use super::session::new_context;
 use crate::settings::ContextSettings;
 
 impl Engine {
@@ -34,18 +32,16 @@ impl Engine {
 
 /// A context for scoring chunks of `chunk_len` tokens.
 pub struct Scorer<'e> {
-    ctx: LlamaContext<'e>,
+    ctx: Context<'e>,
     chunk_len: usize,
-    n_batch: usize,
 }
 
 impl<'e> Scorer<'e> {
     pub fn new(engine: &'e Engine, settings: &ContextSettings, chunk_len: u32) -> Result<Scorer<'e>, EngineError> {
-        let (ctx, n_batch) = new_context(engine, settings, chunk_len, 1, false, false)?;
+        let ctx = Context::new(engine, settings, chunk_len, 1, false)?;
         Ok(Scorer {
             ctx,
             chunk_len: chunk_len as usize,
-            n_batch: n_batch as usize,
         })
     }
 
@@ -58,28 +54,18 @@ impl<'e> Scorer<'e> {
         row: &mut dyn FnMut(usize, &[f32]),
     ) -> Result<(), EngineError> {
         assert!(tokens.len() <= self.chunk_len, "a chunk longer than the context");
-        self.ctx.clear_kv_cache();
-        let mut batch = LlamaBatch::new(self.n_batch, 1);
-        for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
-            let start = c * self.n_batch;
-            batch.clear();
-            for (j, &token) in chunk.iter().enumerate() {
-                let i = start + j;
-                let wanted = i >= first && i + 1 < tokens.len();
-                batch
-                    .add(LlamaToken(token), i as i32, &[0], wanted)
-                    .map_err(|e| EngineError::Decode(e.to_string()))?;
-            }
-            self.ctx
-                .decode(&mut batch)
-                .map_err(|e| EngineError::Decode(e.to_string()))?;
-            for j in 0..chunk.len() {
-                let i = start + j;
-                if i >= first && i + 1 < tokens.len() {
-                    row(i, self.ctx.get_logits_ith(j as i32));
+        self.ctx.clear();
+        let n = tokens.len();
+        let wanted = |i: usize| i >= first && i + 1 < n;
+        let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        self.ctx
+            .decode_tokens(0, 0, &tokens, &wanted, &mut |ctx, start, len| {
+                for j in 0..len {
+                    if wanted(start + j) {
+                        row(start + j, ctx.logits(j as i32));
+                    }
                 }
-            }
-        }
-        Ok(())
+            })
+            .map_err(|(_, e)| e)
     }
 }

@@ -3,8 +3,8 @@
 
 use llama_cpp_2::token::LlamaToken;
 
+use super::decoder::{GeneratedToken, Generation};
 use super::model::Engine;
-use super::session::{GeneratedToken, Generation};
 use crate::thinking::{Routed, ThinkingFilter};
 use crate::utf8_stream::Utf8Stream;
 
@@ -29,27 +29,18 @@ impl TokenText {
         let bytes = engine.model.vocab().token_to_piece(token, false, None);
         match self.filter.route(token.0, String::new()) {
             Routed::Marker => GeneratedToken {
-                id: token.0,
                 text: String::new(),
                 thinking: self.filter.in_thinking(),
             },
             Routed::Thinking(_) => {
                 let text = self.thinking.push(&bytes);
                 out.thinking.push_str(&text);
-                GeneratedToken {
-                    id: token.0,
-                    text,
-                    thinking: true,
-                }
+                GeneratedToken { text, thinking: true }
             }
             Routed::Answer(_) => {
                 let text = self.answer.push(&bytes);
                 out.text.push_str(&text);
-                GeneratedToken {
-                    id: token.0,
-                    text,
-                    thinking: false,
-                }
+                GeneratedToken { text, thinking: false }
             }
         }
     }
