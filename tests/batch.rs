@@ -339,3 +339,59 @@ fn parallel_decoding_gives_the_same_answers() {
         "xray-4 cached: {p1:?} {p4:?}"
     );
 }
+
+/// Issue 9: a decode that fails in one job of a `--parallel` batch becomes that job's error record; the jobs decoded
+/// beside it finish with the answers they give without the failure. The failure is injected at one KV position
+/// (MEDGEMMA_FAULT_DECODE_POSITION) that only the long-prompt job reaches, while the short jobs are still running.
+#[test]
+fn a_failing_decode_fails_only_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_system = "You are a careful medical assistant who answers in plain words for students. ".repeat(3);
+    let mut lines = vec![json!({"id": "long", "prompt": "What is sepsis?", "system": long_system}).to_string()];
+    for (i, q) in ["Define tachycardia.", "What is a stroke?", "What causes anaemia?"]
+        .iter()
+        .enumerate()
+    {
+        lines.push(json!({"id": format!("short-{i}"), "prompt": q, "max_tokens": 12}).to_string());
+    }
+    let jobs = dir.path().join("jobs.jsonl");
+    std::fs::write(&jobs, lines.join("\n") + "\n").unwrap();
+
+    let clean = dir.path().join("clean.jsonl");
+    let (status, _, stderr) = output(&mut batch_cmd(&jobs, &clean, &["-n", "30", "--parallel", "4"]));
+    assert!(status.status.success(), "{stderr}");
+    let clean = records(&clean);
+    let prompt_tokens = |id: &str| {
+        clean.iter().find(|r| r["id"] == id).unwrap()["usage"]["prompt_tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    let long_prompt = prompt_tokens("long");
+    let short_max = (0..3).map(|i| prompt_tokens(&format!("short-{i}"))).max().unwrap() + 12;
+    // The long job writes this position at its 4th generated token; no short job ever gets that far.
+    let fault = long_prompt + 3;
+    assert!(
+        long_prompt - 2 > short_max,
+        "the fixture's prompts no longer separate the jobs: {long_prompt} {short_max}"
+    );
+
+    for (what, position) in [("generation", fault), ("prompt", long_prompt - 2)] {
+        let out = dir.path().join(format!("fault-{what}.jsonl"));
+        let mut cmd = batch_cmd(&jobs, &out, &["-n", "30", "--parallel", "4"]);
+        cmd.env("MEDGEMMA_FAULT_DECODE_POSITION", position.to_string());
+        let (status, _, stderr) = output(&mut cmd);
+        assert_eq!(status.status.code(), Some(1), "{what}: {stderr}");
+        let recs = records(&out);
+        assert_eq!(recs.len(), 4, "{what}: every job has a record: {recs:?}");
+        for r in &recs {
+            if r["id"] == "long" {
+                assert_eq!(r["finish_reason"], "error", "{what}: {r}");
+                assert!(r["error"].as_str().unwrap().contains("injected failure"), "{what}: {r}");
+            } else {
+                let before = clean.iter().find(|c| c["id"] == r["id"]).unwrap();
+                assert_eq!(r["text"], before["text"], "{what}: {} must not change", r["id"]);
+                assert_eq!(r["finish_reason"], before["finish_reason"]);
+            }
+        }
+    }
+}

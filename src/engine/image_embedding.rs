@@ -1,8 +1,9 @@
 //! Image embeddings as numbers: runs one mmproj's vision tower on an image and returns what it hands to the
 //! language model (tokens x width floats), for `eval-quant` on vision projectors. The safe crate exposes no output
 //! embeddings, so this goes through the sys crate with its own handles: the text model loaded vocabulary-only (mtmd
-//! needs its tokens and hyper-parameters, not its weights) and an mtmd context, both freed before returning. mtmd
-//! refuses a projector whose output width differs from the text model's, and the rows are read with that width.
+//! needs its tokens, not its weights) and an mtmd context, both freed before returning. The rows are read with the
+//! width mtmd computes from the projector's weights, never from a metadata key. The caller checks that the
+//! projector fits the model (a vocabulary-only model has no width for mtmd to check).
 
 use std::ffi::CString;
 use std::path::Path;
@@ -49,6 +50,14 @@ impl Drop for Handles {
             }
         }
     }
+}
+
+/// The width of the rows mtmd writes for a Gemma 3 projector: `mm.input_projection.weight`'s first dimension.
+fn projector_width(mmproj: &Path) -> Option<usize> {
+    let header = crate::gguf::GgufHeader::read(mmproj).ok()?;
+    let tensor = header.tensors.iter().find(|t| t.name == "mm.input_projection.weight")?;
+    let width = usize::try_from(*tensor.dims.first()?).ok()?;
+    (width > 0).then_some(width)
 }
 
 fn c_path(path: &Path, err: &dyn Fn(String) -> EngineError) -> Result<CString, EngineError> {
@@ -119,12 +128,11 @@ pub fn image_embedding(
         if rc != 0 {
             return Err(err(format!("tokenizing the image failed ({rc})")));
         }
-        // The width mtmd writes is the text model's embedding width, which mtmd_init checked against the
-        // projector's; read it from the loaded model, not from a metadata key a file could lie about.
-        let width = usize::try_from(sys::llama_model_n_embd_inp(h.model)).unwrap_or(0);
-        if width == 0 {
-            return Err(err("the text model reports no embedding width".into()));
-        }
+        // mtmd writes rows of clip_n_mmproj_embd floats, which for Gemma 3's projector is the first dimension of
+        // the mm.input_projection.weight tensor: read that (what mtmd computed with), not a metadata key.
+        let width = projector_width(mmproj).ok_or_else(|| {
+            err("the file has no mm.input_projection.weight tensor (not a Gemma 3 vision projector)".into())
+        })?;
         for i in 0..sys::mtmd_input_chunks_size(h.chunks) {
             let chunk = sys::mtmd_input_chunks_get(h.chunks, i);
             if sys::mtmd_input_chunk_get_type(chunk) != sys::MTMD_INPUT_CHUNK_TYPE_IMAGE {
