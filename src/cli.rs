@@ -381,34 +381,49 @@ pub struct ChatArgs {
     pub context: ContextArgs,
 }
 
-fn parse_f32(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+/// Why a number given to a flag is refused (clap names the flag and the value before this text).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NumberError {
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{0:?} is not a finite number")]
+    NotFinite(String),
+    #[error("must be 0 or more")]
+    Negative,
+    #[error("must be more than 0")]
+    NotPositive,
+    #[error("must be between 0 and 1")]
+    OutsideUnitInterval,
+}
+
+fn parse_f32(s: &str) -> Result<f32, NumberError> {
+    let v: f32 = s.parse().map_err(|_| NumberError::NotANumber(s.to_string()))?;
     if !v.is_finite() {
-        return Err(format!("{s:?} is not a finite number"));
+        return Err(NumberError::NotFinite(s.to_string()));
     }
     Ok(v)
 }
 
-fn non_negative_f32(s: &str) -> Result<f32, String> {
+fn non_negative_f32(s: &str) -> Result<f32, NumberError> {
     let v = parse_f32(s)?;
     if v < 0.0 {
-        return Err("must be 0 or more".into());
+        return Err(NumberError::Negative);
     }
     Ok(v)
 }
 
-fn positive_f32(s: &str) -> Result<f32, String> {
+fn positive_f32(s: &str) -> Result<f32, NumberError> {
     let v = parse_f32(s)?;
     if v <= 0.0 {
-        return Err("must be more than 0".into());
+        return Err(NumberError::NotPositive);
     }
     Ok(v)
 }
 
-fn unit_interval(s: &str) -> Result<f32, String> {
+fn unit_interval(s: &str) -> Result<f32, NumberError> {
     let v = parse_f32(s)?;
     if !(0.0..=1.0).contains(&v) {
-        return Err("must be between 0 and 1".into());
+        return Err(NumberError::OutsideUnitInterval);
     }
     Ok(v)
 }
@@ -443,6 +458,13 @@ mod tests {
         };
         assert_eq!(run.images.len(), 2);
         assert_eq!(run.sampling.settings().temperature, 0.0);
+        let err = Cli::try_parse_from(["medgemma", "run", "--top-p", "1.5", "q"]).unwrap_err();
+        assert!(
+            err.to_string().contains("--top-p") && err.to_string().contains("must be between 0 and 1"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["medgemma", "batch", "--output", "o", "--shard", "4/3"]).unwrap_err();
+        assert!(err.to_string().contains("K must be between 1 and N"), "{err}");
     }
 
     #[test]

@@ -120,7 +120,32 @@ pub enum GgufError {
     #[error("{} is a GGUF file of version {version}, which this build does not read (versions 2 and 3 are supported)", path.display())]
     Version { path: PathBuf, version: u32 },
     #[error("{} is damaged or truncated: {what}; download or convert it again", path.display())]
-    Damaged { path: PathBuf, what: String },
+    Damaged { path: PathBuf, what: HeaderFault },
+}
+
+/// What is wrong inside a damaged header (the text follows the file name in [`GgufError::Damaged`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderFault {
+    #[error("the header needs {needed} more bytes at offset {at} but the file ends at {end}")]
+    Short { needed: u64, at: u64, end: u64 },
+    #[error("read failed at offset {at}: {error}")]
+    Read { at: u64, error: std::io::Error },
+    #[error("a string before offset {at} is not UTF-8")]
+    NotUtf8 { at: u64 },
+    #[error("arrays nested too deeply")]
+    NestedTooDeep,
+    #[error("an array claims {count} items, more than the file can hold")]
+    ArrayTooLong { count: u64 },
+    #[error("unknown metadata value type {ty} at offset {at}")]
+    UnknownValueType { ty: u32, at: u64 },
+    #[error("the header claims {n_tensors} tensors and {n_kv} metadata keys")]
+    AbsurdCounts { n_tensors: u64, n_kv: u64 },
+    #[error("metadata key {key:?}: {fault}")]
+    BadValue { key: String, fault: Box<HeaderFault> },
+    #[error("tensor {name:?} claims {n_dims} dimensions")]
+    TooManyDimensions { name: String, n_dims: u32 },
+    #[error("its tensors need {needed} bytes but the file has {len}")]
+    DataMissing { needed: u64, len: u64 },
 }
 
 /// Size in bytes of one block of a ggml type, and the number of elements per block.
@@ -210,36 +235,37 @@ struct Cursor<R: Read> {
 }
 
 impl<R: Read> Cursor<R> {
-    fn bytes(&mut self, n: u64) -> Result<Vec<u8>, String> {
+    fn bytes(&mut self, n: u64) -> Result<Vec<u8>, HeaderFault> {
         if self.pos.saturating_add(n) > self.limit {
-            return Err(format!(
-                "the header needs {n} more bytes at offset {} but the file ends at {}",
-                self.pos, self.limit
-            ));
+            return Err(HeaderFault::Short {
+                needed: n,
+                at: self.pos,
+                end: self.limit,
+            });
         }
         let mut buf = vec![0u8; n as usize];
         self.inner
             .read_exact(&mut buf)
-            .map_err(|e| format!("read failed at offset {}: {e}", self.pos))?;
+            .map_err(|error| HeaderFault::Read { at: self.pos, error })?;
         self.pos += n;
         Ok(buf)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], HeaderFault> {
         let v = self.bytes(N as u64)?;
         Ok(v.try_into().expect("length checked"))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, HeaderFault> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, HeaderFault> {
         Ok(u64::from_le_bytes(self.array()?))
     }
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, HeaderFault> {
         let len = self.u64()?;
         let bytes = self.bytes(len)?;
-        String::from_utf8(bytes).map_err(|_| format!("a string before offset {} is not UTF-8", self.pos))
+        String::from_utf8(bytes).map_err(|_| HeaderFault::NotUtf8 { at: self.pos })
     }
-    fn value(&mut self, ty: u32, depth: u32) -> Result<GgufValue, String> {
+    fn value(&mut self, ty: u32, depth: u32) -> Result<GgufValue, HeaderFault> {
         Ok(match ty {
             0 => GgufValue::U8(self.array::<1>()?[0]),
             1 => GgufValue::I8(self.array::<1>()?[0] as i8),
@@ -252,12 +278,12 @@ impl<R: Read> Cursor<R> {
             8 => GgufValue::String(self.string()?),
             9 => {
                 if depth > 2 {
-                    return Err("arrays nested too deeply".into());
+                    return Err(HeaderFault::NestedTooDeep);
                 }
                 let inner = self.u32()?;
                 let count = self.u64()?;
                 if count > self.limit.saturating_sub(self.pos) {
-                    return Err(format!("an array claims {count} items, more than the file can hold"));
+                    return Err(HeaderFault::ArrayTooLong { count });
                 }
                 let mut items = Vec::with_capacity(count.min(1 << 20) as usize);
                 for _ in 0..count {
@@ -268,7 +294,12 @@ impl<R: Read> Cursor<R> {
             10 => GgufValue::U64(self.u64()?),
             11 => GgufValue::I64(i64::from_le_bytes(self.array()?)),
             12 => GgufValue::F64(f64::from_le_bytes(self.array()?)),
-            other => return Err(format!("unknown metadata value type {other} at offset {}", self.pos)),
+            other => {
+                return Err(HeaderFault::UnknownValueType {
+                    ty: other,
+                    at: self.pos,
+                })
+            }
         })
     }
 }
@@ -283,7 +314,7 @@ impl GgufHeader {
         };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
-        let damaged = |what: String| GgufError::Damaged {
+        let damaged = |what: HeaderFault| GgufError::Damaged {
             path: path.to_path_buf(),
             what,
         };
@@ -309,9 +340,7 @@ impl GgufHeader {
         let n_tensors = cur.u64().map_err(damaged)?;
         let n_kv = cur.u64().map_err(damaged)?;
         if n_tensors > file_len || n_kv > file_len {
-            return Err(damaged(format!(
-                "the header claims {n_tensors} tensors and {n_kv} metadata keys"
-            )));
+            return Err(damaged(HeaderFault::AbsurdCounts { n_tensors, n_kv }));
         }
         let mut metadata = BTreeMap::new();
         let mut kv_spans = Vec::with_capacity(n_kv.min(1 << 16) as usize);
@@ -319,9 +348,12 @@ impl GgufHeader {
             let start = cur.pos;
             let key = cur.string().map_err(damaged)?;
             let ty = cur.u32().map_err(damaged)?;
-            let value = cur
-                .value(ty, 0)
-                .map_err(|e| damaged(format!("metadata key {key:?}: {e}")))?;
+            let value = cur.value(ty, 0).map_err(|fault| {
+                damaged(HeaderFault::BadValue {
+                    key: key.clone(),
+                    fault: Box::new(fault),
+                })
+            })?;
             kv_spans.push(KvSpan {
                 key: key.clone(),
                 start,
@@ -334,7 +366,7 @@ impl GgufHeader {
             let name = cur.string().map_err(damaged)?;
             let n_dims = cur.u32().map_err(damaged)?;
             if n_dims > 8 {
-                return Err(damaged(format!("tensor {name:?} claims {n_dims} dimensions")));
+                return Err(damaged(HeaderFault::TooManyDimensions { name, n_dims }));
             }
             let dims = (0..n_dims)
                 .map(|_| cur.u64())
@@ -366,9 +398,7 @@ impl GgufHeader {
         };
         let needed = header.data_end();
         if needed > file_len {
-            return Err(damaged(format!(
-                "its tensors need {needed} bytes but the file has {file_len}"
-            )));
+            return Err(damaged(HeaderFault::DataMissing { needed, len: file_len }));
         }
         Ok(header)
     }
@@ -577,8 +607,18 @@ mod tests {
         let bytes = tiny_gguf();
         let f = write(&bytes[..bytes.len() - 4]);
         let err = GgufHeader::read(f.path()).unwrap_err();
-        assert!(matches!(err, GgufError::Damaged { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                GgufError::Damaged {
+                    what: HeaderFault::DataMissing { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("truncated"));
+        assert!(err.to_string().contains("its tensors need"), "{err}");
     }
 
     #[test]

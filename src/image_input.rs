@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use image::{imageops::FilterType, DynamicImage, RgbImage};
-use sha2::{Digest, Sha256};
 
 /// How a non-square image becomes square before the vision tower sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -55,7 +54,7 @@ impl ImageInput {
                 source,
             },
         })?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = crate::files::sha256_hex(&bytes);
         let not_image = |reason: String| ImageError::NotAnImage {
             path: path.to_path_buf(),
             reason,
@@ -122,10 +121,6 @@ pub fn fit_square(image: DynamicImage, fit: ImageFit, side: u32) -> RgbImage {
             square
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -519,6 +519,12 @@ fn pull_convert_builds_a_named_model_from_a_checkpoint() {
         .arg(built["model"].as_str().unwrap())))
     .unwrap();
     assert_eq!(info["file_type"], "Q8_0");
+    // The mmproj is named and reported as the type the converter wrote (F32 by default), not F16.
+    let mmproj = built["mmproj"].as_str().unwrap();
+    assert!(mmproj.ends_with("/mmproj-F32.gguf"), "{mmproj}");
+    let info: Value = serde_json::from_str(&ok(medgemma().args(["info", "--json"]).arg(mmproj))).unwrap();
+    assert_eq!(info["file_type"], "F32");
+    assert!(stderr.contains("vision projector F32 (mmproj-F32.gguf)"), "{stderr}");
     let answer = ok(s
         .offline_cmd()
         .args(["run", "-n", "4", "-m", "tiny-medgemma-mm:q8_0", "--image"])

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::conversation::{Conversation, ConversationFile};
+use crate::conversation::{Conversation, ConversationError, ConversationFile};
 
 /// One job as written in the input file.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,18 +31,73 @@ struct JobLine {
     seed: Option<u32>,
 }
 
+/// Why a line of the input cannot run; the text becomes the job's `"error"` in the results.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    #[error("line {line}: not valid JSON: {reason}")]
+    NotJson { line: usize, reason: String },
+    #[error("line {line}: every job needs an \"id\" (a non-empty string)")]
+    MissingId { line: usize },
+    #[error("line {line}: duplicate id {id:?} (first used on line {first})")]
+    DuplicateId { line: usize, id: String, first: usize },
+    /// A field of the wrong type or an unknown field (serde's text names it).
+    #[error("line {line}: {reason}")]
+    BadField { line: usize, reason: String },
+    #[error("line {line}: {problem}")]
+    Conversation { line: usize, problem: JobProblem },
+}
+
+/// What is wrong with the conversation a job describes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobProblem {
+    #[error("give \"prompt\" or \"messages\", not both")]
+    PromptAndMessages,
+    #[error("a job needs a \"prompt\" or \"messages\"")]
+    NoPrompt,
+    #[error("\"system\" given twice (field and system message)")]
+    SystemTwice,
+    #[error("\"images\" needs a user message")]
+    ImagesWithoutUserMessage,
+    #[error(transparent)]
+    Messages(#[from] ConversationError),
+}
+
+/// Why `--images DIR` gives no jobs.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageFolderError {
+    #[error("--images {}", dir.display())]
+    Read {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--images {}: no PNG, JPEG, BMP, TIFF or WebP files found", dir.display())]
+    Empty { dir: PathBuf },
+}
+
+/// Why `--shard` is refused (clap names the flag and the value before this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("expected K/N, e.g. 2/8")]
+    NoSlash,
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("K must be between 1 and N (got {index}/{count})")]
+    OutOfRange { index: u32, count: u32 },
+}
+
 /// A job ready to run, or the reason it cannot run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: String,
-    pub input: Result<Conversation, String>,
+    pub input: Result<Conversation, JobError>,
     pub max_tokens: Option<usize>,
     pub temperature: Option<f32>,
     pub seed: Option<u32>,
 }
 
 impl Job {
-    fn failed(id: String, error: String) -> Job {
+    fn failed(id: String, error: JobError) -> Job {
         Job {
             id,
             input: Err(error),
@@ -66,7 +121,11 @@ pub fn parse_jobs(text: &str, base: &Path) -> Vec<Job> {
         if let Some(first) = first_line.get(&job.id) {
             job = Job::failed(
                 format!("line:{n}"),
-                format!("line {n}: duplicate id {:?} (first used on line {first})", job.id),
+                JobError::DuplicateId {
+                    line: n,
+                    id: job.id,
+                    first: *first,
+                },
             );
         } else {
             first_line.insert(job.id.clone(), n);
@@ -80,24 +139,35 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
     let anon = format!("line:{n}");
     let raw: serde_json::Value = match serde_json::from_str(line) {
         Ok(v) => v,
-        Err(e) => return Job::failed(anon, format!("line {n}: not valid JSON: {e}")),
+        Err(e) => {
+            return Job::failed(
+                anon,
+                JobError::NotJson {
+                    line: n,
+                    reason: e.to_string(),
+                },
+            )
+        }
     };
     let id = match raw.get("id") {
         Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
         Some(serde_json::Value::Number(num)) => num.to_string(),
-        _ => {
-            return Job::failed(
-                anon,
-                format!("line {n}: every job needs an \"id\" (a non-empty string)"),
-            )
-        }
+        _ => return Job::failed(anon, JobError::MissingId { line: n }),
     };
     let job: JobLine = match serde_json::from_value(raw) {
         Ok(j) => j,
-        Err(e) => return Job::failed(id, format!("line {n}: {e}")),
+        Err(e) => {
+            return Job::failed(
+                id,
+                JobError::BadField {
+                    line: n,
+                    reason: e.to_string(),
+                },
+            )
+        }
     };
     let _ = &job.id;
-    let input = conversation_of(&job, base).map_err(|e| format!("line {n}: {e}"));
+    let input = conversation_of(&job, base).map_err(|problem| JobError::Conversation { line: n, problem });
     Job {
         id,
         input,
@@ -107,16 +177,16 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
     }
 }
 
-fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, String> {
+fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, JobProblem> {
     let mut conversation = match (&job.prompt, &job.messages) {
-        (Some(_), Some(_)) => return Err("give \"prompt\" or \"messages\", not both".into()),
-        (None, None) => return Err("a job needs a \"prompt\" or \"messages\"".into()),
+        (Some(_), Some(_)) => return Err(JobProblem::PromptAndMessages),
+        (None, None) => return Err(JobProblem::NoPrompt),
         (Some(prompt), None) => Conversation::single(job.system.clone(), prompt.clone(), job.images.clone()),
         (None, Some(messages)) => {
-            let mut c = Conversation::from_messages(messages.clone().into_messages()).map_err(|e| e.to_string())?;
+            let mut c = Conversation::from_messages(messages.clone().into_messages())?;
             if job.system.is_some() {
                 if c.system.is_some() {
-                    return Err("\"system\" given twice (field and system message)".into());
+                    return Err(JobProblem::SystemTwice);
                 }
                 c.system = job.system.clone();
             }
@@ -126,28 +196,28 @@ fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, String> {
                     .iter_mut()
                     .rev()
                     .find(|t| t.role == crate::conversation::Role::User);
-                last.ok_or("\"images\" needs a user message")?
+                last.ok_or(JobProblem::ImagesWithoutUserMessage)?
                     .images
                     .extend(job.images.clone());
             }
             c
         }
     };
-    conversation.check_ready_to_answer().map_err(|e| e.to_string())?;
+    conversation.check_ready_to_answer()?;
     conversation.resolve_images(base);
     Ok(conversation)
 }
 
 /// One job per image file under `dir` (recursively, sorted), id = the path relative to `dir`.
-pub fn image_folder_jobs(dir: &Path, prompt: &str, system: Option<&str>) -> Result<Vec<Job>, String> {
+pub fn image_folder_jobs(dir: &Path, prompt: &str, system: Option<&str>) -> Result<Vec<Job>, ImageFolderError> {
     let mut files = Vec::new();
-    collect_images(dir, &mut files).map_err(|e| format!("--images {}: {e}", dir.display()))?;
+    collect_images(dir, &mut files).map_err(|source| ImageFolderError::Read {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     files.sort();
     if files.is_empty() {
-        return Err(format!(
-            "--images {}: no PNG, JPEG, BMP, TIFF or WebP files found",
-            dir.display()
-        ));
+        return Err(ImageFolderError::Empty { dir: dir.to_path_buf() });
     }
     Ok(files
         .into_iter()
@@ -191,13 +261,17 @@ pub struct Shard {
 }
 
 impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 2/8")?;
-        let index: u32 = k.trim().parse().map_err(|_| format!("{k:?} is not a number"))?;
-        let count: u32 = n.trim().parse().map_err(|_| format!("{n:?} is not a number"))?;
+    type Err = ShardError;
+    fn from_str(s: &str) -> Result<Self, ShardError> {
+        let (k, n) = s.split_once('/').ok_or(ShardError::NoSlash)?;
+        let number = |t: &str| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| ShardError::NotANumber(t.to_string()))
+        };
+        let (index, count) = (number(k)?, number(n)?);
         if count == 0 || index == 0 || index > count {
-            return Err(format!("K must be between 1 and N (got {index}/{count})"));
+            return Err(ShardError::OutOfRange { index, count });
         }
         Ok(Shard { index, count })
     }
@@ -238,16 +312,24 @@ not json
         assert_eq!(jobs[0].max_tokens, Some(5));
         assert_eq!(jobs[1].input.as_ref().unwrap().system.as_deref(), Some("S"));
         assert_eq!(jobs[2].id, "line:3");
-        assert!(jobs[2].input.as_ref().unwrap_err().contains("not valid JSON"));
-        assert_eq!(jobs[3].id, "line:4");
-        assert!(jobs[4].input.as_ref().unwrap_err().contains("duplicate id"));
-        assert_eq!(jobs[4].id, "line:5");
-        assert!(jobs[5]
+        assert!(jobs[2]
             .input
             .as_ref()
             .unwrap_err()
-            .contains("\"prompt\" or \"messages\""));
-        assert!(jobs[6].input.as_ref().unwrap_err().contains("colour"));
+            .to_string()
+            .contains("not valid JSON"));
+        assert_eq!(jobs[3].id, "line:4");
+        assert!(jobs[4].input.as_ref().unwrap_err().to_string().contains("duplicate id"));
+        assert_eq!(jobs[4].id, "line:5");
+        assert_eq!(
+            jobs[5].input.as_ref().unwrap_err().to_string(),
+            "line 6: a job needs a \"prompt\" or \"messages\""
+        );
+        assert_eq!(
+            jobs[4].input.as_ref().unwrap_err().to_string(),
+            "line 5: duplicate id \"a\" (first used on line 1)"
+        );
+        assert!(jobs[6].input.as_ref().unwrap_err().to_string().contains("colour"));
         assert_eq!(jobs[7].id, "7");
     }
 
@@ -263,6 +345,10 @@ not json
         }
         assert!("0/3".parse::<Shard>().is_err());
         assert!("4/3".parse::<Shard>().is_err());
-        assert!("x".parse::<Shard>().is_err());
+        assert_eq!("x".parse::<Shard>(), Err(ShardError::NoSlash));
+        assert_eq!(
+            "4/3".parse::<Shard>().unwrap_err().to_string(),
+            "K must be between 1 and N (got 4/3)"
+        );
     }
 }

@@ -41,6 +41,34 @@ pub struct JobResult {
     pub timings: Timings,
 }
 
+/// What can go wrong with the results file (`--output`); each names the file and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// `action` is what failed: create, read, open, repair, write to.
+    #[error("cannot {action} --output {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--output {} line {line}: not a result record ({reason}); use another file or --overwrite", path.display())]
+    NotResults { path: PathBuf, line: usize, reason: String },
+    #[error("--output {} line {line}: a record without an id; use another file or --overwrite", path.display())]
+    NoId { path: PathBuf, line: usize },
+    #[error("cannot encode the record of job {id:?} as JSON")]
+    Encode {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError {
+    let path = path.to_path_buf();
+    move |source| ResultsError::Io { action, path, source }
+}
+
 /// The results file, open for appending.
 #[derive(Debug)]
 pub struct ResultsFile {
@@ -53,30 +81,29 @@ pub struct ResultsFile {
 impl ResultsFile {
     /// Opens `path` for a batch: with `overwrite`, starts it empty; otherwise keeps its complete records (and drops
     /// an incomplete last line).
-    pub fn open(path: &Path, overwrite: bool) -> Result<ResultsFile, String> {
-        let name = path.display();
+    pub fn open(path: &Path, overwrite: bool) -> Result<ResultsFile, ResultsError> {
         let mut done = HashMap::new();
         if overwrite || !path.exists() {
-            File::create(path).map_err(|e| format!("cannot create --output {name}: {e}"))?;
+            File::create(path).map_err(io_error("create", path))?;
         } else {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read --output {name}: {e}"))?;
+            let bytes = std::fs::read(path).map_err(io_error("read", path))?;
             let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             for (n, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-                    format!(
-                        "--output {name} line {}: not a result record ({e}); use another file or --overwrite",
-                        n + 1
-                    )
+                let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| ResultsError::NotResults {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                    reason: e.to_string(),
                 })?;
-                let id = value.get("id").and_then(|v| v.as_str()).ok_or_else(|| {
-                    format!(
-                        "--output {name} line {}: a record without an id; use another file or --overwrite",
-                        n + 1
-                    )
-                })?;
+                let id = value
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| ResultsError::NoId {
+                        path: path.to_path_buf(),
+                        line: n + 1,
+                    })?;
                 done.insert(
                     id.to_string(),
                     value.get("finish_reason").and_then(|v| v.as_str()) == Some("error"),
@@ -86,18 +113,18 @@ impl ResultsFile {
                 let f = OpenOptions::new()
                     .write(true)
                     .open(path)
-                    .map_err(|e| format!("cannot open --output {name}: {e}"))?;
-                f.set_len(complete as u64)
-                    .map_err(|e| format!("cannot repair --output {name}: {e}"))?;
+                    .map_err(io_error("open", path))?;
+                f.set_len(complete as u64).map_err(io_error("repair", path))?;
                 eprintln!(
-                    "medgemma: removed an incomplete last record from {name} (a previous run was stopped mid-write)"
+                    "medgemma: removed an incomplete last record from {} (a previous run was stopped mid-write)",
+                    path.display()
                 );
             }
         }
         let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open --output {name}: {e}"))?;
+            .map_err(io_error("open", path))?;
         Ok(ResultsFile {
             path: path.to_path_buf(),
             file,
@@ -116,13 +143,16 @@ impl ResultsFile {
     }
 
     /// Appends one record as a whole line and flushes it to the operating system.
-    pub fn append(&mut self, result: &JobResult) -> Result<(), String> {
-        let mut line = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+    pub fn append(&mut self, result: &JobResult) -> Result<(), ResultsError> {
+        let mut line = serde_json::to_vec(result).map_err(|source| ResultsError::Encode {
+            id: result.id.clone(),
+            source,
+        })?;
         line.push(b'\n');
         self.file
             .write_all(&line)
             .and_then(|()| self.file.flush())
-            .map_err(|e| format!("cannot write to --output {}: {e}", self.path.display()))?;
+            .map_err(io_error("write to", &self.path))?;
         self.done.insert(result.id.clone(), result.finish_reason == "error");
         Ok(())
     }
@@ -173,7 +203,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("notes.jsonl");
         std::fs::write(&p, "my precious notes\n").unwrap();
-        assert!(ResultsFile::open(&p, false).unwrap_err().contains("--overwrite"));
+        let err = ResultsFile::open(&p, false).unwrap_err();
+        assert!(matches!(err, ResultsError::NotResults { line: 1, .. }), "{err}");
+        assert!(err.to_string().contains("--overwrite"), "{err}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "my precious notes\n");
     }
 }

@@ -10,58 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::batch::job::{self, Job};
 use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
+use crate::batch::sha256_cache::Sha256Cache;
+use crate::batch::sidecar::Sidecar;
 use crate::cli::BatchArgs;
 use crate::engine::{Engine, FinishReason, Finished, Scheduler};
-use crate::files::write_atomically;
-use crate::gguf::GgufHeader;
 use crate::image_input::{ImageFit, ImageInput};
 use crate::interrupt;
 use crate::settings::{ContextSettings, SamplingSettings};
-
-/// The sidecar `RESULTS.meta.json`: what produced the results, so that they can be reproduced.
-#[derive(Serialize, serde::Deserialize)]
-struct Meta {
-    medgemma_version: String,
-    model: FileMeta,
-    mmproj: Option<FileMeta>,
-    sampling: serde_json::Value,
-    context: serde_json::Value,
-    shard: Option<String>,
-}
-
-#[derive(Serialize, serde::Deserialize, PartialEq)]
-struct FileMeta {
-    path: PathBuf,
-    sha256: String,
-    file_type: Option<String>,
-    name: Option<String>,
-}
-
-fn file_meta(path: &Path) -> Result<FileMeta> {
-    let header = GgufHeader::read(path)?;
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(FileMeta {
-        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-        sha256: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-        file_type: header
-            .get_u64("general.file_type")
-            .map(crate::model_info::file_type_name),
-        name: header.get_str("general.name").map(str::to_string),
-    })
-}
-
-fn meta_path(output: &Path) -> PathBuf {
-    let mut name = output.file_name().unwrap_or_default().to_os_string();
-    name.push(".meta.json");
-    output.with_file_name(name)
-}
 
 pub fn run(args: BatchArgs) -> Result<()> {
     let files = args.model.resolve()?;
@@ -83,31 +41,19 @@ pub fn run(args: BatchArgs) -> Result<()> {
     // Describe the run before touching the results, and refuse to mix results of different models.
     let sampling = args.sampling.settings();
     let context = args.context.settings();
-    let meta = Meta {
-        medgemma_version: env!("CARGO_PKG_VERSION").into(),
-        model: file_meta(&model)?,
-        mmproj: files.mmproj.as_deref().map(file_meta).transpose()?,
-        sampling: serde_json::to_value(&sampling)?,
-        context: serde_json::to_value(&context)?,
-        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
-    };
-    let meta_file = meta_path(&args.output);
-    if !args.overwrite && args.output.exists() {
-        if let Ok(text) = std::fs::read_to_string(&meta_file) {
-            if let Ok(old) = serde_json::from_str::<Meta>(&text) {
-                if old.model.sha256 != meta.model.sha256 {
-                    bail!(
-                        "{} holds results of another model ({}); use another --output, or --overwrite to start again",
-                        args.output.display(),
-                        old.model.path.display()
-                    );
-                }
-            }
-        }
+    let sidecar = Sidecar::describe(
+        &model,
+        files.mmproj.as_deref(),
+        &sampling,
+        &context,
+        shard,
+        &Sha256Cache::from_env(),
+    )?;
+    if !args.overwrite {
+        sidecar.check_compatible(&args.output)?;
     }
-    let mut results = ResultsFile::open(&args.output, args.overwrite).map_err(anyhow::Error::msg)?;
-    write_atomically(&meta_file, &serde_json::to_vec_pretty(&meta)?)
-        .with_context(|| format!("cannot write {}", meta_file.display()))?;
+    let mut results = ResultsFile::open(&args.output, args.overwrite)?;
+    sidecar.write(&args.output)?;
 
     let todo: Vec<&Job> = mine.iter().filter(|j| !results.is_done(&j.id)).collect();
     let skipped = mine.len() - todo.len();
@@ -168,9 +114,7 @@ fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
             let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             Ok(job::parse_jobs(&text, &base))
         }
-        (None, Some(dir), Some(prompt)) => {
-            job::image_folder_jobs(dir, prompt, args.system.as_deref()).map_err(anyhow::Error::msg)
-        }
+        (None, Some(dir), Some(prompt)) => Ok(job::image_folder_jobs(dir, prompt, args.system.as_deref())?),
         (None, Some(_), None) => bail!("--images needs --prompt (the question asked of every image)"),
         _ => bail!("give the jobs with --input JOBS.jsonl, or with --images DIR --prompt TEXT"),
     }
@@ -196,7 +140,7 @@ fn run_jobs(
             *failed += 1;
         }
         *generated += result.usage.completion_tokens;
-        results.append(&result).map_err(anyhow::Error::msg)?;
+        results.append(&result)?;
         progress.update(*failed, *generated as f64 / started.elapsed().as_secs_f64().max(1e-9));
         Ok(())
     };
@@ -312,7 +256,7 @@ fn prepare_job(
     defaults: &SamplingSettings,
     image_fit: ImageFit,
 ) -> Result<(crate::engine::PreparedPrompt, SamplingSettings), String> {
-    let conversation = job.input.clone()?;
+    let conversation = job.input.clone().map_err(|e| e.to_string())?;
     if conversation.images().next().is_some() && !engine.has_vision() {
         return Err("the job has images but no --mmproj was given".into());
     }

@@ -17,7 +17,7 @@ pub fn run(args: PullArgs) -> Result<()> {
             .build_name
             .clone()
             .unwrap_or_else(|| checkpoint.rsplit('/').next().unwrap_or(checkpoint).to_string());
-        ModelName::parse(&name).map_err(anyhow::Error::msg).context("--name")?;
+        ModelName::parse(&name).context("--name")?;
         let threads = args.threads.unwrap_or_else(default_threads);
         let built = convert::convert(&hub, checkpoint, &name, args.quant, threads, args.verbose)?;
         eprintln!(
@@ -52,8 +52,7 @@ pub fn run(args: PullArgs) -> Result<()> {
         args.name
             .as_deref()
             .expect("clap requires one of name, --repo, --convert"),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let registry = Registry::load()?;
     let build = registry.find(&name)?;
     if !hub.is_offline() {

@@ -11,7 +11,7 @@ pub fn run(args: RmArgs) -> Result<()> {
     let registry = Registry::load()?;
     let hub = Hub::new(HubSettings::from_env(true));
     for text in &args.names {
-        let name = ModelName::parse(text).map_err(anyhow::Error::msg)?;
+        let name = ModelName::parse(text)?;
         let (removed, freed) = local::remove(&hub, &registry, &name)?;
         eprintln!(
             "medgemma: removed {} ({} freed)",

@@ -41,8 +41,20 @@ pub struct MmprojQuantized {
     pub kept: Vec<(String, String)>,
 }
 
+/// Why a tensor of an mmproj cannot be converted; the text becomes the reason of [`EngineError::Quantize`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum MmprojTypeError {
+    #[error(
+        "{quant} needs rows that are multiples of 256, and no matrix of a SigLIP vision tower has them (1152, 4304); \
+         use q8_0, q5_0, q5_1, q4_0, q4_1, f16 or bf16 for an mmproj"
+    )]
+    RowsTooShort { quant: String },
+    #[error("ggml cannot convert {0} to f32")]
+    NoConversionToF32(String),
+}
+
 /// The ggml tensor type an mmproj is converted to, or why the type does not suit a vision tower.
-fn target_type(t: QuantType) -> Result<(u32, u64), String> {
+fn target_type(t: QuantType) -> Result<(u32, u64), MmprojTypeError> {
     Ok(match t {
         QuantType::F16 => (F16, 1),
         QuantType::Bf16 => (BF16, 1),
@@ -51,13 +63,7 @@ fn target_type(t: QuantType) -> Result<(u32, u64), String> {
         QuantType::Q5_0 => (6, 32),
         QuantType::Q5_1 => (7, 32),
         QuantType::Q8_0 => (8, 32),
-        _ => {
-            return Err(format!(
-                "{} needs rows that are multiples of 256, and no matrix of a SigLIP vision tower has them (1152, \
-                 4304); use q8_0, q5_0, q5_1, q4_0, q4_1, f16 or bf16 for an mmproj",
-                t.name()
-            ))
-        }
+        _ => return Err(MmprojTypeError::RowsTooShort { quant: t.name() }),
     })
 }
 
@@ -109,7 +115,7 @@ fn new_type(
 }
 
 /// Rows of any ggml type to f32.
-fn to_f32(ty: u32, raw: &[u8], n: usize) -> Result<Vec<f32>, String> {
+fn to_f32(ty: u32, raw: &[u8], n: usize) -> Result<Vec<f32>, MmprojTypeError> {
     let mut out = vec![0f32; n];
     if ty == F32 {
         for (o, c) in out.iter_mut().zip(raw.chunks_exact(4)) {
@@ -124,7 +130,7 @@ fn to_f32(ty: u32, raw: &[u8], n: usize) -> Result<Vec<f32>, String> {
         let to_float = traits
             .as_ref()
             .and_then(|t| t.to_float)
-            .ok_or_else(|| format!("ggml cannot convert {} to f32", ggml_type_name(ty)))?;
+            .ok_or_else(|| MmprojTypeError::NoConversionToF32(ggml_type_name(ty)))?;
         to_float(raw.as_ptr().cast(), out.as_mut_ptr(), n as i64);
     }
     Ok(out)
@@ -174,7 +180,7 @@ pub fn quantize_mmproj(
         reason,
     };
     let io = |what: &str, e: std::io::Error| err(format!("{what}: {e}"));
-    let (target, block) = target_type(options.quant_type).map_err(err)?;
+    let (target, block) = target_type(options.quant_type).map_err(|e| err(e.to_string()))?;
     // SAFETY: initialises ggml's lookup tables for the types (needed by some quantisers); idempotent.
     unsafe {
         sys::ggml_quantize_init(target as sys::ggml_type);
@@ -226,7 +232,7 @@ pub fn quantize_mmproj(
             raw
         } else {
             let n = t.n_elements() as usize;
-            let f = to_f32(t.ggml_type, &raw, n).map_err(err)?;
+            let f = to_f32(t.ggml_type, &raw, n).map_err(|e| err(e.to_string()))?;
             let n_per_row = t.dims[0] as usize;
             // SAFETY: a pure size computation.
             let row_bytes = unsafe { sys::ggml_row_size(types[i] as sys::ggml_type, n_per_row as i64) };
@@ -288,7 +294,13 @@ mod tests {
 
     #[test]
     fn k_quants_are_refused_for_a_vision_tower() {
-        assert!(target_type(QuantType::Q4KM).unwrap_err().contains("256"));
+        let err = target_type(QuantType::Q4KM).unwrap_err();
+        assert_eq!(err, MmprojTypeError::RowsTooShort { quant: "Q4_K_M".into() });
+        assert!(
+            err.to_string()
+                .starts_with("Q4_K_M needs rows that are multiples of 256"),
+            "{err}"
+        );
         assert_eq!(target_type(QuantType::Q8_0).unwrap(), (8, 32));
     }
 }

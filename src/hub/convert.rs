@@ -15,6 +15,7 @@ use super::download::Hub;
 use super::local::{ConvertedBuild, ConvertedStore, LocalModel};
 use crate::engine::{self, QuantizeOptions};
 use crate::gguf::GgufHeader;
+use crate::model_info::file_type_name;
 use crate::settings::QuantType;
 
 /// Files of a checkpoint the converter reads.
@@ -131,7 +132,7 @@ pub fn convert(
         .tempdir_in(store.dir())
         .with_context(|| format!("cannot create a work folder in {}", store.dir().display()))?;
     eprintln!(
-        "medgemma: converting {checkpoint} to GGUF (f16) with {}",
+        "medgemma: converting {checkpoint} to GGUF (text model F16) with {}",
         script.display()
     );
     let status = Command::new(&python)
@@ -148,10 +149,10 @@ pub fn convert(
     let (mut text, mut mmproj) = (None, None);
     for e in std::fs::read_dir(work.path())?.filter_map(|e| e.ok()) {
         let p = e.path();
-        if GgufHeader::read(&p).is_ok_and(|h| h.is_mmproj()) {
-            mmproj = Some(p);
-        } else if p.extension().is_some_and(|x| x == "gguf") {
-            text = Some(p);
+        match GgufHeader::read(&p) {
+            Ok(h) if h.is_mmproj() => mmproj = Some((p, h.get_u64("general.file_type").map(file_type_name))),
+            _ if p.extension().is_some_and(|x| x == "gguf") => text = Some(p),
+            _ => {}
         }
     }
     let text = text.context("the converter wrote no model file")?;
@@ -171,8 +172,12 @@ pub fn convert(
         engine::quantize(&text, &build_dir.join(&model_file), &options)?;
     }
     let mmproj_file = match &mmproj {
-        Some(p) => {
-            let n = "mmproj-F16.gguf".to_string();
+        Some((p, file_type)) => {
+            let n = mmproj_file_name(p, file_type.as_deref());
+            eprintln!(
+                "medgemma: vision projector {} ({n})",
+                file_type.as_deref().unwrap_or("of unknown type")
+            );
             std::fs::rename(p, build_dir.join(&n))?;
             Some(n)
         }
@@ -198,8 +203,31 @@ pub fn convert(
         .with_context(|| format!("the build in {} cannot be read back", target.display()))
 }
 
+/// The name of a converted mmproj: `mmproj-<TYPE>.gguf` with the type its header says the converter wrote (F32
+/// by default), or the converter's own file name when the header does not say (or names no known type).
+fn mmproj_file_name(written: &Path, file_type: Option<&str>) -> String {
+    match file_type {
+        Some(t) if t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => format!("mmproj-{t}.gguf"),
+        _ => written
+            .file_name()
+            .map_or_else(|| "mmproj.gguf".into(), |n| n.to_string_lossy().into_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mmproj_names_say_their_type() {
+        let written = std::path::Path::new("/w/mmproj-tiny-f32.gguf");
+        assert_eq!(super::mmproj_file_name(written, Some("F32")), "mmproj-F32.gguf");
+        assert_eq!(super::mmproj_file_name(written, Some("Q8_0")), "mmproj-Q8_0.gguf");
+        assert_eq!(super::mmproj_file_name(written, None), "mmproj-tiny-f32.gguf");
+        assert_eq!(
+            super::mmproj_file_name(written, Some("file type 99")),
+            "mmproj-tiny-f32.gguf"
+        );
+    }
+
     #[test]
     fn checkpoint_files() {
         for f in [

@@ -18,12 +18,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::cache::HubCache;
 use super::error::HubError;
 use super::progress::DownloadProgress;
 use super::settings::{HubSettings, TokenSource};
+use crate::files::sha256_of_file;
 use crate::model_info::human_bytes;
 
 /// What the hub says about a file before it is downloaded.
@@ -244,7 +243,7 @@ impl Hub {
         progress.finish();
 
         if is_sha256(&remote.etag) {
-            let actual = sha256_of(&part).map_err(HubError::io(&part))?;
+            let actual = sha256_of_file(&part).map_err(HubError::io(&part))?;
             if actual != remote.etag.to_ascii_lowercase() {
                 std::fs::remove_file(&part).map_err(HubError::io(&part))?;
                 return Err(HubError::HashMismatch {
@@ -419,21 +418,6 @@ pub fn is_sha256(etag: &str) -> bool {
     etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// The SHA-256 of a file, as lower-case hex.
-pub fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
-}
-
 /// Refuses a download that cannot fit (with 64 MiB to spare) where the cache lives.
 fn check_disk_space(repo: &str, file: &str, dir: &Path, needed: u64) -> Result<(), HubError> {
     const SPARE: u64 = 64 << 20;
@@ -479,13 +463,6 @@ mod tests {
         assert!(is_sha256(&"a".repeat(64)));
         assert!(!is_sha256(&"a".repeat(40)), "a git hash (small, non-LFS file)");
         assert!(!is_sha256(&"g".repeat(64)));
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"abc").unwrap();
-        assert_eq!(
-            sha256_of(&p).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     #[test]

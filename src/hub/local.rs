@@ -146,7 +146,7 @@ impl ConvertedStore {
 /// build from the cache, pulled first when it is not there and downloads are allowed.
 pub fn resolve(model: Option<&str>, hub: &Hub, registry: &Registry) -> Result<ModelFiles> {
     let name = match model {
-        Some(text) => match ModelRef::parse(text).map_err(anyhow::Error::msg)? {
+        Some(text) => match ModelRef::parse(text)? {
             ModelRef::Path(path) => {
                 return Ok(ModelFiles {
                     model: path,
@@ -155,10 +155,7 @@ pub fn resolve(model: Option<&str>, hub: &Hub, registry: &Registry) -> Result<Mo
             }
             ModelRef::Name(name) => name,
         },
-        None => registry
-            .default_model()
-            .map_err(anyhow::Error::msg)
-            .context("the registry's default model")?,
+        None => registry.default_model()?,
     };
     let quant = name.quant_or(&registry.default_quant).to_string();
     if let Some(local) = ConvertedStore::new(&medgemma_home()).find(&name.name, &quant) {

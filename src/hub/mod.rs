@@ -18,6 +18,6 @@ pub use cache::HubCache;
 pub use download::Hub;
 pub use error::HubError;
 pub use local::{LocalModel, ModelFiles, Source};
-pub use model_ref::{ModelName, ModelRef};
+pub use model_ref::{ModelName, ModelNameError, ModelRef};
 pub use registry::{Build, Registry};
 pub use settings::HubSettings;

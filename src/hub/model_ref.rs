@@ -15,6 +15,18 @@ pub enum ModelRef {
     Name(ModelName),
 }
 
+/// Why text given as a model is not `NAME[:QUANT]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelNameError {
+    #[error(
+        "{text:?} is not a model name: use NAME[:QUANT], e.g. medgemma-4b-it or medgemma-4b-it:q8_0 (see `medgemma \
+         list --available`)"
+    )]
+    BadName { text: String },
+    #[error("{text:?}: {quant:?} is not a quantisation; use e.g. q4_k_m or q8_0 after the colon")]
+    BadQuant { text: String, quant: String },
+}
+
 /// `NAME[:QUANT]`; the quantisation is lower case (`q4_k_m`), `None` when not given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelName {
@@ -24,7 +36,7 @@ pub struct ModelName {
 
 impl ModelName {
     /// Parses `NAME[:QUANT]`; a name may also be a repository id (`owner/repo`) for files pulled with `--repo`.
-    pub fn parse(text: &str) -> Result<ModelName, String> {
+    pub fn parse(text: &str) -> Result<ModelName, ModelNameError> {
         let text = text.trim();
         let (name, quant) = match text.rsplit_once(':') {
             Some((n, q)) => (n, Some(q)),
@@ -39,15 +51,14 @@ impl ModelName {
                 && !s.contains("..")
         };
         if !valid(name) {
-            return Err(format!(
-                "{text:?} is not a model name: use NAME[:QUANT], e.g. medgemma-4b-it or medgemma-4b-it:q8_0 (see `medgemma list --available`)"
-            ));
+            return Err(ModelNameError::BadName { text: text.to_string() });
         }
         if let Some(q) = quant {
             if q.is_empty() || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "{text:?}: {q:?} is not a quantisation; use e.g. q4_k_m or q8_0 after the colon"
-                ));
+                return Err(ModelNameError::BadQuant {
+                    text: text.to_string(),
+                    quant: q.to_string(),
+                });
             }
         }
         Ok(ModelName {
@@ -74,7 +85,7 @@ impl fmt::Display for ModelName {
 impl ModelRef {
     /// A path when the text names an existing file, contains a path separator or ends in `.gguf`; otherwise a
     /// name.
-    pub fn parse(text: &str) -> Result<ModelRef, String> {
+    pub fn parse(text: &str) -> Result<ModelRef, ModelNameError> {
         if Self::looks_like_path(text) {
             Ok(ModelRef::Path(PathBuf::from(text)))
         } else {
@@ -139,7 +150,14 @@ mod tests {
             assert!(ModelName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(ModelName::parse("..:q8_0").is_err());
-        let err = ModelName::parse("what?").unwrap_err();
-        assert!(err.contains("NAME[:QUANT]"), "{err}");
+        let err = ModelName::parse("what?").unwrap_err().to_string();
+        assert!(
+            err.contains("NAME[:QUANT]") && err.contains("`medgemma list --available`"),
+            "{err}"
+        );
+        assert!(matches!(
+            ModelName::parse("a:q-8"),
+            Err(ModelNameError::BadQuant { .. })
+        ));
     }
 }

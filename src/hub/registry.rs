@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::model_ref::ModelName;
+use super::model_ref::{ModelName, ModelNameError};
 
 /// The registry compiled into the binary.
 pub const EMBEDDED: &str = include_str!("../../models/registry.json");
@@ -98,6 +98,14 @@ pub enum RegistryError {
         available: String,
         first: String,
     },
+    #[error(
+        "the model registry's \"default\" is not NAME:QUANT; fix it in the file {REGISTRY_ENV} names, or unset \
+             {REGISTRY_ENV} to use the built-in registry"
+    )]
+    BadDefault {
+        #[source]
+        source: ModelNameError,
+    },
 }
 
 impl Registry {
@@ -169,8 +177,8 @@ impl Registry {
     }
 
     /// The default model, `NAME:QUANT`.
-    pub fn default_model(&self) -> Result<ModelName, String> {
-        ModelName::parse(&self.default)
+    pub fn default_model(&self) -> Result<ModelName, RegistryError> {
+        ModelName::parse(&self.default).map_err(|source| RegistryError::BadDefault { source })
     }
 
     /// Every build, in registry order.
@@ -263,5 +271,9 @@ mod tests {
             .to_string();
         assert!(err.contains("q2_k") && err.contains("q4_k_m, q8_0"), "{err}");
         assert!(Registry::parse("{", "x").is_err());
+        let bad = Registry::parse(r#"{"default": "no good", "default_quant": "q8_0", "models": []}"#, "x").unwrap();
+        let err = bad.default_model().unwrap_err();
+        assert!(matches!(err, RegistryError::BadDefault { .. }), "{err}");
+        assert!(err.to_string().contains(REGISTRY_ENV), "{err}");
     }
 }
