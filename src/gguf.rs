@@ -93,7 +93,6 @@ impl GgufTensorInfo {
 #[derive(Debug, Clone)]
 pub struct GgufHeader {
     pub path: PathBuf,
-    pub version: u32,
     pub metadata: BTreeMap<String, GgufValue>,
     pub tensors: Vec<GgufTensorInfo>,
     pub data_offset: u64,
@@ -389,7 +388,6 @@ impl GgufHeader {
         let data_offset = cur.pos.div_ceil(alignment) * alignment;
         let header = GgufHeader {
             path: path.to_path_buf(),
-            version,
             metadata,
             tensors,
             data_offset,
@@ -463,7 +461,6 @@ pub struct RetypedLayout {
     pub header: Vec<u8>,
     pub offsets: Vec<u64>,
     pub sizes: Vec<u64>,
-    pub alignment: u64,
 }
 
 impl RetypedLayout {
@@ -516,12 +513,7 @@ impl RetypedLayout {
         }
         let padded = (header.len() as u64).div_ceil(alignment) * alignment;
         header.resize(padded as usize, 0);
-        Ok(RetypedLayout {
-            header,
-            offsets,
-            sizes,
-            alignment,
-        })
+        Ok(RetypedLayout { header, offsets, sizes })
     }
 }
 

@@ -90,6 +90,7 @@ impl Sha256Cache {
     }
 
     /// The memory in `file`.
+    #[cfg(test)]
     pub fn at(file: PathBuf) -> Sha256Cache {
         Sha256Cache { file: Some(file) }
     }

@@ -67,10 +67,6 @@ impl Hub {
         }
     }
 
-    pub fn settings(&self) -> &HubSettings {
-        &self.settings
-    }
-
     pub fn cache(&self) -> &HubCache {
         &self.cache
     }

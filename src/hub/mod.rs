@@ -14,10 +14,8 @@ mod progress;
 pub mod registry;
 pub mod settings;
 
-pub use cache::HubCache;
 pub use download::Hub;
-pub use error::HubError;
-pub use local::{LocalModel, ModelFiles, Source};
-pub use model_ref::{ModelName, ModelNameError, ModelRef};
-pub use registry::{Build, Registry};
+pub use local::ModelFiles;
+pub use model_ref::ModelName;
+pub use registry::Registry;
 pub use settings::HubSettings;
