@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use image::{imageops::FilterType, DynamicImage, RgbImage};
 
+/// The side of MedGemma's square image input (SigLIP at 896 px), when a projector does not say.
+pub const DEFAULT_IMAGE_SIDE: u32 = 896;
+
 /// How a non-square image becomes square before the vision tower sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -472,7 +472,6 @@ mod tests {
         metadata.insert("general.architecture".into(), GgufValue::String(arch.into()));
         GgufHeader {
             path: PathBuf::from(format!("{arch}.gguf")),
-            version: 3,
             metadata,
             tensors: tensors
                 .into_iter()

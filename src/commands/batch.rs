@@ -168,14 +168,18 @@ fn run_jobs(
                     };
                     match scheduler.submit(tag, &prompt, &job_sampling, &mut on_token) {
                         Ok(done) => Ok(done),
-                        Err((_, e)) => Err(e.to_string()),
+                        Err((_, e)) => Err(anyhow::Error::from(e)),
                     }
                 }
             };
             match outcome {
                 Ok(Some(done)) => record(finished_result(todo, done), &mut failed, &mut generated)?,
                 Ok(None) => {}
-                Err(e) => record(error_result(&job.id, e, tag.started), &mut failed, &mut generated)?,
+                Err(e) => record(
+                    error_result(&job.id, format!("{e:#}"), tag.started),
+                    &mut failed,
+                    &mut generated,
+                )?,
             }
         }
         if scheduler.active() == 0 {
@@ -202,7 +206,7 @@ fn finished_result(todo: &[&Job], done: Finished<JobTag>) -> JobResult {
     let id = &todo[done.tag.index].id;
     match done.result {
         Ok(generation) => job_result(id, generation, &done.stats, done.tag.started, done.tag.prompt_tokens),
-        Err(e) => error_result(id, e.to_string(), done.tag.started),
+        Err(e) => error_result(id, format!("{:#}", anyhow::Error::from(e)), done.tag.started),
     }
 }
 
@@ -255,17 +259,17 @@ fn prepare_job(
     job: &Job,
     defaults: &SamplingSettings,
     image_fit: ImageFit,
-) -> Result<(crate::engine::PreparedPrompt, SamplingSettings), String> {
-    let conversation = job.input.clone().map_err(|e| e.to_string())?;
+) -> Result<(crate::engine::PreparedPrompt, SamplingSettings)> {
+    let conversation = job.input.clone()?;
     if conversation.images().next().is_some() && !engine.has_vision() {
-        return Err("the job has images but no --mmproj was given".into());
+        bail!("the job has images but no --mmproj was given");
     }
-    let side = engine.image_size().unwrap_or(896);
+    let side = engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
     let images = conversation
         .images()
-        .map(|p| ImageInput::load(p, image_fit, side).map_err(|e| e.to_string()))
+        .map(|p| ImageInput::load(p, image_fit, side))
         .collect::<Result<Vec<_>, _>>()?;
-    let prompt = engine.prepare(&conversation, &images).map_err(|e| e.to_string())?;
+    let prompt = engine.prepare(&conversation, &images)?;
     let mut sampling = defaults.clone();
     if let Some(n) = job.max_tokens {
         sampling.max_tokens = n.max(1);

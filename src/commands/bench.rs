@@ -140,7 +140,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let mut image_encode_ms = None;
     if engine.has_vision() {
-        let side = engine.image_size().unwrap_or(896);
+        let side = engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
         let input = match &image {
             Some(path) => ImageInput::load(path, ImageFit::Pad, side)?,
             None => test_pattern(side),

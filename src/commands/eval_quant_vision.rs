@@ -125,7 +125,7 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
     let images = args
         .images
         .iter()
-        .map(|p| ImageInput::load(p, ImageFit::Pad, 896))
+        .map(|p| ImageInput::load(p, ImageFit::Pad, crate::image_input::DEFAULT_IMAGE_SIDE))
         .collect::<Result<Vec<_>, _>>()?;
 
     let measure = |mmproj: &Path,

@@ -44,7 +44,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .as_deref()
         .and_then(|p| GgufHeader::read(p).ok())
         .and_then(|h| h.get_u64("clip.vision.image_size"))
-        .unwrap_or(896) as u32;
+        .map_or(crate::image_input::DEFAULT_IMAGE_SIDE, |s| s as u32);
     let images = conversation
         .images()
         .map(|p| ImageInput::load(p, args.image_fit, side))

@@ -168,7 +168,10 @@ impl Engine {
                 if !ctx.support_vision() {
                     return Err(EngineError::NoVisionEncoder { path: path.clone() });
                 }
-                let image_size = header.get_u64("clip.vision.image_size").unwrap_or(896) as u32;
+                let image_size = header
+                    .get_u64("clip.vision.image_size")
+                    .unwrap_or(u64::from(crate::image_input::DEFAULT_IMAGE_SIDE))
+                    as u32;
                 Some(Vision {
                     ctx: RefCell::new(ctx),
                     image_size,
