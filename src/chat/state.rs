@@ -45,6 +45,7 @@ impl Answer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatState {
     conversation: Conversation,
+    /// Images attached with `/image` (or `--image`) that the next message will carry.
     pending_images: Vec<PathBuf>,
     sampling: SamplingSettings,
     show_thinking: bool,
@@ -68,11 +69,6 @@ impl ChatState {
 
     pub fn conversation(&self) -> &Conversation {
         &self.conversation
-    }
-
-    /// Images attached with `/image` (or `--image`) that the next message will carry.
-    pub fn pending_images(&self) -> &[PathBuf] {
-        &self.pending_images
     }
 
     pub fn sampling(&self) -> &SamplingSettings {
@@ -343,7 +339,7 @@ mod tests {
         s.attach(vec!["x.png".into()]);
         s.clear();
         assert!(s.conversation().turns.is_empty());
-        assert!(s.pending_images().is_empty());
+        assert!(s.pending_images.is_empty());
         assert_eq!(s.conversation().system.as_deref(), Some("Be brief."));
         assert_eq!(s.sampling().max_tokens, 7);
     }
@@ -372,7 +368,7 @@ mod tests {
         };
         assert_eq!(s.load(saved.clone()), None, "nothing to answer");
         assert_eq!(s.conversation(), &saved);
-        assert!(s.pending_images().is_empty());
+        assert!(s.pending_images.is_empty());
         assert_eq!(s.sampling().temperature, 0.5, "settings stay");
 
         let mut unanswered = saved.clone();
@@ -402,7 +398,7 @@ mod tests {
         exchange(&mut s, "And now?", "ok");
         let images: Vec<_> = s.conversation().turns.iter().map(|t| t.images.len()).collect();
         assert_eq!(images, [3, 0, 0, 0]);
-        assert!(s.pending_images().is_empty());
+        assert!(s.pending_images.is_empty());
         s.attach(vec!["d.png".into()]);
         assert!(s.send(String::new()).is_some(), "images alone are a message");
     }
@@ -415,7 +411,7 @@ mod tests {
         let answer = s.send("q2".into()).unwrap();
         s.answer_failed(answer);
         assert_eq!(texts(&s), ["q1", "a1"]);
-        assert_eq!(s.pending_images(), [PathBuf::from("x.png")]);
+        assert_eq!(s.pending_images, [PathBuf::from("x.png")]);
     }
 
     #[test]
@@ -430,7 +426,7 @@ mod tests {
             .unwrap();
         s.answer_failed(answer);
         assert_eq!(texts(&s), ["l"]);
-        assert!(s.pending_images().is_empty());
+        assert!(s.pending_images.is_empty());
     }
 
     #[test]
