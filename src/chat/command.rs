@@ -53,8 +53,33 @@ Commands:
   /quit, /exit, Ctrl-D  leave
 Multi-line input: a line with \"\"\" starts and ends a block; pasted text is taken whole.";
 
+/// Why an input is not a command the chat can run; the session goes on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("/{name} takes no arguments")]
+    NoArguments { name: String },
+    #[error("usage: /image PATH... (then type the message)")]
+    ImageUsage,
+    #[error("usage: /{name} FILE")]
+    FileUsage { name: String },
+    #[error("unknown command /{name}; /help lists the commands (start a message with // to send a literal /)")]
+    Unknown { name: String },
+    #[error("{}", SET_USAGE)]
+    SetUsage,
+    #[error("/set {key}: {value:?} is not {expected}")]
+    BadValue {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("/set: unknown setting {key:?}; {}", SET_USAGE)]
+    UnknownSetting { key: String },
+}
+
+const SET_USAGE: &str = "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off";
+
 /// Parses one input. Text that does not start with `/` is a message; `//text` sends `/text` as a message.
-pub fn parse(input: &str) -> Result<ChatInput, String> {
+pub fn parse(input: &str) -> Result<ChatInput, CommandError> {
     let trimmed = input.trim();
     if let Some(rest) = trimmed.strip_prefix("//") {
         return Ok(ChatInput::Message(format!("/{rest}")));
@@ -69,7 +94,7 @@ pub fn parse(input: &str) -> Result<ChatInput, String> {
         if args.is_empty() {
             Ok(c)
         } else {
-            Err(format!("/{name} takes no arguments"))
+            Err(CommandError::NoArguments { name: name.into() })
         }
     };
     match name {
@@ -77,7 +102,7 @@ pub fn parse(input: &str) -> Result<ChatInput, String> {
         "image" => {
             let paths: Vec<PathBuf> = args.split_whitespace().map(PathBuf::from).collect();
             if paths.is_empty() {
-                return Err("usage: /image PATH... (then type the message)".into());
+                return Err(CommandError::ImageUsage);
             }
             Ok(ChatInput::Image(paths))
         }
@@ -86,26 +111,27 @@ pub fn parse(input: &str) -> Result<ChatInput, String> {
         "undo" => no_args(ChatInput::Undo),
         "retry" => no_args(ChatInput::Retry),
         "drop" => no_args(ChatInput::Drop),
-        "save" | "load" if args.is_empty() => Err(format!("usage: /{name} FILE")),
+        "save" | "load" if args.is_empty() => Err(CommandError::FileUsage { name: name.into() }),
         "save" => Ok(ChatInput::Save(PathBuf::from(args))),
         "load" => Ok(ChatInput::Load(PathBuf::from(args))),
         "set" => parse_set(args).map(ChatInput::Set),
         "show" => no_args(ChatInput::Show),
         "stats" => no_args(ChatInput::Stats),
         "quit" | "exit" | "bye" => no_args(ChatInput::Quit),
-        other => Err(format!(
-            "unknown command /{other}; /help lists the commands (start a message with // to send a literal /)"
-        )),
+        other => Err(CommandError::Unknown { name: other.into() }),
     }
 }
 
-fn parse_set(args: &str) -> Result<Setting, String> {
-    let usage = "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off";
+fn parse_set(args: &str) -> Result<Setting, CommandError> {
     let (key, value) = args
         .split_once(char::is_whitespace)
         .map(|(k, v)| (k, v.trim()))
-        .ok_or(usage)?;
-    let num = |what: &str| format!("/set {key}: {value:?} is not {what}");
+        .ok_or(CommandError::SetUsage)?;
+    let num = |expected: &'static str| CommandError::BadValue {
+        key: key.into(),
+        value: value.into(),
+        expected,
+    };
     match key {
         "temp" | "temperature" => match value.parse::<f32>() {
             Ok(v) if v.is_finite() && v >= 0.0 => Ok(Setting::Temperature(v)),
@@ -138,7 +164,7 @@ fn parse_set(args: &str) -> Result<Setting, String> {
             "off" | "false" | "0" => Ok(Setting::Thinking(false)),
             _ => Err(num("on or off")),
         },
-        _ => Err(format!("/set: unknown setting {key:?}; {usage}")),
+        _ => Err(CommandError::UnknownSetting { key: key.into() }),
     }
 }
 
@@ -172,16 +198,32 @@ mod tests {
         assert_eq!(parse("/save chat.json"), Ok(ChatInput::Save("chat.json".into())));
     }
 
+    fn error(input: &str) -> String {
+        parse(input).unwrap_err().to_string()
+    }
+
     #[test]
     fn bad_input_is_an_error_not_a_message() {
-        assert!(parse("/frobnicate")
-            .unwrap_err()
-            .contains("unknown command /frobnicate"));
-        assert!(parse("/set temp hot").unwrap_err().contains("not a number"));
-        assert!(parse("/set top-p 2").is_err());
-        assert!(parse("/set colour red").unwrap_err().contains("unknown setting"));
-        assert!(parse("/image").is_err());
-        assert!(parse("/load").is_err());
-        assert!(parse("/clear now").is_err());
+        assert_eq!(
+            error("/frobnicate"),
+            "unknown command /frobnicate; /help lists the commands (start a message with // to send a literal /)"
+        );
+        assert_eq!(error("/set temp hot"), "/set temp: \"hot\" is not a number >= 0");
+        assert_eq!(
+            error("/set top-p 2"),
+            "/set top-p: \"2\" is not a number between 0 and 1"
+        );
+        assert_eq!(
+            error("/set colour red"),
+            "/set: unknown setting \"colour\"; usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set \
+             thinking on|off"
+        );
+        assert_eq!(
+            error("/set temp"),
+            "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off"
+        );
+        assert_eq!(error("/image"), "usage: /image PATH... (then type the message)");
+        assert_eq!(error("/load"), "usage: /load FILE");
+        assert_eq!(error("/clear now"), "/clear takes no arguments");
     }
 }

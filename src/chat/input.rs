@@ -21,6 +21,14 @@ pub enum Input {
     Eof,
 }
 
+/// Why chat input cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The editor's error is in the text, not the chain, so that it is printed once.
+    #[error("cannot start the line editor: {0}")]
+    Editor(ReadlineError),
+}
+
 /// Collects `"""` blocks: lines between a `"""` line and the next one form one input.
 #[derive(Debug, Default)]
 pub struct BlockAssembler {
@@ -75,7 +83,7 @@ pub fn history_path() -> Option<PathBuf> {
 
 impl InputSource {
     /// A line editor when stdin is a terminal, plain lines otherwise.
-    pub fn new(interactive: bool, keep_history: bool) -> Result<InputSource, String> {
+    pub fn new(interactive: bool, keep_history: bool) -> Result<InputSource, InputError> {
         if !interactive {
             return Ok(InputSource::Piped {
                 lines: std::io::stdin().lock().lines(),
@@ -83,8 +91,7 @@ impl InputSource {
             });
         }
         let config = Config::builder().auto_add_history(false).bracketed_paste(true).build();
-        let mut editor =
-            DefaultEditor::with_config(config).map_err(|e| format!("cannot start the line editor: {e}"))?;
+        let mut editor = DefaultEditor::with_config(config).map_err(InputError::Editor)?;
         let history = if keep_history { history_path() } else { None };
         if let Some(path) = &history {
             if let Some(dir) = path.parent() {

@@ -9,10 +9,36 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::conversation::{Conversation, Message};
+use crate::conversation::{Conversation, ConversationError, Message};
 use crate::files::write_atomically;
 
 const FORMAT: &str = "medgemma-chat/1";
+
+/// Why a chat cannot be saved or loaded; each names the file at fault. The underlying error is part of the text
+/// (not a separate source), so that it is printed once.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscriptError {
+    #[error("image {}: {error}", path.display())]
+    ImageUnreadable { path: PathBuf, error: std::io::Error },
+    #[error("image {} changed since the chat was saved (SHA-256 differs)", path.display())]
+    ImageChanged { path: PathBuf },
+    #[error("{error}")]
+    Encode { error: serde_json::Error },
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{} is not JSON: {error}", path.display())]
+    NotJson { path: PathBuf, error: serde_json::Error },
+    #[error("{}: not a saved chat: {error}", path.display())]
+    NotSavedChat { path: PathBuf, error: serde_json::Error },
+    #[error("{}: unknown format {found:?} (expected {})", path.display(), FORMAT)]
+    UnknownFormat { path: PathBuf, found: String },
+    #[error("{}: not a conversation: {error}", path.display())]
+    NotConversation { path: PathBuf, error: serde_json::Error },
+    #[error("{}: {error}", path.display())]
+    Invalid { path: PathBuf, error: ConversationError },
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ImageRecord {
@@ -28,13 +54,16 @@ struct Transcript {
     images: Vec<ImageRecord>,
 }
 
-fn sha256_of(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("image {}: {e}", path.display()))?;
+fn sha256_of(path: &Path) -> Result<String, TranscriptError> {
+    let bytes = std::fs::read(path).map_err(|error| TranscriptError::ImageUnreadable {
+        path: path.to_path_buf(),
+        error,
+    })?;
     Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Saves `conversation` to `path` (image paths made absolute).
-pub fn save(conversation: &Conversation, path: &Path) -> Result<(), String> {
+pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptError> {
     let mut conversation = conversation.clone();
     for turn in &mut conversation.turns {
         for image in &mut turn.images {
@@ -51,38 +80,54 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), String> {
                 sha256: sha256_of(p)?,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, TranscriptError>>()?;
     let transcript = Transcript {
         format: FORMAT.into(),
         messages: conversation.to_messages(),
         images,
     };
-    let json = serde_json::to_vec_pretty(&transcript).map_err(|e| e.to_string())?;
-    write_atomically(path, &json).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let json = serde_json::to_vec_pretty(&transcript).map_err(|error| TranscriptError::Encode { error })?;
+    write_atomically(path, &json).map_err(|error| TranscriptError::Write {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// Loads a conversation saved by [`save`] (or a plain conversation JSON), checking that images are unchanged.
-pub fn load(path: &Path) -> Result<Conversation, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<Conversation, TranscriptError> {
+    let path_buf = || path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|error| TranscriptError::Read {
+        path: path_buf(),
+        error,
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|error| TranscriptError::NotJson {
+        path: path_buf(),
+        error,
+    })?;
     let (messages, images) = if value.get("format").is_some() {
-        let t: Transcript =
-            serde_json::from_value(value).map_err(|e| format!("{}: not a saved chat: {e}", path.display()))?;
+        let t: Transcript = serde_json::from_value(value).map_err(|error| TranscriptError::NotSavedChat {
+            path: path_buf(),
+            error,
+        })?;
         if t.format != FORMAT {
-            return Err(format!(
-                "{}: unknown format {:?} (expected {FORMAT})",
-                path.display(),
-                t.format
-            ));
+            return Err(TranscriptError::UnknownFormat {
+                path: path_buf(),
+                found: t.format,
+            });
         }
         (t.messages, t.images)
     } else {
         let f: crate::conversation::ConversationFile =
-            serde_json::from_value(value).map_err(|e| format!("{}: not a conversation: {e}", path.display()))?;
+            serde_json::from_value(value).map_err(|error| TranscriptError::NotConversation {
+                path: path_buf(),
+                error,
+            })?;
         (f.into_messages(), Vec::new())
     };
-    let mut conversation = Conversation::from_messages(messages).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut conversation = Conversation::from_messages(messages).map_err(|error| TranscriptError::Invalid {
+        path: path_buf(),
+        error,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     conversation.resolve_images(base);
     for record in images {
@@ -93,10 +138,7 @@ pub fn load(path: &Path) -> Result<Conversation, String> {
         };
         let now = sha256_of(&p)?;
         if now != record.sha256 {
-            return Err(format!(
-                "image {} changed since the chat was saved (SHA-256 differs)",
-                p.display()
-            ));
+            return Err(TranscriptError::ImageChanged { path: p });
         }
     }
     Ok(conversation)
@@ -118,7 +160,15 @@ mod tests {
         save(&c, &file).unwrap();
         assert_eq!(load(&file).unwrap(), c);
         std::fs::write(&img, b"other pixels").unwrap();
-        assert!(load(&file).unwrap_err().contains("changed"));
+        let e = load(&file).unwrap_err();
+        assert!(matches!(e, TranscriptError::ImageChanged { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "image {} changed since the chat was saved (SHA-256 differs)",
+                img.display()
+            )
+        );
     }
 
     #[test]
@@ -126,9 +176,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("bad.json");
         std::fs::write(&f, "{oops").unwrap();
-        assert!(load(&f).unwrap_err().contains("not JSON"));
-        assert!(load(&dir.path().join("missing.json"))
-            .unwrap_err()
-            .contains("cannot read"));
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{} is not JSON: ", f.display())), "{e}");
+        let missing = dir.path().join("missing.json");
+        let e = load(&missing).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot read {}: ", missing.display())), "{e}");
+        std::fs::write(&f, r#"{"format": "other/2", "messages": []}"#).unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("{}: unknown format \"other/2\" (expected medgemma-chat/1)", f.display())
+        );
+        std::fs::write(&f, r#"[{"role": "model", "content": "hi"}]"#).unwrap();
+        assert!(matches!(load(&f).unwrap_err(), TranscriptError::Invalid { .. }));
     }
 }
