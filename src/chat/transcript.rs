@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::conversation::{Conversation, ConversationError, Message};
 use crate::files::write_atomically;
@@ -55,11 +54,10 @@ struct Transcript {
 }
 
 fn sha256_of(path: &Path) -> Result<String, TranscriptError> {
-    let bytes = std::fs::read(path).map_err(|error| TranscriptError::ImageUnreadable {
+    crate::files::sha256_of_file(path).map_err(|error| TranscriptError::ImageUnreadable {
         path: path.to_path_buf(),
         error,
-    })?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    })
 }
 
 /// Saves `conversation` to `path` (image paths made absolute).

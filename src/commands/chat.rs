@@ -177,7 +177,10 @@ impl Chat<'_> {
         if let Some(img) = self.image_cache.get(path) {
             return Ok(img.clone());
         }
-        let side = self.engine.image_size().unwrap_or(896);
+        let side = self
+            .engine
+            .image_size()
+            .unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
         let img = ImageInput::load(path, self.image_fit, side).map_err(ChatError::Image)?;
         self.image_cache.insert(path.clone(), img.clone());
         Ok(img)
@@ -232,7 +235,7 @@ impl Chat<'_> {
         let paths = self.state.conversation().images().cloned().collect::<Vec<_>>();
         let images = paths.iter().map(|p| self.image(p)).collect::<Result<Vec<_>, _>>()?;
         let prompt = self.session.prepare(self.state.conversation(), &images)?;
-        if prompt.n_tokens() + 1 > self.session.ctx_size() as usize {
+        if self.session.check_fits(&prompt).is_err() {
             return Err(ChatError::NoLongerFits {
                 prompt_tokens: prompt.n_tokens(),
                 ctx_size: self.session.ctx_size(),
