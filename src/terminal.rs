@@ -1,11 +1,11 @@
-//! What a person sees on stderr: the research-use notice, the image-encoding and quantising spinners, the stats
-//! line.
+//! What a person sees on stderr: the research-use notice, progress bars and spinners (one constructor for all of
+//! them: image encoding, quantising, batch jobs, eval-quant chunks, downloads), the stats line.
 //!
 //! Owns: everything written to stderr for people. Never writes to stdout (answers only go there).
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -64,16 +64,29 @@ impl EvalObserver for ImageProgress {
     }
 }
 
-/// A spinner with elapsed time on stderr, only when stderr is a terminal; it ticks on its own thread, so it keeps
-/// moving while a blocking call runs. Clear it with `finish_and_clear`.
-pub fn spinner(message: String) -> Option<ProgressBar> {
+/// A progress bar (`total` known) or a spinner on stderr, only when stderr is a terminal; it ticks on its own thread,
+/// so it keeps moving while a blocking call runs. Clear it with `finish_and_clear`.
+pub fn bar(total: Option<u64>, template: &str) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    let bar = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(if total.is_some() { 200 } else { 120 }));
+    Some(bar)
+}
+
+/// A spinner with elapsed time (see [`bar`]).
+pub fn spinner(message: String) -> Option<ProgressBar> {
+    let bar = bar(None, "{spinner} {msg} {elapsed}")?;
     bar.set_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
     Some(bar)
 }
 
@@ -87,4 +100,46 @@ pub fn stats_line(stats: &SessionStats) -> String {
         stats.generation_tokens_per_s(),
         stats.time_to_first_token_ms
     )
+}
+
+/// Batch progress: a bar on a terminal (jobs done, failed, tokens/s, ETA), a plain line every 10 seconds otherwise.
+pub struct JobProgress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: std::cell::Cell<u64>,
+    last_line: std::cell::Cell<Instant>,
+}
+
+impl JobProgress {
+    pub fn new(total: u64) -> Self {
+        let bar = bar(Some(total), "{bar:30} {pos}/{len} jobs {msg} [{elapsed} < {eta}]");
+        JobProgress {
+            bar,
+            total,
+            done: 0.into(),
+            last_line: Instant::now().into(),
+        }
+    }
+
+    pub fn update(&self, failed: u64, tokens_per_s: f64) {
+        self.done.set(self.done.get() + 1);
+        let msg = format!("({failed} failed, {tokens_per_s:.1} tokens/s)");
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.set_position(self.done.get());
+            }
+            None if self.last_line.get().elapsed() >= Duration::from_secs(10) || self.done.get() == self.total => {
+                eprintln!("medgemma: {}/{} jobs {msg}", self.done.get(), self.total);
+                self.last_line.set(Instant::now());
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

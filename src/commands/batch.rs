@@ -3,13 +3,11 @@
 //! Jobs run on the engine's scheduler, `--parallel` sequences at a time; a job that shares a beginning (system
 //! prompt, image) with what any sequence holds reuses it from the KV cache instead of evaluating it again.
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::batch::job::{self, Job};
 use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
@@ -20,6 +18,7 @@ use crate::engine::{Engine, FinishReason, Finished, Scheduler};
 use crate::image_input::{ImageFit, ImageInput};
 use crate::interrupt;
 use crate::settings::{ContextSettings, SamplingSettings};
+use crate::terminal::JobProgress;
 
 pub fn run(args: BatchArgs) -> Result<()> {
     let files = args.model.resolve()?;
@@ -132,7 +131,7 @@ fn run_jobs(
     image_fit: ImageFit,
 ) -> Result<bool> {
     let mut scheduler: Scheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
-    let progress = Progress::new(todo.len() as u64);
+    let progress = JobProgress::new(todo.len() as u64);
     let (mut failed, mut generated) = (0u64, 0usize);
     let started = Instant::now();
     let mut record = |result: JobResult, failed: &mut u64, generated: &mut usize| -> Result<()> {
@@ -281,54 +280,4 @@ fn prepare_job(
         sampling.seed = s;
     }
     Ok((prompt, sampling))
-}
-
-/// A progress bar on a terminal, plain lines every 10 seconds otherwise.
-struct Progress {
-    bar: Option<ProgressBar>,
-    total: u64,
-    done: std::cell::Cell<u64>,
-    last_line: std::cell::Cell<Instant>,
-}
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} jobs {msg} [{elapsed} < {eta}]")
-                    .expect("valid template"),
-            );
-            bar.enable_steady_tick(Duration::from_millis(500));
-            bar
-        });
-        Progress {
-            bar,
-            total,
-            done: 0.into(),
-            last_line: Instant::now().into(),
-        }
-    }
-
-    fn update(&self, failed: u64, tokens_per_s: f64) {
-        self.done.set(self.done.get() + 1);
-        let msg = format!("({failed} failed, {tokens_per_s:.1} tokens/s)");
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(msg);
-                bar.set_position(self.done.get());
-            }
-            None if self.last_line.get().elapsed() >= Duration::from_secs(10) || self.done.get() == self.total => {
-                eprintln!("medgemma: {}/{} jobs {msg}", self.done.get(), self.total);
-                self.last_line.set(Instant::now());
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }

@@ -1,11 +1,11 @@
 //! `medgemma eval-quant`: scores a text with the reference model and each quantised model, chunk by chunk, and
 //! reports perplexity, KL divergence and top-1 agreement (the measures of llama.cpp's perplexity tool).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::cli::EvalQuantArgs;
@@ -175,15 +175,11 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("scoring {bar:30} {pos}/{len} chunk evaluations, {elapsed} (ETA {eta})")
-            .expect("valid template"),
-    );
-    bar
+    crate::terminal::bar(
+        Some(total),
+        "scoring {bar:30} {pos}/{len} chunk evaluations, {elapsed} (ETA {eta})",
+    )
+    .unwrap_or_else(ProgressBar::hidden)
 }
 
 fn write_table(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {

@@ -3,10 +3,9 @@
 //!
 //! Owns: download progress output only. Never writes to stdout.
 
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::model_info::human_bytes;
 
@@ -28,18 +27,11 @@ impl DownloadProgress {
             String::new()
         };
         eprintln!("medgemma: downloading {repo}/{file} ({size_text}{resume}) from {endpoint}");
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(size, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
+        let template = "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
+        let bar = crate::terminal::bar(size, template).inspect(|bar| {
             bar.set_message(file.rsplit('/').next().unwrap_or(file).to_string());
             bar.set_position(resumed_at);
             bar.reset_eta();
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
         });
         DownloadProgress {
             name: format!("{repo}/{file}"),
