@@ -1,47 +1,69 @@
 #!/usr/bin/env python3
-"""Does a long greedy answer depend on `batch --parallel`? Runs one long job (about 1,900 tokens) with short
-companion jobs at --parallel 1 and N, the long job alone at --parallel N, and the long job alone at 1 and 2
-threads, then reports which answers are identical and where the first difference is.
+"""Why can a long greedy answer depend on `batch --parallel`? Runs the integration tests' 27-job set (text, image and
+multi-turn jobs; tests/batch.rs) with 1,900 tokens per job at --parallel 1 and N, then takes the first job whose
+answer differs and runs it again in isolating set-ups:
 
-Usage: scripts/parallel_equality.py --medgemma target/release/medgemma -m MODEL.gguf [--mmproj MMPROJ.gguf]
-       [--parallel 4] [--long-tokens 1900] [--out DIR]
-The tiny fixture (tests/fixtures/hf/tiny-medgemma-mm converted to f32) is what the README's note was measured on.
+  alone at --parallel 1 and N             same batch shapes as --parallel 1: one row per decode
+  beside companions sharing no prefix     multi-row decode steps, nothing copied or reused from the cache
+  beside one such companion (--parallel 2)
+  after a job sharing its image prefix    the prefix comes from the cache (--parallel 1: reuse, no batching)
+
+and prints which answers equal the --parallel 1 one and which the --parallel N one.
+
+Usage: scripts/parallel_equality.py [--medgemma target/release/medgemma] -m MODEL.gguf --mmproj MMPROJ.gguf
+       [--parallel 4] [--tokens 1900] [--out DIR]
+Measured on the tiny fixture (tests/fixtures/hf/tiny-medgemma-mm converted to f32, as the tests do):
+  target/tmp/gguf/tiny-medgemma-mm/f32/{tiny-medgemma-mm-f32.gguf,mmproj-tiny-medgemma-mm-f32.gguf}
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ["What is sepsis?", "What is pneumonia?", "What causes anaemia?", "Define tachycardia.", "What is a stroke?"]
 
 
-def jobs(long_tokens: int, companions: int) -> list[dict]:
-    out = [{"id": "long", "prompt": "Explain sepsis in detail.", "system": "You are a helpful medical assistant.",
-            "max_tokens": long_tokens}]
-    for i in range(companions):
-        out.append({"id": f"short-{i}", "prompt": QUESTIONS[i % len(QUESTIONS)],
-                    "system": "You are a helpful medical assistant.", "max_tokens": 40 + 60 * (i % 4)})
-    return out
+def job_set() -> list[dict]:
+    """The 27 good jobs of tests/batch.rs::write_jobs."""
+    jobs = []
+    for i in range(27):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        if i % 3 == 0:
+            jobs.append({"id": f"text-{i}", "prompt": q, "system": "You are a helpful medical assistant."})
+        elif i % 3 == 1:
+            jobs.append({"id": f"xray-{i}", "prompt": q, "images": ["chest.png"],
+                         "system": "You are an expert radiologist."})
+        else:
+            image = "skin.png" if i % 2 == 0 else "chest.png"
+            jobs.append({"id": f"conv-{i}", "messages": [
+                {"role": "user", "content": "Look at this.", "images": [image]},
+                {"role": "model", "content": "I see it."},
+                {"role": "user", "content": q}]})
+    return jobs
 
 
-def run_batch(args: argparse.Namespace, work: Path, name: str, job_list: list[dict], parallel: int,
-              threads: int) -> dict[str, dict]:
-    src = work / f"{name}.jsonl"
-    src.write_text("".join(json.dumps(j) + "\n" for j in job_list))
-    out = work / f"{name}.out.jsonl"
-    cmd = [args.medgemma, "batch", "-m", args.model, "--input", str(src), "--output", str(out), "--overwrite",
-           "--parallel", str(parallel), "-t", str(threads), "-c", "2048", "--cache-type", "f32"]
-    if args.mmproj:
-        cmd += ["--mmproj", args.mmproj]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{name}: medgemma batch failed:\n{done.stderr}")
-    return {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+class Runner:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args, self.work = args, work
+
+    def run(self, name: str, jobs: list[dict], parallel: int) -> dict[str, dict]:
+        src = self.work / f"{name}.jsonl"
+        src.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+        out = self.work / f"{name}.out.jsonl"
+        cmd = [self.args.medgemma, "batch", "-m", self.args.model, "--mmproj", self.args.mmproj, "--input", str(src),
+               "--output", str(out), "--overwrite", "-n", str(self.args.tokens), "-t", str(self.args.threads),
+               "--parallel", str(parallel)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{name}: medgemma batch failed:\n{done.stderr}")
+        return {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
 
 
 def first_difference(a: str, b: str) -> int | None:
@@ -53,38 +75,54 @@ def first_difference(a: str, b: str) -> int | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--medgemma", default="target/release/medgemma")
+    p.add_argument("--medgemma", default=str(ROOT / "target/release/medgemma"))
     p.add_argument("-m", "--model", required=True)
-    p.add_argument("--mmproj")
+    p.add_argument("--mmproj", required=True)
     p.add_argument("--parallel", type=int, default=4)
-    p.add_argument("--long-tokens", type=int, default=1900)
-    p.add_argument("--companions", type=int, default=7)
+    p.add_argument("--tokens", type=int, default=1900)
+    p.add_argument("-t", "--threads", type=int, default=2)
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="parallel-equality-"))
     work.mkdir(parents=True, exist_ok=True)
+    for image in ["chest.png", "skin.png"]:
+        shutil.copy(ROOT / "tests/fixtures/images" / image, work / image)
+    r = Runner(args, work)
     n = args.parallel
-    with_companions = jobs(args.long_tokens, args.companions)
-    alone = with_companions[:1]
-    runs = {
-        f"companions, --parallel 1, 2 threads": run_batch(args, work, "p1", with_companions, 1, 2),
-        f"companions, --parallel {n}, 2 threads": run_batch(args, work, f"p{n}", with_companions, n, 2),
-        f"alone, --parallel {n}, 2 threads": run_batch(args, work, f"alone-p{n}", alone, n, 2),
-        "alone, --parallel 1, 2 threads": run_batch(args, work, "alone-p1", alone, 1, 2),
-        "alone, --parallel 1, 1 thread": run_batch(args, work, "alone-p1-t1", alone, 1, 1),
-    }
-    names = list(runs)
-    base = runs[names[0]]
-    print(f"long job: {base['long']['usage']['completion_tokens']} tokens, {len(base['long']['text'])} characters")
-    for name in names[1:]:
-        r = runs[name]
-        d = first_difference(base["long"]["text"], r["long"]["text"])
-        shorts = all(r[k]["text"] == base[k]["text"] for k in r if k != "long" and k in base)
-        where = "identical" if d is None else f"differs from character {d} on"
-        print(f"{name:40s} long job {where}; short jobs identical: {shorts}")
-    json.dump({k: {i: r["text"] for i, r in v.items()} for k, v in runs.items()},
-              open(work / "texts.json", "w"), indent=1)
-    print(f"texts in {work / 'texts.json'}")
+    jobs = job_set()
+    by_id = {j["id"]: j for j in jobs}
+    p1, pn = r.run("all-p1", jobs, 1), r.run(f"all-p{n}", jobs, n)
+    differing = [i for i in p1 if p1[i]["text"] != pn[i]["text"]]
+    print(f"{len(jobs)} jobs, {args.tokens} tokens each: {len(differing)} answers differ between --parallel 1 and {n}"
+          + (f": {', '.join(differing)}" if differing else ""))
+    for i in differing:
+        print(f"  {i}: first difference at character {first_difference(p1[i]['text'], pn[i]['text'])}"
+              f" of {len(p1[i]['text'])}")
+    if not differing:
+        return
+    x = differing[0]
+    job = by_id[x]
+    # Companions that share nothing with x beyond the first tokens (other system prompts, no image).
+    companions = [j for j in jobs if j["id"].startswith("text-")][:3]
+    # A job with x's beginning (same first message and image), stopped after one token.
+    sharer = next((dict(j, max_tokens=1) for j in jobs if j["id"] != x and j.get("messages", [None])[0]
+                   == job.get("messages", [0])[0]), None)
+    setups = [
+        (f"{x} alone, --parallel 1", [job], 1),
+        (f"{x} alone, --parallel {n}", [job], n),
+        (f"{x} + 3 unrelated jobs, --parallel {n}", [job] + companions, n),
+        (f"{x} + 1 unrelated job, --parallel 2", [job] + companions[:1], 2),
+        (f"{x} + 3 unrelated jobs, --parallel 1", [job] + companions, 1),
+    ]
+    if sharer:
+        setups.append((f"{x} after {sharer['id']} (same image prefix), --parallel 1", [sharer, job], 1))
+    print(f"{x} in isolating set-ups:")
+    for k, (name, js, par) in enumerate(setups):
+        got = r.run(f"setup-{k}", js, par)[x]
+        same = ("= --parallel 1 answer" if got["text"] == p1[x]["text"]
+                else f"= --parallel {n} answer" if got["text"] == pn[x]["text"] else "a third answer")
+        print(f"  {name:60s} cached {got['usage']['cached_tokens']:3d}: {same}")
+    print(f"files in {work}")
 
 
 if __name__ == "__main__":
