@@ -131,6 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--binary", type=Path, default=Path(__file__).resolve().parent.parent / "target/release/medgemma",
                         help="the medgemma binary (default target/release/medgemma)")
     parser.add_argument("--skip-loop", action="store_true", help="measure batch modes only (ratios then omitted)")
+    parser.add_argument("--parallel", type=int, nargs="+", default=list(PARALLELS),
+                        help=f"the batch modes to measure (default {' '.join(map(str, PARALLELS))})")
     return parser.parse_args(argv)
 
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = questions(args.jobs)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
-        for parallel in PARALLELS:
+        for parallel in args.parallel:
             results.append(bench_batch(args.binary, args.model, jobs, parallel, Path(tmp)))
     loop = None if args.skip_loop else bench_loop(args.binary, args.model, jobs)
     print(f"Model: {args.model.name}; {args.jobs} jobs, -n {MAX_TOKENS} -t 2 -c 512, greedy, shared system prompt\n")

@@ -14,7 +14,7 @@ use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
 use crate::batch::sha256_cache::Sha256Cache;
 use crate::batch::sidecar::Sidecar;
 use crate::cli::BatchArgs;
-use crate::engine::{Engine, FinishReason, Finished, Scheduler};
+use crate::engine::{Engine, FinishReason, Finished, LlamaScheduler, Scheduler};
 use crate::image_input::{ImageFit, ImageInput};
 use crate::interrupt;
 use crate::settings::{ContextSettings, SamplingSettings};
@@ -130,7 +130,7 @@ fn run_jobs(
     parallel: usize,
     image_fit: ImageFit,
 ) -> Result<bool> {
-    let mut scheduler: Scheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
+    let mut scheduler: LlamaScheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
     let progress = JobProgress::new(todo.len() as u64);
     let (mut failed, mut generated) = (0u64, 0usize);
     let started = Instant::now();

@@ -1,10 +1,13 @@
 //! The engine: the only code that touches llama.cpp (through `llama-cpp-2` and `llama-cpp-sys-2`).
 //!
-//! Owns: loading a MedGemma GGUF and its vision projector (with checks that name the file and the fix), a
-//! [`Session`] that owns a context and its KV positions, turning prompt pieces into tokens and image embeddings,
-//! the one generation loop every command (run, chat, batch, bench) uses, and quantising a model file. It must not
-//! print to stdout: results go back to the caller through return values and callbacks.
+//! Owns: loading a MedGemma GGUF and its vision projector (with checks that name the file and the fix), turning
+//! prompt pieces into tokens and image chunks, and the one core every command drives: a pure prompt layout and
+//! sequence ledger, one llama.cpp context wrapper (the one decode and image-evaluation call), one decoder per
+//! answer, and one scheduler ([`Scheduler`]; [`Session`] is its one-sequence case). Also quantising a model file.
+//! It must not print to stdout: results go back to the caller through return values and callbacks. See
+//! ARCHITECTURE.md for the layers and the data flow.
 
+mod backend;
 mod context;
 mod decoder;
 mod error;
@@ -30,7 +33,7 @@ pub use model::{Engine, LoadOptions};
 pub use prepare::{PreparedPrompt, PromptItem};
 pub use quantize::{quantize, QuantizeOptions};
 pub use quantize_mmproj::quantize_mmproj;
-pub use scheduler::{EvalObserver, Finished, NoObserver, Scheduler};
+pub use scheduler::{EvalObserver, Finished, LlamaScheduler, NoObserver, Scheduler};
 pub use score::Scorer;
 pub use session::Session;
 pub use speed::SpeedTest;

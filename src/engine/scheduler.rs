@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use llama_cpp_2::token::LlamaToken;
 
-use super::context::{context_size, Batch, Context};
-use super::decoder::{Decoder, FinishReason, GeneratedToken, Generation, Next, SessionStats};
+use super::backend::{Backend, Row};
+use super::context::{context_size, Context};
+use super::decoder::{FinishReason, GeneratedToken, Generation, Next, SessionStats};
 use super::error::EngineError;
 use super::layout::{best_free_sequence, Pending, Position, Reuse};
 use super::ledger::Ledger;
@@ -53,18 +54,20 @@ pub struct Prefilled {
     pub cached: usize,
 }
 
-struct Running<T> {
+struct Running<T, A> {
     tag: T,
-    decoder: Decoder,
+    answer: A,
     /// The last sampled token, decoded at the next step.
     pending: LlamaToken,
 }
 
-pub struct Scheduler<'e, T> {
-    engine: &'e Engine,
-    ctx: Context<'e>,
+/// The scheduler over llama.cpp's context, as every command uses it.
+pub type LlamaScheduler<'e, T> = Scheduler<T, Context<'e>>;
+
+pub struct Scheduler<T, B: Backend> {
+    backend: B,
     ledger: Ledger,
-    running: Vec<Option<Running<T>>>,
+    running: Vec<Option<Running<T, B::Answer>>>,
     /// Sequences keep what they hold after an answer, for later prompts (needs the sliding-window layers' whole
     /// cache); without it every prompt starts from an empty sequence.
     keep_prefixes: bool,
@@ -72,8 +75,8 @@ pub struct Scheduler<'e, T> {
     logits_of: Option<usize>,
 }
 
-impl<'e, T> Scheduler<'e, T> {
-    /// A context of `n_seq` sequences of the usual context size each (see [`ContextSettings`]).
+impl<'e, T> Scheduler<T, Context<'e>> {
+    /// A llama.cpp context of `n_seq` sequences of the usual context size each (see [`ContextSettings`]).
     pub fn new(
         engine: &'e Engine,
         settings: &ContextSettings,
@@ -83,23 +86,25 @@ impl<'e, T> Scheduler<'e, T> {
         let n_seq = n_seq.max(1);
         let n_ctx = context_size(engine, settings);
         let ctx = Context::new(engine, settings, n_ctx, n_seq as u32, keep_prefixes)?;
-        Ok(Scheduler {
-            engine,
-            ctx,
+        Ok(Scheduler::with_backend(ctx, n_seq, keep_prefixes))
+    }
+}
+
+impl<T, B: Backend> Scheduler<T, B> {
+    /// A scheduler of `n_seq` sequences over `backend` (whose sequences are empty).
+    pub(crate) fn with_backend(backend: B, n_seq: usize, keep_prefixes: bool) -> Self {
+        Scheduler {
+            backend,
             ledger: Ledger::new(n_seq),
             running: (0..n_seq).map(|_| None).collect(),
             keep_prefixes,
             logits_of: None,
-        })
-    }
-
-    pub fn engine(&self) -> &'e Engine {
-        self.engine
+        }
     }
 
     /// The context size of each sequence.
     pub fn ctx_size(&self) -> u32 {
-        self.ctx.n_ctx()
+        self.backend.n_ctx() as u32
     }
 
     /// Positions sequence `seq` holds.
@@ -120,11 +125,11 @@ impl<'e, T> Scheduler<'e, T> {
 
     /// The one "prompt fits" rule: the prompt and at least one answer token fit in a sequence.
     pub fn check_fits(&self, prompt: &PreparedPrompt) -> Result<(), EngineError> {
-        if prompt.n_tokens() + 1 > self.ctx.n_ctx() as usize {
+        if prompt.n_tokens() + 1 > self.backend.n_ctx() {
             return Err(EngineError::PromptTooLong {
                 prompt_tokens: prompt.n_tokens(),
-                ctx_size: self.ctx.n_ctx(),
-                trained: self.engine.model.n_ctx_train(),
+                ctx_size: self.ctx_size(),
+                trained: self.backend.trained_ctx(),
             });
         }
         Ok(())
@@ -135,9 +140,9 @@ impl<'e, T> Scheduler<'e, T> {
         if keep >= self.ledger.len(seq) {
             return;
         }
-        let removed = self.ctx.remove_from(seq, keep);
+        let removed = self.backend.remove_from(seq, keep);
         if !removed {
-            self.ctx.clear_sequence(seq);
+            self.backend.clear_sequence(seq);
         }
         self.ledger.truncated(seq, keep, removed);
         if self.logits_of == Some(seq) {
@@ -159,9 +164,9 @@ impl<'e, T> Scheduler<'e, T> {
                 self.ledger.len(seq)
             }
             Reuse::Copy { source, keep } => {
-                let copied = self.ctx.copy_stream(source, seq) && self.ctx.remove_from(seq, keep);
+                let copied = self.backend.copy_stream(source, seq) && self.backend.remove_from(seq, keep);
                 if !copied {
-                    self.ctx.clear_sequence(seq);
+                    self.backend.clear_sequence(seq);
                 }
                 if self.logits_of == Some(seq) {
                     self.logits_of = None;
@@ -189,17 +194,21 @@ impl<'e, T> Scheduler<'e, T> {
             let s = layout.spans()[span];
             let positions = &layout.positions()[from..s.end()];
             let outcome = match &prompt.payloads[span] {
-                Payload::Tokens(tokens) => {
-                    let tokens = &tokens[from - s.start..];
-                    let n = tokens.len();
-                    let wants = |i: usize| last && i + 1 == n;
-                    self.ctx.decode_tokens(seq, from, tokens, &wants, &mut |_, _, _| {})
-                }
+                Payload::Tokens(tokens) => self.backend.decode_tokens(seq, from, &tokens[from - s.start..], last),
                 Payload::Image { path, chunks } => {
                     observer.image_started(image_index, path);
                     let t = Instant::now();
-                    let result = self.ctx.eval_image(chunks, path, seq, from, last).map(|end| {
-                        debug_assert_eq!(end, s.end());
+                    let result = self.backend.eval_image(chunks, path, seq, from, last).and_then(|end| {
+                        if end == s.end() {
+                            Ok(())
+                        } else {
+                            Err(EngineError::Decode(format!(
+                                "image {} took {} positions, its layout {}",
+                                path.display(),
+                                end.saturating_sub(from),
+                                s.len
+                            )))
+                        }
                     });
                     observer.image_finished(image_index, t.elapsed());
                     image_index += 1;
@@ -211,9 +220,9 @@ impl<'e, T> Scheduler<'e, T> {
                 Err((done, e)) => {
                     self.ledger.extend(seq, &positions[..done]);
                     let held = self.ledger.len(seq);
-                    let removed = self.ctx.remove_from(seq, held);
+                    let removed = self.backend.remove_from(seq, held);
                     if !removed {
-                        self.ctx.clear_sequence(seq);
+                        self.backend.clear_sequence(seq);
                     }
                     self.ledger.truncated(seq, held, removed);
                     return Err(e);
@@ -232,7 +241,7 @@ impl<'e, T> Scheduler<'e, T> {
         if self.logits_of != Some(seq) {
             return Vec::new();
         }
-        self.ctx.logits(-1).to_vec()
+        self.backend.logits(-1)
     }
 
     /// Starts answering in sequence `seq` right after its prefill: samples the first token. An answer that ends at
@@ -246,24 +255,23 @@ impl<'e, T> Scheduler<'e, T> {
         stats: SessionStats,
         on_token: &mut OnAnswerToken<'_, T>,
     ) -> Option<Finished<T>> {
-        let mut decoder = Decoder::new(self.engine, sampling, prompt_started, stats);
-        if decoder.is_exhausted() {
-            return Some(self.finished(tag, decoder, Ok(FinishReason::Length), on_token));
+        let mut answer = self.backend.new_answer(sampling, prompt_started, stats);
+        if B::is_exhausted(&answer) {
+            return Some(self.finished(tag, answer, Ok(FinishReason::Length), on_token));
         }
         if self.logits_of != Some(seq) {
             let e = EngineError::Decode("no logits to sample from (empty prompt?)".into());
-            return Some(self.finished(tag, decoder, Err(e), on_token));
+            return Some(self.finished(tag, answer, Err(e), on_token));
         }
         let n_past = self.ledger.len(seq);
-        let n_ctx = self.ctx.n_ctx() as usize;
-        let next = decoder.next(&self.ctx, -1, n_past, n_ctx, &mut |t| on_token(&tag, t));
+        let next = self.backend.next(&mut answer, -1, n_past, &mut |t| on_token(&tag, t));
         self.logits_of = None;
         match next {
             Next::Decode(pending) => {
-                self.running[seq] = Some(Running { tag, decoder, pending });
+                self.running[seq] = Some(Running { tag, answer, pending });
                 None
             }
-            Next::Finish(reason) => Some(self.finished(tag, decoder, Ok(reason), on_token)),
+            Next::Finish(reason) => Some(self.finished(tag, answer, Ok(reason), on_token)),
         }
     }
 
@@ -298,19 +306,11 @@ impl<'e, T> Scheduler<'e, T> {
         if order.is_empty() {
             return Vec::new();
         }
-        let mut batch = Batch::new(order.len(), order.len());
-        let mut failed: Vec<(usize, EngineError)> = Vec::new();
-        for &seq in &order {
-            let pending = self.running[seq].as_ref().expect("running").pending;
-            if let Err(e) = batch.add(pending, self.ledger.len(seq), seq, true) {
-                failed.push((seq, e));
-            }
-        }
-        if failed.is_empty() && self.ctx.decode(&mut batch).is_ok() {
-        } else {
+        let rows: Vec<Row> = order.iter().map(|&seq| self.row(seq)).collect();
+        if self.backend.decode_rows(&rows).is_err() {
             // Find out whose token fails: each sequence alone (its logits are read before the next decode).
             let mut finished = Vec::new();
-            failed.clear();
+            let mut failed = Vec::new();
             for &seq in &order {
                 match self.decode_alone(seq) {
                     Ok(()) => finished.extend(self.sample(seq, -1, on_token)),
@@ -330,38 +330,43 @@ impl<'e, T> Scheduler<'e, T> {
         finished
     }
 
+    /// The row that decodes sequence `seq`'s pending token.
+    fn row(&self, seq: usize) -> Row {
+        Row {
+            token: self.running[seq].as_ref().expect("running").pending,
+            pos: self.ledger.len(seq),
+            seq,
+        }
+    }
+
     /// Decodes sequence `seq`'s pending token in a batch of its own and records it.
     fn decode_alone(&mut self, seq: usize) -> Result<(), EngineError> {
-        let pending = self.running[seq].as_ref().expect("running").pending;
-        let mut batch = Batch::new(1, 1);
-        batch.add(pending, self.ledger.len(seq), seq, true)?;
-        self.ctx.decode(&mut batch)?;
+        self.backend.decode_rows(&[self.row(seq)])?;
         self.record_decoded(seq);
         Ok(())
     }
 
     fn record_decoded(&mut self, seq: usize) {
         let running = self.running[seq].as_mut().expect("running");
-        running.decoder.decoded(running.pending);
+        B::decoded(&mut running.answer, running.pending);
         self.ledger.push(seq, Position::Token(running.pending.0));
     }
 
     /// Samples sequence `seq`'s next token from the i-th logits of the last batch.
     fn sample(&mut self, seq: usize, i: i32, on_token: &mut OnAnswerToken<'_, T>) -> Option<Finished<T>> {
         let n_past = self.ledger.len(seq);
-        let n_ctx = self.ctx.n_ctx() as usize;
         let mut running = self.running[seq].take().expect("running");
         let tag = &running.tag;
-        match running
-            .decoder
-            .next(&self.ctx, i, n_past, n_ctx, &mut |t| on_token(tag, t))
+        match self
+            .backend
+            .next(&mut running.answer, i, n_past, &mut |t| on_token(tag, t))
         {
             Next::Decode(token) => {
                 running.pending = token;
                 self.running[seq] = Some(running);
                 None
             }
-            Next::Finish(reason) => Some(self.finished(running.tag, running.decoder, Ok(reason), on_token)),
+            Next::Finish(reason) => Some(self.finished(running.tag, running.answer, Ok(reason), on_token)),
         }
     }
 
@@ -374,13 +379,13 @@ impl<'e, T> Scheduler<'e, T> {
     ) -> Vec<Finished<T>> {
         for (seq, e) in failed {
             let held = self.ledger.len(seq);
-            let removed = self.ctx.remove_from(seq, held);
+            let removed = self.backend.remove_from(seq, held);
             if !removed {
-                self.ctx.clear_sequence(seq);
+                self.backend.clear_sequence(seq);
             }
             self.ledger.truncated(seq, held, removed);
             let running = self.running[seq].take().expect("running");
-            finished.push(self.finished(running.tag, running.decoder, Err(e), on_token));
+            finished.push(self.finished(running.tag, running.answer, Err(e), on_token));
         }
         finished
     }
@@ -390,9 +395,7 @@ impl<'e, T> Scheduler<'e, T> {
     pub fn append(&mut self, seq: usize, tokens: &[i32]) -> Result<(), EngineError> {
         let from = self.ledger.len(seq);
         let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
-        let result = self
-            .ctx
-            .decode_tokens(seq, from, &tokens, &|_| false, &mut |_, _, _| {});
+        let result = self.backend.decode_tokens(seq, from, &tokens, false);
         let done = match &result {
             Ok(()) => tokens.len(),
             Err((done, _)) => *done,
@@ -406,7 +409,7 @@ impl<'e, T> Scheduler<'e, T> {
     fn finished(
         &self,
         tag: T,
-        decoder: Decoder,
+        answer: B::Answer,
         outcome: Result<FinishReason, EngineError>,
         on_token: &mut OnAnswerToken<'_, T>,
     ) -> Finished<T> {
@@ -414,7 +417,7 @@ impl<'e, T> Scheduler<'e, T> {
             Ok(r) => (r, None),
             Err(e) => (FinishReason::Interrupted, Some(e)),
         };
-        let (generation, stats) = decoder.finish(reason, &mut |t| on_token(&tag, t));
+        let (generation, stats) = B::finish(answer, reason, &mut |t| on_token(&tag, t));
         Finished {
             tag,
             result: match error {
@@ -423,5 +426,525 @@ impl<'e, T> Scheduler<'e, T> {
             },
             stats,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler against a deterministic stand-in model: each sequence's cache is the list of tokens decoded at
+    //! its positions (a decode must write exactly the next position), and the token "predicted" after a sequence
+    //! depends on everything it holds, so a ledger that disagreed with the cache, a wrong row read, or a prefix
+    //! taken from the wrong place would change the answers.
+
+    use std::ops::ControlFlow;
+    use std::path::Path;
+    use std::time::Instant;
+
+    use llama_cpp_2::mtmd::MtmdInputChunks;
+    use llama_cpp_2::token::LlamaToken;
+
+    use super::super::backend::{Backend, Row};
+    use super::super::decoder::{FinishReason, GeneratedToken, Generation, Next, OnToken, SessionStats};
+    use super::super::error::EngineError;
+    use super::super::layout::PromptLayout;
+    use super::super::prepare::{Payload, PreparedPrompt};
+    use super::{Finished, NoObserver, Scheduler};
+    use crate::settings::SamplingSettings;
+
+    const EOG: i32 = 3;
+    const IMAGE: i32 = -1;
+
+    #[derive(Default)]
+    struct Fake {
+        n_ctx: usize,
+        n_batch: usize,
+        image_len: usize,
+        kv: Vec<Vec<i32>>,
+        /// The token predicted after each row of the last decode.
+        rows: Vec<i32>,
+        /// Decodes that write this position fail (nothing is written).
+        fail_at: Option<usize>,
+        refuse_removal: bool,
+        /// Predict the end of the turn once a sequence holds this many positions.
+        eog_at: Option<usize>,
+        /// Rows per `decode_rows` call and positions written by prefills, for assertions.
+        step_rows: Vec<usize>,
+        prefilled: usize,
+    }
+
+    fn fake(n_seq: usize, n_ctx: usize) -> Fake {
+        Fake {
+            n_ctx,
+            n_batch: 4,
+            image_len: 5,
+            kv: vec![Vec::new(); n_seq],
+            ..Fake::default()
+        }
+    }
+
+    impl Fake {
+        fn predict(&self, seq: usize) -> i32 {
+            let held = &self.kv[seq];
+            if self.eog_at == Some(held.len()) {
+                return EOG;
+            }
+            let h = held
+                .iter()
+                .fold(17i64, |h, &t| (h * 31 + i64::from(t)).rem_euclid(1_000_003));
+            10 + (h % 40) as i32
+        }
+
+        fn write(&mut self, seq: usize, pos: usize, token: i32) {
+            assert_eq!(
+                pos,
+                self.kv[seq].len(),
+                "sequence {seq} must be written at its next position"
+            );
+            self.kv[seq].push(token);
+        }
+
+        fn fails(&self, positions: impl IntoIterator<Item = usize>) -> Option<EngineError> {
+            let at = self.fail_at?;
+            positions
+                .into_iter()
+                .any(|p| p == at)
+                .then(|| EngineError::Decode(format!("injected at {at}")))
+        }
+    }
+
+    struct Answer {
+        out: Generation,
+        max_tokens: usize,
+        n_ctx: usize,
+    }
+
+    impl Backend for Fake {
+        type Answer = Answer;
+
+        fn n_ctx(&self) -> usize {
+            self.n_ctx
+        }
+        fn trained_ctx(&self) -> u32 {
+            self.n_ctx as u32
+        }
+        fn decode_rows(&mut self, rows: &[Row]) -> Result<(), EngineError> {
+            if let Some(e) = self.fails(rows.iter().map(|r| r.pos)) {
+                return Err(e);
+            }
+            self.step_rows.push(rows.len());
+            for r in rows {
+                self.write(r.seq, r.pos, r.token.0);
+            }
+            self.rows = rows.iter().map(|r| self.predict(r.seq)).collect();
+            Ok(())
+        }
+        fn decode_tokens(
+            &mut self,
+            seq: usize,
+            start: usize,
+            tokens: &[LlamaToken],
+            logits_last: bool,
+        ) -> Result<(), (usize, EngineError)> {
+            for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
+                let first = c * self.n_batch;
+                if let Some(e) = self.fails((0..chunk.len()).map(|j| start + first + j)) {
+                    return Err((first, e));
+                }
+                for (j, t) in chunk.iter().enumerate() {
+                    self.write(seq, start + first + j, t.0);
+                }
+                self.prefilled += chunk.len();
+            }
+            self.rows = if logits_last {
+                vec![self.predict(seq)]
+            } else {
+                Vec::new()
+            };
+            Ok(())
+        }
+        fn eval_image(
+            &mut self,
+            _: &MtmdInputChunks,
+            _: &Path,
+            seq: usize,
+            n_past: usize,
+            logits_last: bool,
+        ) -> Result<usize, EngineError> {
+            if let Some(e) = self.fails(n_past..n_past + self.image_len) {
+                return Err(e);
+            }
+            for k in 0..self.image_len {
+                self.write(seq, n_past + k, IMAGE);
+            }
+            self.prefilled += self.image_len;
+            self.rows = if logits_last {
+                vec![self.predict(seq)]
+            } else {
+                Vec::new()
+            };
+            Ok(n_past + self.image_len)
+        }
+        fn remove_from(&mut self, seq: usize, from: usize) -> bool {
+            if self.refuse_removal {
+                return false;
+            }
+            self.kv[seq].truncate(from);
+            true
+        }
+        fn clear_sequence(&mut self, seq: usize) {
+            self.kv[seq].clear();
+        }
+        fn copy_stream(&mut self, src: usize, dst: usize) -> bool {
+            self.kv[dst] = self.kv[src].clone();
+            true
+        }
+        fn logits(&self, i: i32) -> Vec<f32> {
+            let i = if i < 0 { self.rows.len() - 1 } else { i as usize };
+            vec![self.rows[i] as f32]
+        }
+        fn new_answer(&self, sampling: &SamplingSettings, _: Instant, _: SessionStats) -> Answer {
+            Answer {
+                out: Generation {
+                    tokens: Vec::new(),
+                    in_context: Vec::new(),
+                    text: String::new(),
+                    thinking: String::new(),
+                    finish: FinishReason::Length,
+                },
+                max_tokens: sampling.max_tokens,
+                n_ctx: self.n_ctx,
+            }
+        }
+        fn is_exhausted(a: &Answer) -> bool {
+            a.out.tokens.len() >= a.max_tokens
+        }
+        fn next(&self, a: &mut Answer, i: i32, n_past: usize, on_token: &mut OnToken<'_>) -> Next {
+            let token = self.logits(i)[0] as i32;
+            a.out.tokens.push(token);
+            if token == EOG {
+                return Next::Finish(FinishReason::Stop);
+            }
+            let text = format!("{token} ");
+            a.out.text.push_str(&text);
+            if on_token(&GeneratedToken { text, thinking: false }).is_break() {
+                return Next::Finish(FinishReason::Interrupted);
+            }
+            if a.out.tokens.len() >= a.max_tokens {
+                return Next::Finish(FinishReason::Length);
+            }
+            if n_past >= a.n_ctx {
+                return Next::Finish(FinishReason::ContextFull);
+            }
+            Next::Decode(LlamaToken(token))
+        }
+        fn decoded(a: &mut Answer, token: LlamaToken) {
+            a.out.in_context.push(token.0);
+        }
+        fn finish(mut a: Answer, reason: FinishReason, _: &mut OnToken<'_>) -> (Generation, SessionStats) {
+            a.out.finish = reason;
+            let stats = SessionStats {
+                generated_tokens: a.out.tokens.len(),
+                ..SessionStats::default()
+            };
+            (a.out, stats)
+        }
+    }
+
+    fn text(tokens: &[i32]) -> PreparedPrompt {
+        let mut layout = PromptLayout::default();
+        layout.push_tokens(tokens.iter().copied());
+        PreparedPrompt {
+            layout,
+            payloads: vec![Payload::Tokens(tokens.iter().map(|&t| LlamaToken(t)).collect())],
+        }
+    }
+
+    /// `before` tokens, an image of the fake's 5 positions (known by `sha`), then `after` tokens.
+    fn with_image(before: &[i32], sha: &str, after: &[i32]) -> PreparedPrompt {
+        use super::super::layout::Position;
+        let mut layout = PromptLayout::default();
+        layout.push_tokens(before.iter().copied());
+        let sha: std::sync::Arc<str> = sha.into();
+        layout.push_image((0..5).map(|k| Position::Image(sha.clone(), k)));
+        layout.push_tokens(after.iter().copied());
+        let tokens = |t: &[i32]| Payload::Tokens(t.iter().map(|&t| LlamaToken(t)).collect());
+        PreparedPrompt {
+            layout,
+            payloads: vec![
+                tokens(before),
+                Payload::Image {
+                    path: "scan.png".into(),
+                    chunks: MtmdInputChunks::new(),
+                },
+                tokens(after),
+            ],
+        }
+    }
+
+    fn sampling(max_tokens: usize) -> SamplingSettings {
+        SamplingSettings {
+            max_tokens,
+            ..SamplingSettings::default()
+        }
+    }
+
+    type Sched = Scheduler<usize, Fake>;
+
+    fn quiet(_: &usize, _: &GeneratedToken) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    /// Submits every prompt (as sequences free up) and steps until all answers are done; answers by prompt index.
+    fn run_all(s: &mut Sched, prompts: &[PreparedPrompt], max_tokens: &[usize]) -> Vec<Result<Generation, String>> {
+        let mut out: Vec<Option<Result<Generation, String>>> = prompts.iter().map(|_| None).collect();
+        let record = |f: Finished<usize>, out: &mut Vec<Option<Result<Generation, String>>>| {
+            out[f.tag] = Some(f.result.map_err(|e| e.to_string()));
+        };
+        let mut next = 0;
+        loop {
+            while s.active() < s.running.len() && next < prompts.len() {
+                match s.submit(next, &prompts[next], &sampling(max_tokens[next]), &mut quiet) {
+                    Ok(Some(f)) => record(f, &mut out),
+                    Ok(None) => {}
+                    Err((tag, e)) => out[tag] = Some(Err(e.to_string())),
+                }
+                next += 1;
+            }
+            if s.active() == 0 {
+                break;
+            }
+            for f in s.step(&mut quiet) {
+                record(f, &mut out);
+            }
+        }
+        out.into_iter().map(|o| o.expect("every prompt answered")).collect()
+    }
+
+    /// What one sequence alone answers: the reference for every multi-sequence run.
+    fn alone(prompt: &PreparedPrompt, max_tokens: usize) -> Vec<i32> {
+        let mut s = Sched::with_backend(fake(1, 64), 1, false);
+        run_all(&mut s, std::slice::from_ref(prompt), &[max_tokens])
+            .remove(0)
+            .unwrap()
+            .tokens
+    }
+
+    fn assert_ledger_matches(s: &Sched) {
+        for seq in 0..s.running.len() {
+            assert_eq!(
+                s.used(seq),
+                s.backend.kv[seq].len(),
+                "sequence {seq}: ledger and cache disagree"
+            );
+        }
+    }
+
+    #[test]
+    fn one_sequence_answers_from_its_prompt_and_keeps_the_answer_but_its_last_token() {
+        let prompt = text(&[2, 40, 41, 42, 43, 44, 45]);
+        let mut s = Sched::with_backend(fake(1, 64), 1, false);
+        let g = run_all(&mut s, std::slice::from_ref(&prompt), &[6]).remove(0).unwrap();
+        // The reference: predict, append, predict again.
+        let mut f = fake(1, 64);
+        f.kv[0] = vec![2, 40, 41, 42, 43, 44, 45];
+        let mut expected = Vec::new();
+        for _ in 0..6 {
+            let t = f.predict(0);
+            expected.push(t);
+            f.kv[0].push(t);
+        }
+        assert_eq!(g.tokens, expected);
+        assert_eq!(g.in_context, expected[..5], "the last token is sampled, not decoded");
+        assert_eq!(g.finish, FinishReason::Length);
+        assert_eq!(s.used(0), 7 + 5);
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn answers_do_not_depend_on_how_many_sequences_run_together() {
+        let prompts = [
+            text(&[2, 50, 51]),
+            text(&[2, 60, 61, 62, 63, 64]),
+            text(&[2, 70]),
+            text(&[2, 80, 81]),
+        ];
+        let max = [9, 4, 12, 7];
+        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, m)| alone(p, m)).collect();
+        for n_seq in [1, 2, 3, 4] {
+            let mut s = Sched::with_backend(fake(n_seq, 64), n_seq, true);
+            let got: Vec<Vec<i32>> = run_all(&mut s, &prompts, &max)
+                .into_iter()
+                .map(|g| g.unwrap().tokens)
+                .collect();
+            assert_eq!(got, reference, "--parallel {n_seq}");
+            assert_eq!(
+                s.backend.step_rows.iter().max().copied(),
+                Some(n_seq),
+                "steps batch every running answer"
+            );
+            assert_ledger_matches(&s);
+        }
+    }
+
+    #[test]
+    fn a_shared_prefix_is_copied_from_another_sequence_not_evaluated_again() {
+        let system: Vec<i32> = (100..120).collect();
+        let a: Vec<i32> = system.iter().copied().chain([7, 8]).collect();
+        let b: Vec<i32> = system.iter().copied().chain([9]).collect();
+        let mut s = Sched::with_backend(fake(2, 64), 2, true);
+        s.submit(0, &text(&a), &sampling(30), &mut quiet).unwrap();
+        let before = s.backend.prefilled;
+        s.submit(1, &text(&b), &sampling(5), &mut quiet).unwrap();
+        assert_eq!(s.backend.prefilled - before, 1, "only the question is evaluated");
+        assert_eq!(s.backend.kv[1][..20], s.backend.kv[0][..20]);
+        let mut done = Vec::new();
+        while s.active() > 0 {
+            done.extend(s.step(&mut quiet));
+        }
+        let b_answer = done.into_iter().find(|f| f.tag == 1).unwrap().result.unwrap();
+        assert_eq!(b_answer.tokens, alone(&text(&b), 5));
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn a_job_takes_the_free_sequence_holding_its_prefix_and_a_whole_image() {
+        let mut s = Sched::with_backend(fake(2, 64), 2, true);
+        let first = with_image(&[2, 30, 31], "chest", &[40, 41]);
+        run_all(&mut s, std::slice::from_ref(&first), &[3]);
+        // Both sequences are free; sequence 0 holds the image: the next job with it goes there.
+        let second = with_image(&[2, 30, 31], "chest", &[42]);
+        let before = s.backend.prefilled;
+        s.submit(1, &second, &sampling(2), &mut quiet).unwrap();
+        assert_eq!(
+            s.backend.prefilled - before,
+            1,
+            "BOS, text and image come from the cache"
+        );
+        assert_eq!(s.running.iter().position(Option::is_some), Some(0));
+        // Another image after the same 3 tokens, in the other (empty) sequence: 3 shared positions are not worth
+        // a copy, and the other image is evaluated whole.
+        let other = with_image(&[2, 30, 31], "skin", &[42]);
+        let before = s.backend.prefilled;
+        s.submit(2, &other, &sampling(2), &mut quiet).unwrap();
+        assert_eq!(s.backend.prefilled - before, 3 + 5 + 1);
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn a_failing_step_ends_only_the_answer_that_fails() {
+        let prompts = [
+            text(&[2, 50]),
+            text(&(0..12).map(|t| 20 + t).collect::<Vec<_>>()),
+            text(&[2, 70, 71]),
+        ];
+        let max = [8, 8, 8];
+        let mut f = fake(3, 64);
+        // Only the 12-token prompt's answer reaches position 15 (the others stop at positions 8 and 9).
+        f.fail_at = Some(15);
+        let mut s = Sched::with_backend(f, 3, true);
+        let got = run_all(&mut s, &prompts, &max);
+        assert!(got[1].as_ref().unwrap_err().contains("injected at 15"), "{:?}", got[1]);
+        assert_eq!(got[0].as_ref().unwrap().tokens, alone(&prompts[0], 8));
+        assert_eq!(got[2].as_ref().unwrap().tokens, alone(&prompts[2], 8));
+        assert_eq!(s.used(1), 15, "the failed sequence keeps what was decoded before");
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn a_failing_prefill_keeps_what_was_evaluated_and_the_next_one_goes_on_from_there() {
+        let prompt: Vec<i32> = (0..12).map(|t| 30 + t).collect();
+        let mut f = fake(1, 64);
+        f.fail_at = Some(9);
+        let mut s = Sched::with_backend(f, 1, true);
+        let err = s.prefill(0, &text(&prompt), &mut NoObserver).unwrap_err();
+        assert!(err.to_string().contains("injected"));
+        assert_eq!(s.used(0), 8, "the chunks before the failing one stay");
+        assert_ledger_matches(&s);
+        assert!(s.last_logits(0).is_empty());
+        s.backend.fail_at = None;
+        let p = s.prefill(0, &text(&prompt), &mut NoObserver).unwrap();
+        assert_eq!((p.cached, p.evaluated), (8, 4));
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn a_failing_image_keeps_the_text_before_it() {
+        let mut f = fake(1, 64);
+        f.fail_at = Some(4);
+        let mut s = Sched::with_backend(f, 1, true);
+        assert!(s
+            .prefill(0, &with_image(&[2, 30, 31], "chest", &[40]), &mut NoObserver)
+            .is_err());
+        assert_eq!(s.used(0), 3);
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn a_refused_removal_clears_the_sequence_instead_of_diverging() {
+        let mut s = Sched::with_backend(fake(1, 64), 1, true);
+        run_all(&mut s, &[text(&[2, 5, 6, 7, 8])], &[4]);
+        s.backend.refuse_removal = true;
+        let p = s.prefill(0, &text(&[2, 5, 6, 9]), &mut NoObserver).unwrap();
+        assert_eq!(
+            (p.cached, p.evaluated),
+            (0, 4),
+            "nothing reused once the tail could not be dropped"
+        );
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn no_tokens_a_full_context_an_end_of_turn_and_an_interruption() {
+        let mut s = Sched::with_backend(fake(1, 64), 1, false);
+        let g = run_all(&mut s, &[text(&[2, 5])], &[0]).remove(0).unwrap();
+        assert!(g.tokens.is_empty() && g.finish == FinishReason::Length);
+
+        let mut s = Sched::with_backend(fake(1, 8), 1, false);
+        let g = run_all(&mut s, &[text(&[2, 5, 6, 7, 8, 9])], &[50]).remove(0).unwrap();
+        assert_eq!((g.finish, g.tokens.len()), (FinishReason::ContextFull, 3));
+        assert_eq!(s.used(0), 8);
+        let err = s.prefill(0, &text(&[1; 8]), &mut NoObserver).unwrap_err();
+        assert!(matches!(
+            err,
+            EngineError::PromptTooLong {
+                prompt_tokens: 8,
+                ctx_size: 8,
+                ..
+            }
+        ));
+
+        let mut f = fake(1, 64);
+        f.eog_at = Some(5);
+        let mut s = Sched::with_backend(f, 1, false);
+        let g = run_all(&mut s, &[text(&[2, 5, 6])], &[50]).remove(0).unwrap();
+        assert_eq!(
+            (g.finish, g.tokens.len(), g.in_context.len()),
+            (FinishReason::Stop, 3, 2)
+        );
+
+        let mut s = Sched::with_backend(fake(1, 64), 1, false);
+        s.prefill(0, &text(&[2, 5]), &mut NoObserver).unwrap();
+        let mut seen = 0;
+        let mut stop_at_third = |_: &usize, _: &GeneratedToken| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let mut finished = s.start(
+            0,
+            0,
+            &sampling(50),
+            Instant::now(),
+            SessionStats::default(),
+            &mut stop_at_third,
+        );
+        while finished.is_none() {
+            finished = s.step(&mut stop_at_third).pop();
+        }
+        let g = finished.unwrap().result.unwrap();
+        assert_eq!((g.finish, g.tokens.len()), (FinishReason::Interrupted, 3));
     }
 }

@@ -8,14 +8,15 @@ use super::decoder::{FinishReason, GeneratedToken, Generation, SessionStats};
 use super::error::EngineError;
 use super::model::Engine;
 use super::prepare::PreparedPrompt;
-use super::scheduler::{EvalObserver, Scheduler};
+use super::scheduler::{EvalObserver, LlamaScheduler, Scheduler};
 use crate::conversation::Conversation;
 use crate::image_input::ImageInput;
 use crate::settings::{ContextSettings, SamplingSettings};
 
 /// One sequence on a loaded model.
 pub struct Session<'e> {
-    scheduler: Scheduler<'e, ()>,
+    engine: &'e Engine,
+    scheduler: LlamaScheduler<'e, ()>,
     /// A conversation keeps every answer token in the cache (the next turn continues from all of it).
     conversation: bool,
     eval_started: Option<Instant>,
@@ -37,6 +38,7 @@ impl<'e> Session<'e> {
 
     fn create(engine: &'e Engine, settings: &ContextSettings, conversation: bool) -> Result<Session<'e>, EngineError> {
         Ok(Session {
+            engine,
             scheduler: Scheduler::new(engine, settings, 1, conversation)?,
             conversation,
             eval_started: None,
@@ -60,7 +62,7 @@ impl<'e> Session<'e> {
 
     /// Renders, tokenizes and preprocesses `conversation` (with its images already read, in prompt order).
     pub fn prepare(&self, conversation: &Conversation, images: &[ImageInput]) -> Result<PreparedPrompt, EngineError> {
-        self.scheduler.engine().prepare(conversation, images)
+        self.engine.prepare(conversation, images)
     }
 
     /// Checks that `prompt` (the whole conversation so far) fits in the context, with room for at least one
