@@ -6,7 +6,7 @@
 //! llama.cpp. Keys that a file lacks come out as `None`, never as an error.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -258,14 +258,40 @@ impl ProjectorInfo {
 
 /// Checks that the mmproj's projection width equals the model's hidden size.
 pub fn check_fit(model: &ModelInfo, mmproj: &ProjectorInfo) -> Result<(), MismatchError> {
-    if model.hidden_size.is_some() && model.hidden_size == mmproj.projection_dim {
+    fit_rule(
+        &model.file.path,
+        model.hidden_size,
+        &mmproj.file.path,
+        mmproj.projection_dim,
+    )
+}
+
+/// The same check on two headers (the engine before loading, eval-quant before encoding).
+pub fn check_headers_fit(model: &GgufHeader, mmproj: &GgufHeader) -> Result<(), MismatchError> {
+    fit_rule(
+        &model.path,
+        model.arch_u64("embedding_length"),
+        &mmproj.path,
+        mmproj.get_u64("clip.vision.projection_dim"),
+    )
+}
+
+/// The one rule: a vision projector belongs to a model when its projection width is known and equals the
+/// model's hidden size.
+fn fit_rule(
+    model: &Path,
+    hidden_size: Option<u64>,
+    mmproj: &Path,
+    projection_dim: Option<u64>,
+) -> Result<(), MismatchError> {
+    if hidden_size.is_some() && hidden_size == projection_dim {
         return Ok(());
     }
     Err(MismatchError {
-        mmproj: mmproj.file.path.clone(),
-        projection_dim: mmproj.projection_dim,
-        model: model.file.path.clone(),
-        hidden_size: model.hidden_size,
+        mmproj: mmproj.to_path_buf(),
+        projection_dim,
+        model: model.to_path_buf(),
+        hidden_size,
     })
 }
 

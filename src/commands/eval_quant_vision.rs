@@ -100,18 +100,10 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
         );
     }
     let model_header = GgufHeader::read(model).with_context(|| format!("-m {}", model.display()))?;
-    let model_width = model_header.arch_u64("embedding_length");
     for q in std::iter::once(&args.base).chain(&args.quants) {
         let h = GgufHeader::read(q).with_context(|| format!("--quant {}", q.display()))?;
-        let width = h.get_u64("clip.vision.projection_dim");
-        if h.is_mmproj() && width != model_width {
-            bail!(
-                "{} projects images to width {}, but {} has width {}: give the language model this mmproj belongs to",
-                q.display(),
-                width.map_or_else(|| "?".into(), |w| w.to_string()),
-                model.display(),
-                model_width.map_or_else(|| "?".into(), |w| w.to_string())
-            );
+        if h.is_mmproj() {
+            crate::model_info::check_headers_fit(&model_header, &h)?;
         }
         if !h.is_mmproj() {
             bail!(

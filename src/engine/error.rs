@@ -21,13 +21,8 @@ pub enum EngineError {
     UnsupportedArchitecture { path: PathBuf, arch: String },
     #[error("{} has no vision encoder; pass the mmproj file with image support to --mmproj", path.display())]
     NoVisionEncoder { path: PathBuf },
-    #[error("the mmproj {} projects images to width {mmproj_width} but the model {} has hidden size {model_width}: they do not belong together; use the mmproj published with this model", mmproj.display(), model.display())]
-    ProjectionMismatch {
-        mmproj: PathBuf,
-        mmproj_width: u64,
-        model: PathBuf,
-        model_width: u64,
-    },
+    #[error(transparent)]
+    Mismatch(#[from] crate::model_info::MismatchError),
     #[error("llama.cpp could not load {}; run again with --verbose to see llama.cpp's reason", path.display())]
     ModelLoad { path: PathBuf },
     #[error("llama.cpp could not load the vision projector {}; run again with --verbose to see llama.cpp's reason", path.display())]

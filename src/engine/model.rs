@@ -107,18 +107,7 @@ fn check_mmproj_file(path: &Path, model: &GgufHeader) -> Result<GgufHeader, Engi
             path: path.to_path_buf(),
         });
     }
-    let width = header.get_u64("clip.vision.projection_dim");
-    let hidden = model.arch_u64("embedding_length");
-    if let (Some(w), Some(h)) = (width, hidden) {
-        if w != h {
-            return Err(EngineError::ProjectionMismatch {
-                mmproj: path.to_path_buf(),
-                mmproj_width: w,
-                model: model.path.clone(),
-                model_width: h,
-            });
-        }
-    }
+    crate::model_info::check_headers_fit(model, &header)?;
     Ok(header)
 }
 
