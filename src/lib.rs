@@ -17,6 +17,7 @@ mod hub;
 mod image_input;
 mod interrupt;
 mod model_info;
+mod output_guard;
 mod prompt;
 mod quant_eval;
 mod settings;

@@ -2,11 +2,14 @@
 //!
 //! Owns: resuming (reading which ids are done, and cutting off a last line that a killed process left half
 //! written), `--overwrite`, and appending records whole. A record is written with one `write` on a file opened
-//! for appending, so a crash leaves at most one incomplete last line, which the next run removes.
+//! for appending, so a crash leaves at most one incomplete last line, which the next run removes. The file is
+//! locked (an advisory lock, released when the process ends, even when killed) while a batch writes it.
+//!
+//! Must not: decide whether an existing file may be taken as results at all: the sidecar (`sidecar.rs`) does.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -44,7 +47,7 @@ pub struct JobResult {
 /// What can go wrong with the results file (`--output`); each names the file and, where there is one, the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    /// `action` is what failed: create, read, open, repair, write to.
+    /// `action` is what failed: open, lock, empty, read, repair, write to.
     #[error("cannot {action} --output {}", path.display())]
     Io {
         action: &'static str,
@@ -56,6 +59,12 @@ pub enum ResultsError {
     NotResults { path: PathBuf, line: usize, reason: String },
     #[error("--output {} line {line}: a record without an id; use another file or --overwrite", path.display())]
     NoId { path: PathBuf, line: usize },
+    #[error(
+        "--output {} is being written by another medgemma batch (it holds the file's lock); wait for that batch to \
+         finish, or give --output another file",
+        path.display()
+    )]
+    Busy { path: PathBuf },
     #[error("cannot encode the record of job {id:?} as JSON")]
     Encode {
         id: String,
@@ -79,14 +88,31 @@ pub struct ResultsFile {
 }
 
 impl ResultsFile {
-    /// Opens `path` for a batch: with `overwrite`, starts it empty; otherwise keeps its complete records (and drops
-    /// an incomplete last line).
+    /// Opens `path` for a batch and locks it for this process (a second batch on the same file is refused at once):
+    /// with `overwrite`, starts it empty; otherwise keeps its complete records (and drops an incomplete last line).
+    /// Whether the file may be written at all (it is ours, or new, or empty) is decided before, by the sidecar.
     pub fn open(path: &Path, overwrite: bool) -> Result<ResultsFile, ResultsError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_error("open", path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(ResultsError::Busy {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(io_error("lock", path)(e)),
+        }
         let mut done = HashMap::new();
-        if overwrite || !path.exists() {
-            File::create(path).map_err(io_error("create", path))?;
+        if overwrite {
+            file.set_len(0).map_err(io_error("empty", path))?;
         } else {
-            let bytes = std::fs::read(path).map_err(io_error("read", path))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(io_error("read", path))?;
             let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             for (n, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -110,21 +136,13 @@ impl ResultsFile {
                 );
             }
             if complete < bytes.len() {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_error("open", path))?;
-                f.set_len(complete as u64).map_err(io_error("repair", path))?;
+                file.set_len(complete as u64).map_err(io_error("repair", path))?;
                 eprintln!(
                     "medgemma: removed an incomplete last record from {} (a previous run was stopped mid-write)",
                     path.display()
                 );
             }
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(io_error("open", path))?;
         Ok(ResultsFile {
             path: path.to_path_buf(),
             file,
@@ -193,9 +211,24 @@ mod tests {
         assert!(text
             .lines()
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        drop(f);
         let f = ResultsFile::open(&p, true).unwrap();
         assert!(!f.is_done("a"));
         assert_eq!(std::fs::read(&p).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_second_open_of_a_locked_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        let mut first = ResultsFile::open(&p, false).unwrap();
+        first.append(&result("a", false)).unwrap();
+        let err = ResultsFile::open(&p, true).unwrap_err();
+        assert!(matches!(err, ResultsError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("another medgemma batch"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 1);
+        drop(first);
+        assert!(ResultsFile::open(&p, false).unwrap().is_done("a"));
     }
 
     #[test]

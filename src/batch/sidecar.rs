@@ -2,7 +2,10 @@
 //! and mmproj with their SHA-256, sampling, context, shard), so that they can be reproduced, and so that a rerun
 //! with another model is refused instead of mixing two models' answers in one file.
 //!
-//! Owns: describing a run, the refusal, and writing the sidecar atomically. Must not: read or write the results
+//! The sidecar is also what makes a results file ours: an existing `--output` without our sidecar is never
+//! appended to nor overwritten (it may be someone's JSONL whose objects happen to have an `id`).
+//!
+//! Owns: describing a run, the refusals, and writing the sidecar atomically. Must not: read or write the results
 //! themselves (`results.rs`) or load a model; the SHA-256 comes from [`Sha256Cache`], which hashes a file once.
 
 use std::path::{Path, PathBuf};
@@ -49,6 +52,37 @@ pub enum SidecarError {
         model.display()
     )]
     OtherModel { output: PathBuf, model: PathBuf },
+    #[error(
+        "{}",
+        if *overwrite {
+            format!(
+                "--overwrite: --output {} is not a results file of medgemma (there is no sidecar {} of ours beside \
+                 it) and it is not empty; --overwrite only starts again medgemma's own results or an empty file: give \
+                 --output a new file name",
+                output.display(),
+                meta.display()
+            )
+        } else {
+            format!(
+                "--output {} already holds data that medgemma did not write (there is no sidecar {} of ours beside \
+                 it); it is left as it is: give --output a new file name",
+                output.display(),
+                meta.display()
+            )
+        }
+    )]
+    NotOurs {
+        output: PathBuf,
+        meta: PathBuf,
+        overwrite: bool,
+    },
+    #[error(
+        "--output {}: its sidecar {} is a file that medgemma did not write; it is left as it is: give --output a new \
+         file name",
+        output.display(),
+        meta.display()
+    )]
+    ForeignSidecar { output: PathBuf, meta: PathBuf },
     #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
@@ -99,20 +133,37 @@ impl Sidecar {
         })
     }
 
-    /// Refuses to add to `output` when its sidecar says another model (another SHA-256) made its results. A
-    /// missing results file, or a missing or unreadable sidecar, is no reason to refuse.
-    pub fn check_compatible(&self, output: &Path) -> Result<(), SidecarError> {
-        if !output.exists() {
-            return Ok(());
-        }
-        let old = std::fs::read_to_string(Self::path_for(output))
-            .ok()
-            .and_then(|text| serde_json::from_str::<Sidecar>(&text).ok());
+    /// The sidecar beside `output`, when there is one of ours (a file that parses as a sidecar).
+    fn read(output: &Path) -> Option<Sidecar> {
+        let text = std::fs::read_to_string(Self::path_for(output)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Decides whether this run may write `output` and its sidecar, before anything is written. A results file is
+    /// ours when our sidecar is beside it: only then is it resumed (`overwrite`: started again). A new or empty
+    /// file may be used; any other existing file is refused (whatever its lines look like), and so is a sidecar
+    /// path that holds a file we did not write. Without `overwrite`, results of another model (another SHA-256)
+    /// are refused too, instead of being mixed.
+    pub fn check_output(&self, output: &Path, overwrite: bool) -> Result<(), SidecarError> {
+        let meta = Self::path_for(output);
+        let old = Self::read(output);
+        let holds_data = std::fs::metadata(output).is_ok_and(|m| !m.is_file() || m.len() > 0);
         match old {
-            Some(old) if old.model.sha256 != self.model.sha256 => Err(SidecarError::OtherModel {
+            None if holds_data => Err(SidecarError::NotOurs {
                 output: output.to_path_buf(),
-                model: old.model.path,
+                meta,
+                overwrite,
             }),
+            None if meta.symlink_metadata().is_ok() => Err(SidecarError::ForeignSidecar {
+                output: output.to_path_buf(),
+                meta,
+            }),
+            Some(old) if !overwrite && output.exists() && old.model.sha256 != self.model.sha256 => {
+                Err(SidecarError::OtherModel {
+                    output: output.to_path_buf(),
+                    model: old.model.path,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -151,13 +202,17 @@ mod tests {
         let output = dir.path().join("results.jsonl");
         assert_eq!(Sidecar::path_for(&output), dir.path().join("results.jsonl.meta.json"));
         let first = sidecar("aa", "/m/first.gguf");
-        first.check_compatible(&output).unwrap();
+        first.check_output(&output, false).unwrap();
         std::fs::write(&output, "").unwrap();
-        first.check_compatible(&output).unwrap();
+        first.check_output(&output, false).unwrap();
         first.write(&output).unwrap();
-        first.check_compatible(&output).unwrap();
-        sidecar("aa", "/elsewhere/same.gguf").check_compatible(&output).unwrap();
-        let err = sidecar("bb", "/m/second.gguf").check_compatible(&output).unwrap_err();
+        std::fs::write(&output, "{\"id\": \"a\"}\n").unwrap();
+        first.check_output(&output, false).unwrap();
+        sidecar("aa", "/elsewhere/same.gguf")
+            .check_output(&output, false)
+            .unwrap();
+        let second = sidecar("bb", "/m/second.gguf");
+        let err = second.check_output(&output, false).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -166,5 +221,40 @@ mod tests {
                 output.display()
             )
         );
+        second.check_output(&output, true).unwrap();
+    }
+
+    /// Issue 14: a JSONL file of someone else's whose objects have an `id` is not taken for results.
+    #[test]
+    fn a_file_without_our_sidecar_is_never_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("theirs.jsonl");
+        std::fs::write(&output, "{\"id\": \"patient-1\", \"note\": \"precious\"}\n").unwrap();
+        let run = sidecar("aa", "/m/model.gguf");
+        let err = run.check_output(&output, false).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("theirs.jsonl.meta.json") && text.contains("new file name"),
+            "{text}"
+        );
+        assert!(!text.contains("--overwrite"), "must not suggest destroying it: {text}");
+        let err = run.check_output(&output, true).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--overwrite:") && err.contains("an empty file"),
+            "{err}"
+        );
+        // A sidecar that is not ours is not one either.
+        std::fs::write(Sidecar::path_for(&output), "{\"mine\": true}").unwrap();
+        assert!(matches!(
+            run.check_output(&output, true),
+            Err(SidecarError::NotOurs { .. })
+        ));
+        // An empty output may be used, but not over a sidecar path holding someone's file.
+        std::fs::write(&output, "").unwrap();
+        let err = run.check_output(&output, false).unwrap_err();
+        assert!(matches!(err, SidecarError::ForeignSidecar { .. }), "{err}");
+        std::fs::remove_file(Sidecar::path_for(&output)).unwrap();
+        run.check_output(&output, false).unwrap();
+        run.check_output(&output, true).unwrap();
     }
 }

@@ -17,6 +17,7 @@ use crate::cli::BatchArgs;
 use crate::engine::{Engine, FinishReason, Finished, LlamaScheduler, Scheduler};
 use crate::image_input::{ImageFit, ImageInput};
 use crate::interrupt;
+use crate::output_guard::OutputGuard;
 use crate::settings::{ContextSettings, SamplingSettings};
 use crate::terminal::JobProgress;
 
@@ -30,6 +31,10 @@ pub fn run(args: BatchArgs) -> Result<()> {
         );
     }
     let jobs = read_jobs(&args)?;
+    // Nothing the run reads may be written over: the model, the mmproj, the jobs, their images.
+    let guard = output_guard(&files, &args, &jobs);
+    guard.check("--output", &args.output)?;
+    guard.check("--output (its sidecar)", &Sidecar::path_for(&args.output))?;
     let shard = args.shard;
     let mine: Vec<Job> = jobs
         .into_iter()
@@ -37,7 +42,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
         .collect();
     terminal_notice();
 
-    // Describe the run before touching the results, and refuse to mix results of different models.
+    // Describe the run before touching the results; refuse a file that is not ours, and results of another model.
     let sampling = args.sampling.settings();
     let context = args.context.settings();
     let sidecar = Sidecar::describe(
@@ -48,9 +53,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
         shard,
         &Sha256Cache::from_env(),
     )?;
-    if !args.overwrite {
-        sidecar.check_compatible(&args.output)?;
-    }
+    sidecar.check_output(&args.output, args.overwrite)?;
     let mut results = ResultsFile::open(&args.output, args.overwrite)?;
     sidecar.write(&args.output)?;
 
@@ -103,6 +106,23 @@ pub fn run(args: BatchArgs) -> Result<()> {
 
 fn terminal_notice() {
     crate::terminal::research_notice();
+}
+
+fn output_guard(files: &crate::hub::ModelFiles, args: &BatchArgs, jobs: &[Job]) -> OutputGuard {
+    let mut guard = OutputGuard::new();
+    guard.protect(&files.model, "the model (-m/--model)");
+    if let Some(mmproj) = &files.mmproj {
+        guard.protect(mmproj, "the vision projector (--mmproj)");
+    }
+    if let Some(input) = &args.input {
+        guard.protect(input, "the jobs file (--input)");
+    }
+    for job in jobs {
+        for image in job.input.iter().flat_map(|c| c.images()) {
+            guard.protect(image, format!("an image of job {:?}", job.id));
+        }
+    }
+    guard
 }
 
 fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {

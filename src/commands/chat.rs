@@ -20,6 +20,7 @@ use crate::cli::ChatArgs;
 use crate::engine::{Engine, EngineError, FinishReason, GeneratedToken, Generation, Session, SessionStats};
 use crate::image_input::{ImageError, ImageFit, ImageInput};
 use crate::interrupt;
+use crate::output_guard::{OutputGuard, OutputIsInput};
 use crate::settings::SamplingSettings;
 use crate::terminal::{self, ImageProgress};
 
@@ -36,7 +37,17 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let keep_history =
         !args.no_history && std::env::var_os("MEDGEMMA_NO_HISTORY").is_none_or(|v| v.is_empty() || v == "0");
     let mut input = InputSource::new(interactive, keep_history)?;
+    // What /save must never write over (the images read so far are added at each /save).
+    let mut protected = OutputGuard::new();
+    protected.protect(&files.model, "the model (-m/--model)");
+    if let Some(mmproj) = &files.mmproj {
+        protected.protect(mmproj, "the vision projector (--mmproj)");
+    }
+    if let Some(history) = crate::chat::input::history_path().filter(|_| keep_history) {
+        protected.protect(&history, "the chat's input history");
+    }
     let mut chat = Chat {
+        protected,
         engine: &engine,
         session,
         state: ChatState::new(args.system.clone(), args.sampling.settings()),
@@ -91,6 +102,8 @@ enum ChatError {
     Image(ImageError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Output(#[from] OutputIsInput),
     #[error(
         "the conversation no longer fits in the context ({prompt_tokens} tokens of {ctx_size}): /drop forgets the \
          oldest exchange (the system prompt stays), /clear starts over, or restart with a larger -c/--ctx-size"
@@ -101,6 +114,8 @@ enum ChatError {
 /// The chat on its engine session: carries out on the model what [`ChatState`] decides.
 struct Chat<'e> {
     engine: &'e Engine,
+    /// Files /save must not write over.
+    protected: OutputGuard,
     session: Session<'e>,
     state: ChatState,
     image_cache: HashMap<PathBuf, ImageInput>,
@@ -144,6 +159,11 @@ impl Chat<'_> {
                 eprintln!("oldest exchange dropped ({left} turns left)");
             }
             ChatInput::Save(path) => {
+                let mut guard = self.protected.clone();
+                for image in self.image_cache.keys() {
+                    guard.protect(image, "an image of this chat");
+                }
+                guard.check("/save", &path)?;
                 transcript::save(self.state.conversation(), &path)?;
                 eprintln!("saved to {}", path.display());
             }

@@ -10,6 +10,7 @@ use crate::cli::QuantizeArgs;
 use crate::engine::{self, QuantizeOptions};
 use crate::gguf::GgufHeader;
 use crate::model_info::{human_bytes, is_quantized, mix_line, tensor_types};
+use crate::output_guard::OutputGuard;
 use crate::settings::default_threads;
 use crate::terminal;
 
@@ -118,18 +119,11 @@ fn group_by_reason(kept: &[(String, String)]) -> Vec<(String, Vec<String>)> {
     groups
 }
 
-/// OUT must not be IN (compared after resolving links), and must not exist unless --force.
+/// OUT must not be IN (the same file by any path or link), and must not exist unless --force.
 fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
-    let same = match (input.canonicalize(), output.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
-        bail!(
-            "the output {} is the input file; give a new file name for the quantised model",
-            output.display()
-        );
-    }
+    OutputGuard::new()
+        .protect(input, "the input file")
+        .check("OUT.gguf", output)?;
     if output.is_dir() {
         let example = output.join("model-Q4_K_M.gguf");
         bail!(

@@ -13,6 +13,7 @@ use crate::engine::{Engine, FinishReason, PromptItem, Session, SessionStats};
 use crate::files::write_atomically;
 use crate::gguf::GgufHeader;
 use crate::image_input::ImageInput;
+use crate::output_guard::OutputGuard;
 use crate::terminal::{self, ImageProgress};
 
 #[derive(Serialize)]
@@ -36,6 +37,21 @@ pub fn run(args: RunArgs) -> Result<()> {
     let n_images = conversation.images().count();
     if n_images > 0 && files.mmproj.is_none() {
         bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
+    }
+    if let Some(path) = &args.logits_out {
+        // Checked before the model loads: nothing the run reads may be written over.
+        let mut guard = OutputGuard::new();
+        guard.protect(&files.model, "the model (-m/--model)");
+        if let Some(mmproj) = &files.mmproj {
+            guard.protect(mmproj, "the vision projector (--mmproj)");
+        }
+        if let Some(messages) = &args.messages {
+            guard.protect(messages, "the conversation (--messages)");
+        }
+        for image in conversation.images() {
+            guard.protect(image, "an image of the prompt");
+        }
+        guard.check("--logits-out", path)?;
     }
     terminal::research_notice();
 
