@@ -215,6 +215,50 @@ fn killed_mid_run_then_rerun_gives_each_job_once() {
     );
 }
 
+/// Issue 14: a second batch on the results file a running batch writes fails at once (the file is locked) instead
+/// of running the same jobs again and writing their records twice.
+#[test]
+fn a_second_batch_on_the_same_output_fails_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = write_jobs(dir.path());
+    let out = dir.path().join("results.jsonl");
+    let slow = ["-n", "400", "-c", "4096"];
+    let mut first = batch_cmd(&jobs, &out, &slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::read(&out).map_or(true, |b| !b.contains(&b'\n')) && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let err = fails(&mut batch_cmd(&jobs, &out, &slow));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first batch ended before the second started: the test shows nothing"
+    );
+    assert!(
+        err.contains("results.jsonl") && err.contains("is being written by another medgemma batch"),
+        "{err}"
+    );
+    let status = first.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the first batch goes on (3 of its jobs are bad)"
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 30);
+    assert_eq!(
+        recs.iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect::<HashSet<_>>()
+            .len(),
+        30,
+        "each job's record is written once"
+    );
+}
+
 #[test]
 fn three_shards_cover_every_job_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,7 +324,8 @@ fn image_folder_mode_and_output_safety() {
         .args(["--prompt", "Describe.", "--output"])
         .arg(&precious);
     let err = fails(&mut cmd);
-    assert!(err.contains("precious.jsonl") && err.contains("--overwrite"), "{err}");
+    // Issue 14: the refusal names the file and does not suggest --overwrite, which would destroy it.
+    assert!(err.contains("precious.jsonl") && !err.contains("--overwrite"), "{err}");
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "my notes\n");
     // Results of another model are not mixed in.
     let text_model = converted("tiny-medgemma-text", "f32");

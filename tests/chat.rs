@@ -14,7 +14,7 @@ fn mm() -> Gguf {
 }
 
 /// Runs a piped chat; returns (exit code, stdout, stderr).
-fn chat(model: &Gguf, extra: &[&str], script: &str) -> (i32, String, String) {
+fn chat(model: &Gguf, extra: &[&str], script: impl AsRef<[u8]>) -> (i32, String, String) {
     let mut cmd = medgemma();
     cmd.arg("chat")
         .arg("-m")
@@ -27,7 +27,7 @@ fn chat(model: &Gguf, extra: &[&str], script: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(script.as_ref()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -163,6 +163,21 @@ fn image_attached_with_the_image_command() {
     assert_eq!(stdout, ok(&mut cmd));
     let tokens_per_image = reference("tiny-medgemma-mm")["tokens_per_image"].as_u64().unwrap() as usize;
     assert!(evaluated_per_turn(&stderr)[0] > tokens_per_image);
+}
+
+/// Issue 14: a piped line that is not UTF-8 is reported with its number and skipped; the chat goes on (before, it
+/// silently ended the session) and exits 0, as for any other bad input of a piped chat.
+#[test]
+fn a_line_that_is_not_utf8_is_reported_and_skipped() {
+    let g = mm();
+    let (code, stdout, stderr) = chat(&g, &[], b"What is sepsis?\n\xff\xfe broken \xc3\nWhat is a stroke?\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("error: line 2 of the input: not UTF-8 text"),
+        "{stderr}"
+    );
+    let (_, clean, _) = chat(&g, &[], "What is sepsis?\nWhat is a stroke?\n");
+    assert_eq!(stdout, clean, "both good lines are answered, as without the bad one");
 }
 
 #[test]

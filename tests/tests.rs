@@ -14,5 +14,6 @@ mod eval_quant;
 mod hub;
 mod info;
 mod injection;
+mod output_guard;
 mod parity;
 mod quantize;

@@ -2,7 +2,8 @@
 //! blocks for multi-line messages in both.
 //!
 //! Owns: the history file (in the user's state directory; off with `--no-history` or MEDGEMMA_NO_HISTORY=1,
-//! since medical text may be sensitive) and turning raw lines into whole inputs. Never writes to stdout.
+//! since medical text may be sensitive) and turning raw lines into whole inputs; a piped line that is not UTF-8 is
+//! reported by its number and skipped, and the lines after it are read. Never writes to stdout.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ pub enum Input {
     Interrupted,
     /// Ctrl-D, or the end of piped input.
     Eof,
+    /// A piped line (numbered from 1) that is not UTF-8 text: skipped, the next line is read after it.
+    NotUtf8 { line: usize },
 }
 
 /// Why chat input cannot be read.
@@ -67,7 +70,9 @@ pub enum InputSource {
         blocks: BlockAssembler,
     },
     Piped {
-        lines: std::io::Lines<std::io::StdinLock<'static>>,
+        stdin: std::io::StdinLock<'static>,
+        /// Lines read so far.
+        line: usize,
         blocks: BlockAssembler,
     },
 }
@@ -86,7 +91,8 @@ impl InputSource {
     pub fn new(interactive: bool, keep_history: bool) -> Result<InputSource, InputError> {
         if !interactive {
             return Ok(InputSource::Piped {
-                lines: std::io::stdin().lock().lines(),
+                stdin: std::io::stdin().lock(),
+                line: 0,
                 blocks: BlockAssembler::default(),
             });
         }
@@ -109,17 +115,21 @@ impl InputSource {
     /// Reads the next whole input.
     pub fn read(&mut self) -> Input {
         match self {
-            InputSource::Piped { lines, blocks } => loop {
-                match lines.next() {
-                    Some(Ok(line)) => {
-                        if !blocks.is_open() && line.trim().is_empty() {
-                            continue;
-                        }
-                        if let Some(text) = blocks.push(&line) {
-                            return Input::Text(text);
-                        }
+            InputSource::Piped { stdin, line, blocks } => loop {
+                let text = match read_line(stdin) {
+                    PipedLine::Text(text) => text,
+                    PipedLine::NotUtf8 => {
+                        *line += 1;
+                        return Input::NotUtf8 { line: *line };
                     }
-                    _ => return Input::Eof,
+                    PipedLine::End => return Input::Eof,
+                };
+                *line += 1;
+                if !blocks.is_open() && text.trim().is_empty() {
+                    continue;
+                }
+                if let Some(text) = blocks.push(&text) {
+                    return Input::Text(text);
                 }
             },
             InputSource::Terminal {
@@ -158,6 +168,33 @@ impl InputSource {
     }
 }
 
+/// One line of piped input.
+#[derive(Debug, PartialEq)]
+enum PipedLine {
+    /// The line without its `\n` or `\r\n`.
+    Text(String),
+    /// A whole line (consumed) that is not UTF-8.
+    NotUtf8,
+    /// The end of input, or a read error.
+    End,
+}
+
+/// Reads one line as bytes, so that a line that is not UTF-8 is consumed whole and the next one can be read.
+fn read_line(reader: &mut impl BufRead) -> PipedLine {
+    let mut bytes = Vec::new();
+    match reader.read_until(b'\n', &mut bytes) {
+        Ok(0) | Err(_) => return PipedLine::End,
+        Ok(_) => {}
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    String::from_utf8(bytes).map_or(PipedLine::NotUtf8, PipedLine::Text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +210,15 @@ mod tests {
         assert_eq!(b.push("line three"), None);
         assert_eq!(b.push("  \"\"\"  "), Some("line one\n\nline three".into()));
         assert!(!b.is_open());
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_whole() {
+        let mut input: &[u8] = b"first\r\nbad \xff\xfe line\nlast";
+        assert_eq!(read_line(&mut input), PipedLine::Text("first".into()));
+        assert_eq!(read_line(&mut input), PipedLine::NotUtf8);
+        assert_eq!(read_line(&mut input), PipedLine::Text("last".into()));
+        assert_eq!(read_line(&mut input), PipedLine::End);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub fn run(args: ChatArgs) -> Result<()> {
     loop {
         match input.read() {
             Input::Eof => return Ok(()),
+            // Reported like any other bad input; the session goes on with the next line.
+            Input::NotUtf8 { line } => eprintln!("error: line {line} of the input: not UTF-8 text; skipped"),
             Input::Interrupted => {
                 interrupts_at_prompt += 1;
                 if interrupts_at_prompt >= 2 {
