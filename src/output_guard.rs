@@ -26,16 +26,17 @@ pub struct OutputGuard {
 /// An output path that is one of the command's inputs.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{flag} {} is {what} ({}){via}; writing there would destroy it: give {flag} another path",
+    "{flag} {} is {what}{}; writing there would destroy it: give {flag} another path",
     output.display(),
-    protected.display()
+    if via.is_empty() { String::new() } else { format!(" ({}){via}", protected.display()) }
 )]
 pub struct OutputIsInput {
     pub flag: String,
     pub output: PathBuf,
     pub protected: PathBuf,
     pub what: String,
-    /// Empty when the two paths are written alike; otherwise how they are the same file.
+    /// Empty when the two paths are written alike (the protected path is then not repeated); otherwise how they
+    /// are the same file.
     pub via: &'static str,
 }
 
@@ -138,8 +139,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "--logits-out {0} is the model (-m/--model) ({0}); writing there would destroy it: give --logits-out \
-                 another path",
+                "--logits-out {} is the model (-m/--model); writing there would destroy it: give --logits-out another \
+                 path",
                 model.display()
             )
         );
