@@ -100,10 +100,10 @@ fn save_then_load_in_a_new_process_gives_the_same_next_answer() {
     let (_, stdout, _) = chat(
         &g,
         &[],
-        &format!("What is sepsis?\n/save {}\nAnd pneumonia?\n", saved.display()),
+        format!("What is sepsis?\n/save {}\nAnd pneumonia?\n", saved.display()),
     );
     let expected = stdout.lines().nth(1).unwrap().to_string();
-    let (code, stdout, stderr) = chat(&g, &[], &format!("/load {}\nAnd pneumonia?\n", saved.display()));
+    let (code, stdout, stderr) = chat(&g, &[], format!("/load {}\nAnd pneumonia?\n", saved.display()));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().collect::<Vec<_>>(), vec![expected.as_str()]);
 }
@@ -222,7 +222,7 @@ fn image_command_without_mmproj_is_an_error() {
 fn context_full_is_said_not_truncated() {
     let g = mm();
     let long = "The patient reports chest pain radiating to the left arm. ".repeat(10);
-    let (code, stdout, stderr) = chat(&g, &["-c", "64"], &format!("{long}\nHi\n"));
+    let (code, stdout, stderr) = chat(&g, &["-c", "64"], format!("{long}\nHi\n"));
     assert_eq!(code, 0);
     assert!(
         stderr.contains("no longer fits") && stderr.contains("/clear"),
