@@ -5,7 +5,6 @@
 //! and never reads tensor data, only the header and the file length.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -311,7 +310,7 @@ impl GgufHeader {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
+        let file = crate::files::open_regular(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         let damaged = |what: HeaderFault| GgufError::Damaged {
             path: path.to_path_buf(),

@@ -108,8 +108,8 @@ fn terminal_notice() {
 fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
     match (&args.input, &args.images, &args.prompt) {
         (Some(input), None, None) => {
-            let text =
-                std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
+            let text = crate::files::read_regular_to_string(input)
+                .with_context(|| format!("cannot read --input {}", input.display()))?;
             let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             Ok(job::parse_jobs(&text, &base))
         }

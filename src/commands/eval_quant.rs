@@ -77,8 +77,8 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
             args.base.display()
         );
     };
-    let text =
-        std::fs::read(&text_path).with_context(|| format!("cannot read the text file {}", text_path.display()))?;
+    let text = crate::files::read_regular(&text_path)
+        .with_context(|| format!("cannot read the text file {}", text_path.display()))?;
     let text = String::from_utf8(text).map_err(|_| {
         anyhow::anyhow!(
             "{} is not UTF-8 text; give a plain-text file (convert it first, e.g. with iconv)",

@@ -150,7 +150,8 @@ fn read_stdin() -> Result<String> {
 }
 
 fn read_messages_file(path: &Path) -> Result<Conversation> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read --messages {}", path.display()))?;
+    let bytes =
+        crate::files::read_regular(path).with_context(|| format!("cannot read --messages {}", path.display()))?;
     let file: ConversationFile = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "--messages {}: not a conversation in JSON ([{{\"role\": \"user\", \"content\": \"...\"}}, ...])",
