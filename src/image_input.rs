@@ -50,8 +50,9 @@ pub struct ImageInput {
 pub enum ImageError {
     #[error("image {}: file not found; check the path", path.display())]
     Missing { path: PathBuf },
-    #[error("image {}: cannot read it: {source}", path.display())]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the text already holds it, and a source would print it twice in the error chain.
+    #[error("image {}: cannot read it: {error}", path.display())]
+    Unreadable { path: PathBuf, error: std::io::Error },
     #[error("image {}: not a readable PNG, JPEG, BMP, TIFF or WebP image ({reason})", path.display())]
     NotAnImage { path: PathBuf, reason: String },
     #[error("image {}: it is {width}x{height} pixels; an image needs at least 1x1", path.display())]
@@ -114,7 +115,7 @@ impl ImageInput {
             },
             _ => ImageError::Unreadable {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             },
         })?;
         let sha256 = crate::files::sha256_hex(&bytes);

@@ -29,6 +29,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
             model.display()
         );
     }
+    super::check_ctx_size(&model, &args.context)?;
     let jobs = read_jobs(&args)?;
     let shard = args.shard;
     let mine: Vec<Job> = jobs

@@ -85,7 +85,7 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
             text_path.display()
         )
     })?;
-    let threads = args.threads.unwrap_or_else(default_threads);
+    let threads = crate::settings::threads(args.threads, default_threads);
     let base = load(&args.base, threads, args.verbose)?;
     let quants = args
         .quants

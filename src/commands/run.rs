@@ -33,6 +33,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .check_ready_to_answer()
         .context("cannot answer this conversation")?;
     let files = args.model.resolve()?;
+    super::check_ctx_size(&files.model, &args.context)?;
     let n_images = conversation.images().count();
     if n_images > 0 && files.mmproj.is_none() {
         bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
