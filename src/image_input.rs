@@ -78,7 +78,7 @@ pub enum ImageError {
          MedGemma sees every image as one 896x896 square: crop it into parts of at most {MAX_ASPECT}:1 and attach \
          each",
         path.display(),
-        width.max(height) / width.min(height).max(&1),
+        aspect_text(*width, *height),
     )]
     TooElongated { path: PathBuf, width: u32, height: u32 },
     #[error(
@@ -171,6 +171,13 @@ fn header_dims(bytes: &[u8]) -> Option<(u32, u32)> {
         return Some((w, h));
     }
     None
+}
+
+/// How many times longer than wide (or wider than long) an image is, e.g. `10.3` or `100000`.
+fn aspect_text(width: u32, height: u32) -> String {
+    let ratio = f64::from(width.max(height)) / f64::from(width.min(height).max(1));
+    let text = format!("{ratio:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_string)
 }
 
 /// The size checks, on the header's size (before decoding) and again on the decoded image.
@@ -272,7 +279,9 @@ mod tests {
             "{e}"
         );
         assert!(check_dims(p, 100, 1000, ImageFit::Pad).is_ok());
-        assert!(check_dims(p, 100, 1001, ImageFit::Pad).is_err());
+        let e = check_dims(p, 3, 31, ImageFit::Pad).unwrap_err();
+        assert!(e.to_string().contains("10.3:1 long"), "{e}");
+        assert_eq!(MAX_SIDE, (MAX_PIXELS as f64 * f64::from(MAX_ASPECT)).sqrt() as u32);
     }
 
     #[test]
