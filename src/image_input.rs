@@ -64,7 +64,7 @@ pub enum ImageError {
         if *padded { format!(", padded to a {0}x{0} square", width.max(height)) } else { String::new() },
         *pixels as f64 / 1e6,
         MAX_PIXELS as f64 / 1e6,
-        if *padded { " counting the padding" } else { "" },
+        if *padded { " counting the padding (--image-fit stretch does not pad)" } else { "" },
     )]
     TooLarge {
         path: PathBuf,
