@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::image_input::ImageFit;
-use crate::settings::{CacheType, ContextSettings, FlashAttention, QuantType, SamplingSettings};
+use crate::settings::{CacheType, ContextSettings, FlashAttention, QuantType, SamplingSettings, MAX_BATCH_SIZE};
 
 /// Run Google's MedGemma models locally from GGUF files, on a CPU or one GPU, with no network.
 ///
@@ -139,11 +139,14 @@ pub struct ContextArgs {
     /// Context size in tokens [default: the smaller of 8192 and the model's trained length].
     #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
     pub ctx_size: Option<u32>,
-    /// CPU threads [default: the CPUs available to this process].
+    /// Allow a -c/--ctx-size beyond the model's trained length (answers degrade there).
+    #[arg(long = "allow-long-context")]
+    pub allow_long_context: bool,
+    /// CPU threads [default: the CPUs available to this process; more are capped to that].
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     pub threads: Option<i32>,
-    /// Tokens evaluated per batch (at least 512, so that one image fits in a batch).
-    #[arg(short = 'b', long = "batch-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Tokens evaluated per batch (512 to 8192; smaller values are raised to 512, so that one image fits).
+    #[arg(short = 'b', long = "batch-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub batch_size: u32,
     /// Element type of the KV cache (q8_0 needs flash attention).
     #[arg(long = "cache-type", value_name = "TYPE", value_enum, default_value_t = CacheType::F16)]
@@ -158,7 +161,7 @@ impl ContextArgs {
         let defaults = ContextSettings::default();
         ContextSettings {
             ctx_size: self.ctx_size,
-            threads: self.threads.unwrap_or(defaults.threads),
+            threads: crate::settings::threads(self.threads, || defaults.threads),
             batch_size: self.batch_size,
             cache_type: self.cache_type,
             flash_attention: self.flash_attention,
@@ -300,11 +303,14 @@ pub struct BenchArgs {
     /// The image to encode [default: a generated test pattern; the work does not depend on the content].
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
-    /// CPU threads [default: the machine's physical cores].
+    /// Allow -p plus -n beyond the model's trained length (speeds there say nothing about useful answers).
+    #[arg(long = "allow-long-context")]
+    pub allow_long_context: bool,
+    /// CPU threads [default: the machine's physical cores; more than the CPUs available are capped to that].
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     pub threads: Option<i32>,
-    /// Tokens evaluated per batch (at least 512).
-    #[arg(short = 'b', long = "batch-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Tokens evaluated per batch (512 to 8192; smaller values are raised to 512).
+    #[arg(short = 'b', long = "batch-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub batch_size: u32,
     /// Element type of the KV cache (q8_0 needs flash attention).
     #[arg(long = "cache-type", value_name = "TYPE", value_enum, default_value_t = CacheType::F16)]

@@ -1,5 +1,6 @@
 //! Files on disk: writing an output file without ever leaving a half-written one (a temporary file beside the
-//! target, then renamed into place), and the SHA-256 of bytes or of a file as lower-case hex, written once here.
+//! target, then renamed into place), reading a file the user named only when it is a regular file, and the SHA-256
+//! of bytes or of a file as lower-case hex, written once here.
 //!
 //! Must not: know what the files mean (models, results, caches); callers name the file in their errors.
 
@@ -21,6 +22,50 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Refuses anything but a regular file at `path` (links followed) without opening it: opening a FIFO for reading
+/// blocks until a writer comes, and a directory, device or socket is never the file a user meant. A missing file
+/// gives the usual `NotFound` error, so callers keep their own message for it. The message does not repeat the
+/// path: every caller names the file in its error.
+pub fn check_regular_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path)?.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO), which would block until something writes to it"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a regular file but {what}; give the path of a file"),
+    ))
+}
+
+/// [`std::fs::File::open`] for a file the user named, after [`check_regular_file`].
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    check_regular_file(path)?;
+    std::fs::File::open(path)
+}
+
+/// [`std::fs::read`] for a file the user named, after [`check_regular_file`].
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    check_regular_file(path)?;
+    std::fs::read(path)
+}
+
+/// [`std::fs::read_to_string`] for a file the user named, after [`check_regular_file`].
+pub fn read_regular_to_string(path: &Path) -> std::io::Result<String> {
+    check_regular_file(path)?;
+    std::fs::read_to_string(path)
+}
+
 /// Bytes as lower-case hex (a SHA-256 digest gives the usual 64 digits).
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -37,7 +82,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The SHA-256 of the file at `path`, read in 1 MiB pieces, as lower-case hex.
 pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -72,5 +117,19 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         assert_eq!(super::sha256_of_file(&p).unwrap(), ABC);
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = super::read_regular(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file but a directory"), "{e}");
+        let e = super::read_regular(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        let e = super::check_regular_file(std::path::Path::new("/dev/null")).unwrap_err();
+        assert!(e.to_string().contains("a device"), "{e}");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(super::read_regular_to_string(&p).unwrap(), "abc");
     }
 }

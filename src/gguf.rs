@@ -5,7 +5,6 @@
 //! and never reads tensor data, only the header and the file length.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -112,8 +111,9 @@ pub struct KvSpan {
 /// Why a file could not be read as GGUF.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("cannot read {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the text already holds it, and a source would print it twice in the error chain.
+    #[error("cannot read {}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{} is not a GGUF file (it starts with {magic:?}, not \"GGUF\"); convert the checkpoint with scripts/convert_hf_to_gguf.py or download a .gguf build", path.display())]
     NotGguf { path: PathBuf, magic: String },
     #[error("{} is a GGUF file of version {version}, which this build does not read (versions 2 and 3 are supported)", path.display())]
@@ -307,11 +307,11 @@ impl GgufHeader {
     /// Reads and checks the header of `path`: magic, version, metadata, tensor table, and that the file is long
     /// enough to hold every tensor the table lists.
     pub fn read(path: &Path) -> Result<GgufHeader, GgufError> {
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
-        let file = File::open(path).map_err(io)?;
+        let file = crate::files::open_regular(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         let damaged = |what: HeaderFault| GgufError::Damaged {
             path: path.to_path_buf(),

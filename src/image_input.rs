@@ -1,8 +1,9 @@
 //! Reading the images a user attaches: decode (PNG, JPEG, BMP, TIFF, WebP), convert to RGB, and fit to a square
 //! the way MedGemma expects.
 //!
-//! Owns: every check on an image file (missing, unreadable, not an image, empty) with an error that names it, and
-//! the `--image-fit` choice. Pure Rust (the `image` crate); it never calls llama.cpp. The engine hands the RGB
+//! Owns: every check on an image file (missing, not a regular file, unreadable, not an image, empty, too many
+//! pixels, too elongated) with an error that names it, and the `--image-fit` choice. Sizes are checked from the
+//! header before anything is decoded, and the decoder is held to the same bounds, so no image can exhaust memory. Pure Rust (the `image` crate); it never calls llama.cpp. The engine hands the RGB
 //! pixels to the vision projector, which resizes them to its own input size.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,19 @@ use image::{imageops::FilterType, DynamicImage, RgbImage};
 
 /// The side of MedGemma's square image input (SigLIP at 896 px), when a projector does not say.
 pub const DEFAULT_IMAGE_SIDE: u32 = 896;
+
+/// The most pixels an image may hold, counting the black borders `--image-fit pad` adds (so the padded square is
+/// what is bounded): 8192 x 8192 = 64 Mi pixels, 192 MiB as RGB. Medical images fit with room to spare: CR/DX
+/// radiographs are up to about 4300 x 3500, mammograms about 4100 x 5100, panoramic dental X-rays about 3000 x
+/// 1500, stitched full-spine or long-leg radiographs about 2500 x 7500, and whole-slide thumbnails a few thousand
+/// pixels a side (a full slide at 40x is gigapixels: it is tiled into 896 x 896 patches, never given whole).
+/// MedGemma sees every image as 896 x 896, so more pixels add no detail, only memory and time.
+pub const MAX_PIXELS: u64 = 8192 * 8192;
+
+/// The longest an image may be for its width (or wide for its height): 10 to 1. A panoramic dental X-ray is about
+/// 2:1, a stitched long-leg radiograph 3:1 to 4:1, a 12-lead ECG strip up to about 8:1. At 10:1 the short side
+/// is already only 90 of the model's 896 pixels; beyond that too little is left to read.
+pub const MAX_ASPECT: u32 = 10;
 
 /// How a non-square image becomes square before the vision tower sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -36,25 +50,72 @@ pub struct ImageInput {
 pub enum ImageError {
     #[error("image {}: file not found; check the path", path.display())]
     Missing { path: PathBuf },
-    #[error("image {}: cannot read it: {source}", path.display())]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the text already holds it, and a source would print it twice in the error chain.
+    #[error("image {}: cannot read it: {error}", path.display())]
+    Unreadable { path: PathBuf, error: std::io::Error },
     #[error("image {}: not a readable PNG, JPEG, BMP, TIFF or WebP image ({reason})", path.display())]
     NotAnImage { path: PathBuf, reason: String },
     #[error("image {}: it is {width}x{height} pixels; an image needs at least 1x1", path.display())]
     Empty { path: PathBuf, width: u32, height: u32 },
+    #[error(
+        "image {}: it is {width}x{height} pixels{}, {:.1} megapixels; the limit is {:.1} ({MAX_PIXELS} pixels, \
+         8192x8192){}: downscale it (MedGemma sees every image at 896x896) or crop it to the region of interest",
+        path.display(),
+        if *padded { format!(", padded to a {0}x{0} square", width.max(height)) } else { String::new() },
+        *pixels as f64 / 1e6,
+        MAX_PIXELS as f64 / 1e6,
+        if *padded { " counting the padding (--image-fit stretch does not pad)" } else { "" },
+    )]
+    TooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        pixels: u64,
+        padded: bool,
+    },
+    #[error(
+        "image {}: it is {width}x{height} pixels, {}:1 long for its width; the limit is {MAX_ASPECT}:1, since \
+         MedGemma sees every image as one 896x896 square: crop it into parts of at most {MAX_ASPECT}:1 and attach \
+         each",
+        path.display(),
+        aspect_text(*width, *height),
+    )]
+    TooElongated { path: PathBuf, width: u32, height: u32 },
+    #[error(
+        "image {}: decoding it would need more than {} MiB, although its header says {width}x{height}; the file \
+         is probably damaged: export it again",
+        path.display(),
+        DECODE_ALLOC_BYTES >> 20
+    )]
+    DecoderLimit { path: PathBuf, width: u32, height: u32 },
+}
+
+/// What a decoder may allocate: the largest accepted image at 16 bits per channel RGBA (8 bytes a pixel), and as
+/// much again for its working buffers. A header that lies about the size cannot make it allocate more.
+const DECODE_ALLOC_BYTES: u64 = MAX_PIXELS * 16;
+
+/// The longest side any accepted image can have (an elongated image with `--image-fit stretch`).
+const MAX_SIDE: u32 = 25_905; // floor(sqrt(MAX_PIXELS * MAX_ASPECT))
+
+fn decoder_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(DECODE_ALLOC_BYTES);
+    limits
 }
 
 impl ImageInput {
     /// Reads `path`, decodes it by content (not by extension), converts to RGB and fits it to a square.
     /// `side` is the projector's input size for [`ImageFit::Stretch`]; padding keeps the original resolution.
     pub fn load(path: &Path, fit: ImageFit, side: u32) -> Result<ImageInput, ImageError> {
-        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        let bytes = crate::files::read_regular(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => ImageError::Missing {
                 path: path.to_path_buf(),
             },
             _ => ImageError::Unreadable {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             },
         })?;
         let sha256 = crate::files::sha256_hex(&bytes);
@@ -62,22 +123,36 @@ impl ImageInput {
             path: path.to_path_buf(),
             reason,
         };
-        let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
-            .with_guessed_format()
-            .map_err(|e| not_image(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(not_image("unrecognised file format".into()));
-        }
-        let decoded = reader.decode().map_err(|e| match header_dims(&bytes) {
-            // Decoders refuse a zero-sized image before we can see it; say what is wrong in plain words.
-            Some((w, h)) if w == 0 || h == 0 => ImageError::Empty {
+        let reader = || -> Result<_, ImageError> {
+            let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+                .with_guessed_format()
+                .map_err(|e| not_image(e.to_string()))?;
+            if reader.format().is_none() {
+                return Err(not_image("unrecognised file format".into()));
+            }
+            reader.limits(decoder_limits());
+            Ok(reader)
+        };
+        // Decoders refuse a zero-sized image before we can see it; say what is wrong in plain words.
+        // A truncated PNG whose header claims a huge size is refused for its size, the first thing wrong with it.
+        let zero_sized = |e: image::ImageError| match header_dims(&bytes) {
+            Some((w, h)) => check_dims(path, w, h, fit)
+                .err()
+                .unwrap_or_else(|| not_image(e.to_string())),
+            None => not_image(e.to_string()),
+        };
+        // The size from the header alone, checked before a pixel is decoded.
+        let (width, height) = reader()?.into_dimensions().map_err(zero_sized)?;
+        check_dims(path, width, height, fit)?;
+        let decoded = reader()?.decode().map_err(|e| match e {
+            image::ImageError::Limits(_) => ImageError::DecoderLimit {
                 path: path.to_path_buf(),
-                width: w,
-                height: h,
+                width,
+                height,
             },
-            _ => not_image(e.to_string()),
+            e => zero_sized(e),
         })?;
-        check_dims(path, decoded.width(), decoded.height())?;
+        check_dims(path, decoded.width(), decoded.height(), fit)?;
         let rgb = fit_square(decoded, fit, side.max(1));
         Ok(ImageInput {
             path: path.to_path_buf(),
@@ -87,7 +162,8 @@ impl ImageInput {
     }
 }
 
-/// Width and height from a PNG header, read directly (decoders reject a 0x0 header with a vaguer message).
+/// Width and height from a PNG header, read directly (decoders reject a 0x0 header with a vaguer message, and need
+/// more than the header to say a size).
 fn header_dims(bytes: &[u8]) -> Option<(u32, u32)> {
     if bytes.len() >= 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR" {
         let w = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
@@ -97,12 +173,32 @@ fn header_dims(bytes: &[u8]) -> Option<(u32, u32)> {
     None
 }
 
-fn check_dims(path: &Path, width: u32, height: u32) -> Result<(), ImageError> {
+/// How many times longer than wide (or wider than long) an image is, e.g. `10.3` or `100000`.
+fn aspect_text(width: u32, height: u32) -> String {
+    let ratio = f64::from(width.max(height)) / f64::from(width.min(height).max(1));
+    let text = format!("{ratio:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_string)
+}
+
+/// The size checks, on the header's size (before decoding) and again on the decoded image.
+fn check_dims(path: &Path, width: u32, height: u32, fit: ImageFit) -> Result<(), ImageError> {
+    let path = path.to_path_buf();
     if width == 0 || height == 0 {
-        return Err(ImageError::Empty {
-            path: path.to_path_buf(),
+        return Err(ImageError::Empty { path, width, height });
+    }
+    let (long, short) = (u64::from(width.max(height)), u64::from(width.min(height)));
+    if long > u64::from(MAX_ASPECT) * short {
+        return Err(ImageError::TooElongated { path, width, height });
+    }
+    let padded = fit == ImageFit::Pad && width != height;
+    let pixels = if padded { long * long } else { long * short };
+    if pixels > MAX_PIXELS {
+        return Err(ImageError::TooLarge {
+            path,
             width,
             height,
+            pixels,
+            padded,
         });
     }
     Ok(())
@@ -160,6 +256,73 @@ mod tests {
         std::fs::write(&text, "not an image at all").unwrap();
         let e = ImageInput::load(&text, ImageFit::Pad, 64).unwrap_err();
         assert!(matches!(e, ImageError::NotAnImage { .. }), "{e}");
+    }
+
+    #[test]
+    fn sizes_are_checked_before_decoding() {
+        let p = Path::new("big.png");
+        assert!(check_dims(p, 8192, 8192, ImageFit::Pad).is_ok());
+        assert!(check_dims(p, 8192, 820, ImageFit::Pad).is_ok());
+        let e = check_dims(p, 8193, 8000, ImageFit::Pad).unwrap_err();
+        assert!(e.to_string().contains("padded to a 8193x8193 square"), "{e}");
+        assert!(check_dims(p, 8193, 8000, ImageFit::Stretch).is_ok());
+        let e = check_dims(p, 20000, 20000, ImageFit::Stretch).unwrap_err();
+        assert!(matches!(e, ImageError::TooLarge { padded: false, .. }), "{e}");
+        assert!(
+            e.to_string().contains("20000x20000") && e.to_string().contains("downscale"),
+            "{e}"
+        );
+        let e = check_dims(p, 1, 100_000, ImageFit::Pad).unwrap_err();
+        assert!(matches!(e, ImageError::TooElongated { .. }), "{e}");
+        assert!(
+            e.to_string().contains("100000:1") && e.to_string().contains("crop"),
+            "{e}"
+        );
+        assert!(check_dims(p, 100, 1000, ImageFit::Pad).is_ok());
+        let e = check_dims(p, 3, 31, ImageFit::Pad).unwrap_err();
+        assert!(e.to_string().contains("10.3:1 long"), "{e}");
+        assert_eq!(MAX_SIDE, (MAX_PIXELS as f64 * f64::from(MAX_ASPECT)).sqrt() as u32);
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_image_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.png");
+        std::fs::write(&p, png_header_only(20000, 20000)).unwrap();
+        let e = ImageInput::load(&p, ImageFit::Pad, 64).unwrap_err();
+        assert!(matches!(e, ImageError::TooLarge { .. }), "{e}");
+        let p = dir.path().join("thin.png");
+        std::fs::write(&p, png_header_only(1, 100_000)).unwrap();
+        let e = ImageInput::load(&p, ImageFit::Pad, 64).unwrap_err();
+        assert!(matches!(e, ImageError::TooElongated { .. }), "{e}");
+    }
+
+    /// A PNG signature and IHDR chunk (8-bit RGB) with no pixel data: what a lying or truncated file starts with.
+    fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend(width.to_be_bytes());
+        ihdr.extend(height.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(13u32.to_be_bytes());
+        png.extend(&ihdr);
+        png.extend(crc32(&ihdr).to_be_bytes());
+        png
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
     }
 
     #[test]

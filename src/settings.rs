@@ -1,7 +1,9 @@
 //! Settings that shape a generation and the context it runs in, resolved from flags before a command runs.
 //!
-//! Owns: the sampling and context knobs and their defaults (greedy decoding, as in Google's MedGemma examples).
-//! Pure data: the engine turns it into llama.cpp samplers and context parameters.
+//! Owns: the sampling and context knobs, their defaults (greedy decoding, as in Google's MedGemma examples) and
+//! their bounds: threads capped at the CPUs available (the one note this module prints, on stderr), the batch size
+//! range, and the refusal of a context longer than the model's trained length. Otherwise pure data: the engine
+//! turns it into llama.cpp samplers and context parameters.
 
 use serde::Serialize;
 
@@ -93,6 +95,61 @@ pub fn default_threads() -> i32 {
     std::thread::available_parallelism().map_or(4, |n| i32::try_from(n.get()).unwrap_or(4))
 }
 
+/// The largest `-b/--batch-size`: 16 times the 512 an image needs. llama.cpp cuts a batch to the context size
+/// anyway (8192 by default), and on a CPU prompt speed stops growing long before; larger values only grow the
+/// compute buffers (and a value in the billions made the binding panic).
+pub const MAX_BATCH_SIZE: u32 = 8192;
+
+/// `-t N` (or `default()` without it), capped at the CPUs this process may use, with a note on stderr when capped:
+/// past that llama.cpp's threads only wait for each other (`-t 10000` took minutes for what 2 threads do in
+/// seconds). A hard refusal would break scripts written on a bigger machine; capping keeps them working.
+pub fn threads(flag: Option<i32>, default: impl FnOnce() -> i32) -> i32 {
+    let available = default_threads();
+    match flag {
+        Some(n) if n > available => {
+            eprintln!("medgemma: -t {n} is more than the {available} CPUs this process may use; using {available}");
+            available
+        }
+        Some(n) => n,
+        None => default().min(available),
+    }
+}
+
+/// A context asked for that is longer than the model was trained for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{asked} is {tokens} tokens, more than the {trained} this model was trained for: past its trained length a model \
+     loses track of positions and answers degrade, while the KV cache still grows; lower {flag}, or add \
+     --allow-long-context to run it anyway"
+)]
+pub struct LongContextError {
+    /// What was asked, in the user's flags (e.g. `-c/--ctx-size 4096`).
+    pub asked: String,
+    /// The flag(s) to lower.
+    pub flag: &'static str,
+    pub tokens: u64,
+    pub trained: u64,
+}
+
+/// Refuses `tokens` of context beyond the model's `trained` length, unless `allow` (`--allow-long-context`).
+pub fn check_trained_length(
+    tokens: u64,
+    trained: Option<u64>,
+    allow: bool,
+    asked: impl FnOnce() -> String,
+    flag: &'static str,
+) -> Result<(), LongContextError> {
+    match trained {
+        Some(trained) if tokens > trained && !allow => Err(LongContextError {
+            asked: asked(),
+            flag,
+            tokens,
+            trained,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The number of physical cores this process may use (hyper-threads of one core count once): the thread count
 /// at which llama.cpp is usually fastest. Falls back to [`default_threads`] where the topology is not readable.
 pub fn physical_cores() -> i32 {
@@ -169,5 +226,33 @@ impl QuantType {
             .expect("every type has a name")
             .get_name()
             .to_uppercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_capped_at_the_cpus_available() {
+        let n = default_threads();
+        assert_eq!(threads(Some(1), || 3), 1);
+        assert_eq!(threads(Some(n + 1000), || 3), n);
+        assert_eq!(threads(None, || n + 5), n);
+    }
+
+    #[test]
+    fn a_context_past_the_trained_length_needs_asking() {
+        let asked = || "-c/--ctx-size 4096".to_string();
+        assert!(check_trained_length(2048, Some(2048), false, asked, "-c").is_ok());
+        assert!(check_trained_length(4096, None, false, asked, "-c").is_ok());
+        assert!(check_trained_length(4096, Some(2048), true, asked, "-c").is_ok());
+        let e = check_trained_length(4096, Some(2048), false, asked, "-c")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("4096") && e.contains("2048") && e.contains("--allow-long-context"),
+            "{e}"
+        );
     }
 }

@@ -171,8 +171,9 @@ fn killed_mid_run_then_rerun_gives_each_job_once() {
     let dir = tempfile::tempdir().unwrap();
     let jobs = write_jobs(dir.path());
     let out = dir.path().join("results.jsonl");
-    // Long answers (and a large context) so that the batch takes seconds and can be killed in the middle.
-    let mut child = batch_cmd(&jobs, &out, &["-n", "400", "-c", "4096"])
+    // Long answers (and a large context, past the tiny model's trained 2048) so that the batch takes seconds and can
+    // be killed in the middle.
+    let mut child = batch_cmd(&jobs, &out, &["-n", "400", "-c", "4096", "--allow-long-context"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -198,7 +199,11 @@ fn killed_mid_run_then_rerun_gives_each_job_once() {
         (2..30).contains(&n_finished),
         "the batch was not killed in the middle ({n_finished} records)"
     );
-    let (_, _, stderr) = output(&mut batch_cmd(&jobs, &out, &["-n", "400", "-c", "4096"]));
+    let (_, _, stderr) = output(&mut batch_cmd(
+        &jobs,
+        &out,
+        &["-n", "400", "-c", "4096", "--allow-long-context"],
+    ));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
         text.starts_with(&finished),

@@ -266,8 +266,8 @@ fn terminal_two_turns_then_ctrl_d() {
 #[test]
 fn terminal_ctrl_c_stops_the_answer_and_the_chat_goes_on() {
     let g = mm();
-    // A context far beyond the tiny model's needs, so that an unbounded answer takes seconds.
-    let mut p = pty_chat(&g.model, &["-n", "100000", "-c", "32768"]);
+    // A context far beyond the tiny model's needs (and its trained 2048), so that an unbounded answer takes seconds.
+    let mut p = pty_chat(&g.model, &["-n", "100000", "-c", "32768", "--allow-long-context"]);
     p.exp_string(">>> ").unwrap();
     p.send_line("What is sepsis?").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));

@@ -6,6 +6,7 @@ mod util;
 
 mod batch;
 mod bench;
+mod bounds;
 mod chat;
 mod cli;
 mod convert;

@@ -187,3 +187,49 @@ pub fn mismatched_mmproj(gguf: &Gguf, dir: &Path) -> PathBuf {
     std::fs::write(&p, bytes).unwrap();
     p
 }
+
+/// Runs the command with `stdin` and a deadline: a command still running after `secs` seconds is killed and the
+/// test fails (for inputs that could block, such as a FIFO). Asserts it exited by itself with no panic or signal;
+/// returns its exit code, stdout and stderr.
+pub fn within(cmd: &mut Command, stdin: &str, secs: u64) -> (i32, String, String) {
+    use std::io::{Read, Write};
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run medgemma");
+    let mut input = child.stdin.take().unwrap();
+    let text = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+    });
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("medgemma still ran after {secs} s (blocked?): {cmd:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    writer.join().unwrap();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal ({status:?}):\n{stderr}"));
+    (code, stdout, stderr)
+}

@@ -94,7 +94,7 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptEr
 /// Loads a conversation saved by [`save`] (or a plain conversation JSON), checking that images are unchanged.
 pub fn load(path: &Path) -> Result<Conversation, TranscriptError> {
     let path_buf = || path.to_path_buf();
-    let text = std::fs::read_to_string(path).map_err(|error| TranscriptError::Read {
+    let text = crate::files::read_regular_to_string(path).map_err(|error| TranscriptError::Read {
         path: path_buf(),
         error,
     })?;

@@ -30,6 +30,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
             model.display()
         );
     }
+    super::check_ctx_size(&model, &args.context)?;
     let jobs = read_jobs(&args)?;
     // Nothing the run reads may be written over: the model, the mmproj, the jobs, their images.
     let guard = output_guard(&files, &args, &jobs);
@@ -128,8 +129,8 @@ fn output_guard(files: &crate::hub::ModelFiles, args: &BatchArgs, jobs: &[Job]) 
 fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
     match (&args.input, &args.images, &args.prompt) {
         (Some(input), None, None) => {
-            let text =
-                std::fs::read_to_string(input).with_context(|| format!("cannot read --input {}", input.display()))?;
+            let text = crate::files::read_regular_to_string(input)
+                .with_context(|| format!("cannot read --input {}", input.display()))?;
             let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             Ok(job::parse_jobs(&text, &base))
         }

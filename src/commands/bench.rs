@@ -97,8 +97,22 @@ fn file_type(path: &std::path::Path) -> Option<String> {
 pub fn run(args: BenchArgs) -> Result<()> {
     let files = args.model.resolve()?;
     let model = files.model.clone();
-    let threads = args.threads.unwrap_or_else(physical_cores);
+    let threads = crate::settings::threads(args.threads, physical_cores);
     let options = args.model.load_options(&files, threads);
+    let (p, n) = (args.prompt_tokens, args.gen_tokens);
+    let total = u64::from(p) + u64::from(n);
+    crate::settings::check_trained_length(
+        total,
+        super::trained_length(&model),
+        args.allow_long_context,
+        || format!("-p/--prompt-tokens {p} plus -n/--gen-tokens {n}"),
+        "-p/--prompt-tokens or -n/--gen-tokens",
+    )?;
+    let Ok(ctx_size) = u32::try_from(total) else {
+        anyhow::bail!(
+            "-p/--prompt-tokens {p} plus -n/--gen-tokens {n} is more tokens than any context holds; lower them"
+        );
+    };
     let image = match (&args.image, &options.mmproj) {
         (Some(path), Some(_)) => Some(path.clone()),
         (Some(path), None) => anyhow::bail!(
@@ -113,14 +127,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let settings = ContextSettings {
-        ctx_size: Some(args.prompt_tokens + args.gen_tokens),
+        ctx_size: Some(ctx_size),
         threads,
         batch_size: args.batch_size,
         cache_type: args.cache_type,
         flash_attention: args.flash_attention,
     };
-    let (p, n) = (args.prompt_tokens as usize, args.gen_tokens as usize);
-    let mut test = SpeedTest::new(&engine, &settings, args.prompt_tokens + args.gen_tokens)?;
+    let (p, n) = (p as usize, n as usize);
+    let mut test = SpeedTest::new(&engine, &settings, ctx_size)?;
     let spinner = terminal::spinner("warming up".into());
     test.run(p.min(32), n.min(4))?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());

@@ -26,6 +26,7 @@ use crate::terminal::{self, ImageProgress};
 
 pub fn run(args: ChatArgs) -> Result<()> {
     let files = args.model.resolve()?;
+    super::check_ctx_size(&files.model, &args.context)?;
     if !args.images.is_empty() && files.mmproj.is_none() {
         bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
     }

@@ -77,15 +77,15 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
             args.base.display()
         );
     };
-    let text =
-        std::fs::read(&text_path).with_context(|| format!("cannot read the text file {}", text_path.display()))?;
+    let text = crate::files::read_regular(&text_path)
+        .with_context(|| format!("cannot read the text file {}", text_path.display()))?;
     let text = String::from_utf8(text).map_err(|_| {
         anyhow::anyhow!(
             "{} is not UTF-8 text; give a plain-text file (convert it first, e.g. with iconv)",
             text_path.display()
         )
     })?;
-    let threads = args.threads.unwrap_or_else(default_threads);
+    let threads = crate::settings::threads(args.threads, default_threads);
     let base = load(&args.base, threads, args.verbose)?;
     let quants = args
         .quants

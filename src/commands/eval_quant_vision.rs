@@ -113,7 +113,7 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
             );
         }
     }
-    let threads = args.threads.unwrap_or_else(default_threads);
+    let threads = crate::settings::threads(args.threads, default_threads);
     let images = args
         .images
         .iter()

@@ -12,6 +12,28 @@ pub mod quantize;
 pub mod rm;
 pub mod run;
 
+/// The context length `model` was trained for, from its GGUF header; `None` when the header does not say or cannot be
+/// read (loading the model then reports what is wrong with the file).
+pub(crate) fn trained_length(model: &std::path::Path) -> Option<u64> {
+    let header = crate::gguf::GgufHeader::read(model).ok()?;
+    crate::model_info::ModelInfo::from_header(&header).context_length
+}
+
+/// Refuses `-c/--ctx-size` beyond the model's trained length unless `--allow-long-context` (run, chat, batch),
+/// before anything is loaded or written.
+pub(crate) fn check_ctx_size(model: &std::path::Path, context: &crate::cli::ContextArgs) -> anyhow::Result<()> {
+    if let Some(n) = context.ctx_size {
+        crate::settings::check_trained_length(
+            u64::from(n),
+            trained_length(model),
+            context.allow_long_context,
+            || format!("-c/--ctx-size {n}"),
+            "-c/--ctx-size",
+        )?;
+    }
+    Ok(())
+}
+
 /// Prints a command's report on stdout: one pretty JSON object with `--json`, else the table `write_table` draws.
 pub(crate) fn print_report<R: serde::Serialize>(
     json: bool,

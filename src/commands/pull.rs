@@ -18,7 +18,7 @@ pub fn run(args: PullArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| checkpoint.rsplit('/').next().unwrap_or(checkpoint).to_string());
         ModelName::parse(&name).context("--name")?;
-        let threads = args.threads.unwrap_or_else(default_threads);
+        let threads = crate::settings::threads(args.threads, default_threads);
         let built = convert::convert(&hub, checkpoint, &name, args.quant, threads, args.verbose)?;
         eprintln!(
             "medgemma: built {} ({}) from {checkpoint}: {}; use it with -m {}",

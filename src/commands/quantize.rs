@@ -57,7 +57,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let options = QuantizeOptions {
         quant_type: args.quant_type,
         allow_requantize: args.allow_requantize,
-        threads: args.threads.unwrap_or_else(default_threads),
+        threads: crate::settings::threads(args.threads, default_threads),
         verbose: args.verbose,
     };
     let started = Instant::now();

@@ -34,6 +34,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .check_ready_to_answer()
         .context("cannot answer this conversation")?;
     let files = args.model.resolve()?;
+    super::check_ctx_size(&files.model, &args.context)?;
     let n_images = conversation.images().count();
     if n_images > 0 && files.mmproj.is_none() {
         bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
@@ -166,7 +167,8 @@ fn read_stdin() -> Result<String> {
 }
 
 fn read_messages_file(path: &Path) -> Result<Conversation> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read --messages {}", path.display()))?;
+    let bytes =
+        crate::files::read_regular(path).with_context(|| format!("cannot read --messages {}", path.display()))?;
     let file: ConversationFile = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "--messages {}: not a conversation in JSON ([{{\"role\": \"user\", \"content\": \"...\"}}, ...])",

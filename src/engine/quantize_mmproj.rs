@@ -202,7 +202,7 @@ pub fn quantize_mmproj(
         .filter(|(&ty, t)| ty == target && t.ggml_type != target)
         .count();
 
-    let mut src = File::open(input).map_err(|e| io("cannot open the input", e))?;
+    let mut src = crate::files::open_regular(input).map_err(|e| io("cannot open the input", e))?;
     let file_type = encode_kv_u32("general.file_type", ftype(options.quant_type) as u32);
     let mut kv = |span: &crate::gguf::KvSpan| -> std::io::Result<Vec<u8>> {
         let mut buf = vec![0u8; (span.end - span.start) as usize];
