@@ -227,7 +227,7 @@ fn a_second_batch_on_the_same_output_fails_while_the_first_runs() {
     let dir = tempfile::tempdir().unwrap();
     let jobs = write_jobs(dir.path());
     let out = dir.path().join("results.jsonl");
-    let slow = ["-n", "400", "-c", "4096"];
+    let slow = ["-n", "400", "-c", "4096", "--allow-long-context"];
     let mut first = batch_cmd(&jobs, &out, &slow)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
