@@ -17,6 +17,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
+use super::logging::LoadCapture;
 use super::model::Engine;
 use crate::settings::{CacheType, ContextSettings, FlashAttention};
 
@@ -111,10 +112,17 @@ impl<'e> Context<'e> {
             .with_flash_attention_policy(flash)
             .with_swa_full(swa_full)
             .with_no_perf(true);
-        let ctx = engine
-            .model
-            .new_context(&engine.backend, params)
-            .map_err(|_| EngineError::Context { ctx_size: total })?;
+        let capture = LoadCapture::start();
+        let ctx = match engine.model.new_context(&engine.backend, params) {
+            Ok(ctx) => ctx,
+            Err(_) => {
+                return Err(EngineError::Context {
+                    ctx_size: total,
+                    reason: capture.reason(),
+                })
+            }
+        };
+        drop(capture);
         Ok(Context {
             engine,
             ctx,

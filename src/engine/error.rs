@@ -23,10 +23,11 @@ pub enum EngineError {
     NoVisionEncoder { path: PathBuf },
     #[error(transparent)]
     Mismatch(#[from] crate::model_info::MismatchError),
-    #[error("llama.cpp could not load {}; run again with --verbose to see llama.cpp's reason", path.display())]
-    ModelLoad { path: PathBuf },
-    #[error("llama.cpp could not load the vision projector {}; run again with --verbose to see llama.cpp's reason", path.display())]
-    MmprojLoad { path: PathBuf },
+    /// `reason` is llama.cpp's own explanation from its log, empty when it logged none.
+    #[error("llama.cpp could not load {}{}", path.display(), because(reason))]
+    ModelLoad { path: PathBuf, reason: String },
+    #[error("llama.cpp could not load the vision projector {}{}", path.display(), because(reason))]
+    MmprojLoad { path: PathBuf, reason: String },
     #[error("the model {} has no {token} token, so it is not a Gemma 3 chat model", path.display())]
     MissingControlToken { path: PathBuf, token: String },
     #[error("images were given but no vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model)")]
@@ -39,8 +40,8 @@ pub enum EngineError {
         ctx_size: u32,
         trained: u32,
     },
-    #[error("cannot create a llama.cpp context of {ctx_size} tokens (out of memory?); lower -c/--ctx-size")]
-    Context { ctx_size: u32 },
+    #[error("cannot create a llama.cpp context of {ctx_size} tokens ({}); lower -c/--ctx-size", if reason.is_empty() { "out of memory?" } else { reason })]
+    Context { ctx_size: u32, reason: String },
     #[error("llama.cpp failed to evaluate the prompt: {0}")]
     Decode(String),
     #[error("the vision projector failed on image {}: {reason}", path.display())]
@@ -51,4 +52,13 @@ pub enum EngineError {
     BadTokenId { token: i32, n_vocab: i32 },
     #[error("user text produced the control token {token:?}; refusing to run a forged prompt")]
     ForgedControlToken { token: String },
+}
+
+/// ": REASON" after a file llama.cpp refused, or the way to see its reason when it logged none.
+fn because(reason: &str) -> String {
+    if reason.is_empty() {
+        "; run again with --verbose to see llama.cpp's reason".to_string()
+    } else {
+        format!(": {reason}")
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use llama_cpp_sys_2 as sys;
 
 use super::error::EngineError;
-use super::logging;
+use super::logging::{self, LoadCapture};
 use crate::image_input::ImageInput;
 
 /// The embeddings of one image: `n_tokens` rows of `width` floats.
@@ -94,23 +94,29 @@ pub fn image_embedding(
         let mut params = sys::llama_model_default_params();
         params.vocab_only = true;
         params.n_gpu_layers = 0;
+        let capture = LoadCapture::start();
         h.model = sys::llama_model_load_from_file(model_c.as_ptr(), params);
         if h.model.is_null() {
             return Err(EngineError::ModelLoad {
                 path: model.to_path_buf(),
+                reason: capture.reason(),
             });
         }
+        drop(capture);
         let mut cp = sys::mtmd_context_params_default();
         cp.use_gpu = false;
         cp.print_timings = false;
         cp.n_threads = threads;
         cp.media_marker = marker.as_ptr();
+        let capture = LoadCapture::start();
         h.mtmd = sys::mtmd_init_from_file(mmproj_c.as_ptr(), h.model, cp);
         if h.mtmd.is_null() {
             return Err(EngineError::MmprojLoad {
                 path: mmproj.to_path_buf(),
+                reason: capture.reason(),
             });
         }
+        drop(capture);
         let (w, hgt) = image.rgb.dimensions();
         h.bitmap = sys::mtmd_bitmap_init(w, hgt, image.rgb.as_raw().as_ptr());
         h.chunks = sys::mtmd_input_chunks_init();

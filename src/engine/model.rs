@@ -14,7 +14,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token_type::LlamaTokenAttr;
 
 use super::error::EngineError;
-use super::logging;
+use super::logging::{self, LoadCapture};
 use crate::gguf::GgufHeader;
 use crate::prompt::{ControlToken, PROTECTED_TOKEN_TEXTS};
 
@@ -130,14 +130,22 @@ impl Engine {
             Some(p) => Some(check_mmproj_file(p, &model_header)?),
             None => None,
         };
+        let capture = LoadCapture::start();
         let backend = backend().ok_or_else(|| EngineError::ModelLoad {
             path: options.model.clone(),
+            reason: String::new(),
         })?;
         let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
-        let model =
-            LlamaModel::load_from_file(backend, &options.model, &params).map_err(|_| EngineError::ModelLoad {
-                path: options.model.clone(),
-            })?;
+        let model = match LlamaModel::load_from_file(backend, &options.model, &params) {
+            Ok(model) => model,
+            Err(_) => {
+                return Err(EngineError::ModelLoad {
+                    path: options.model.clone(),
+                    reason: capture.reason(),
+                })
+            }
+        };
+        drop(capture);
 
         let vision = match (&options.mmproj, &mmproj_header) {
             (Some(path), Some(header)) => {
@@ -149,11 +157,21 @@ impl Engine {
                     image_min_tokens: -1,
                     image_max_tokens: -1,
                 };
-                let path_str = path
-                    .to_str()
-                    .ok_or_else(|| EngineError::MmprojLoad { path: path.clone() })?;
-                let ctx = MtmdContext::init_from_file(path_str, &model, &params)
-                    .map_err(|_| EngineError::MmprojLoad { path: path.clone() })?;
+                let path_str = path.to_str().ok_or_else(|| EngineError::MmprojLoad {
+                    path: path.clone(),
+                    reason: "its path is not valid UTF-8; rename it".into(),
+                })?;
+                let capture = LoadCapture::start();
+                let ctx = match MtmdContext::init_from_file(path_str, &model, &params) {
+                    Ok(ctx) => ctx,
+                    Err(_) => {
+                        return Err(EngineError::MmprojLoad {
+                            path: path.clone(),
+                            reason: capture.reason(),
+                        })
+                    }
+                };
+                drop(capture);
                 if !ctx.support_vision() {
                     return Err(EngineError::NoVisionEncoder { path: path.clone() });
                 }
