@@ -40,7 +40,8 @@ pub enum EngineError {
         ctx_size: u32,
         trained: u32,
     },
-    #[error("cannot create a llama.cpp context of {ctx_size} tokens ({}); lower -c/--ctx-size", if reason.is_empty() { "out of memory?" } else { reason })]
+    /// `reason` is llama.cpp's own explanation from its log, empty when it logged none.
+    #[error("cannot create a llama.cpp context of {ctx_size} tokens{}", context_because(reason))]
     Context { ctx_size: u32, reason: String },
     #[error("llama.cpp failed to evaluate the prompt: {0}")]
     Decode(String),
@@ -60,5 +61,14 @@ fn because(reason: &str) -> String {
         "; run again with --verbose to see llama.cpp's reason".to_string()
     } else {
         format!(": {reason}")
+    }
+}
+
+/// llama.cpp's reason for refusing a context and the flags that shape one, or the usual cause when it logged none.
+fn context_because(reason: &str) -> String {
+    if reason.is_empty() {
+        " (out of memory?); lower -c/--ctx-size".to_string()
+    } else {
+        format!(": {reason}; check -c/--ctx-size, --cache-type and --flash-attn")
     }
 }
