@@ -1,0 +1,154 @@
+//! Files that pass our own header checks but that llama.cpp refuses: the error names the file and carries
+//! llama.cpp's own reason from its log (issue 14), with no other llama.cpp output unless --verbose.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+fn mm() -> Gguf {
+    converted("tiny-medgemma-mm", "f32")
+}
+
+/// Where the tensor-table (or key) entry `name` ends: just after its length-prefixed name.
+fn entry(bytes: &[u8], name: &str) -> usize {
+    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(name.as_bytes());
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .expect("name in the GGUF");
+    assert!(
+        bytes[at + 1..].windows(pat.len()).all(|w| w != pat),
+        "{name} appears twice"
+    );
+    at + pat.len()
+}
+
+/// A copy of `src` in `dir` with the key or tensor `name` renamed to `new` (same length, so every offset holds).
+fn renamed(src: &Path, dir: &Path, name: &str, new: &str) -> PathBuf {
+    assert_eq!(name.len(), new.len());
+    let mut bytes = std::fs::read(src).unwrap();
+    let end = entry(&bytes, name);
+    bytes[end - name.len()..end].copy_from_slice(new.as_bytes());
+    let p = dir.join(format!("renamed-{}", src.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// A copy of the model with the 2-D tensor `name` reshaped from [a, b] to [2a, b/2]: the same size, so the file is
+/// valid GGUF, but not the shape llama.cpp expects. Returns the path and the old dimensions.
+fn reshaped(src: &Path, dir: &Path, name: &str) -> (PathBuf, u64, u64) {
+    let mut bytes = std::fs::read(src).unwrap();
+    let at = entry(&bytes, name);
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        2,
+        "{name} is 2-D"
+    );
+    let dim = |b: &[u8], i: usize| u64::from_le_bytes(b[at + 4 + 8 * i..at + 12 + 8 * i].try_into().unwrap());
+    let (a, b) = (dim(&bytes, 0), dim(&bytes, 1));
+    bytes[at + 4..at + 12].copy_from_slice(&(a * 2).to_le_bytes());
+    bytes[at + 12..at + 20].copy_from_slice(&(b / 2).to_le_bytes());
+    let p = dir.join("reshaped.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    (p, a, b)
+}
+
+/// Runs `run` on the files, asserts a clean failure whose only stderr line is our error, and returns that line.
+fn refused(model: &Path, mmproj: Option<&Path>, extra: &[&str]) -> String {
+    let mut cmd = medgemma();
+    cmd.arg("run").arg("-m").arg(model);
+    if let Some(p) = mmproj {
+        cmd.arg("--mmproj").arg(p);
+    }
+    cmd.args(extra).arg("hi");
+    let err = fails(&mut cmd);
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "llama.cpp's log leaked onto stderr:\n{err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("run again with --verbose"),
+        "llama.cpp's reason was not captured: {err}"
+    );
+    err
+}
+
+#[test]
+fn model_with_a_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = renamed(&mm().model, dir.path(), "blk.0.attn_q.weight", "blk.0.attn_X.weight");
+    let err = refused(&bad, None, &[]);
+    assert!(
+        err.contains(&format!("llama.cpp could not load {}: ", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("tensor 'blk.0.attn_q.weight' not found"), "{err}");
+}
+
+#[test]
+fn model_with_a_tensor_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, a, b) = reshaped(&mm().model, dir.path(), "blk.0.attn_q.weight");
+    let err = refused(&bad, None, &[]);
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    assert!(
+        err.contains(&format!(
+            "tensor 'blk.0.attn_q.weight' has wrong shape; expected {a}, {b}, got {}, {}",
+            a * 2,
+            b / 2
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_without_a_hyperparameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = renamed(&mm().model, dir.path(), "gemma3.block_count", "gemma3.block_cXunt");
+    let err = refused(&bad, None, &[]);
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    assert!(err.contains("key not found in model: gemma3.block_count"), "{err}");
+}
+
+#[test]
+fn mmproj_with_a_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = mm();
+    let bad = renamed(
+        g.mmproj.as_ref().unwrap(),
+        dir.path(),
+        "mm.input_projection.weight",
+        "mm.input_projectiXn.weight",
+    );
+    let err = refused(&g.model, Some(&bad), &[]);
+    assert!(
+        err.contains(&format!("could not load the vision projector {}: ", bad.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("unable to find tensor mm.input_projection.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn context_that_llama_cpp_refuses() {
+    let err = refused(&mm().model, None, &["--cache-type", "q8_0", "--flash-attn", "off"]);
+    assert!(err.contains("cannot create a llama.cpp context"), "{err}");
+    assert!(err.contains("quantized V cache requires flash_attn"), "{err}");
+    assert!(err.contains("--flash-attn"), "{err}");
+}
+
+#[test]
+fn verbose_still_shows_llama_cpps_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = renamed(&mm().model, dir.path(), "blk.0.attn_q.weight", "blk.0.attn_X.weight");
+    let mut cmd = medgemma();
+    cmd.arg("run").arg("-m").arg(&bad).args(["--verbose", "hi"]);
+    let err = fails(&mut cmd);
+    assert!(err.contains("llama_model_load: error loading model"), "{err}");
+    assert!(err.contains("tensor 'blk.0.attn_q.weight' not found"), "{err}");
+}
