@@ -15,6 +15,7 @@ mod eval_quant;
 mod hub;
 mod info;
 mod injection;
+mod messages;
 mod output_guard;
 mod parity;
 mod quantize;
