@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::image_input::ImageFit;
-use crate::settings::{CacheType, ContextSettings, FlashAttention, QuantType, SamplingSettings, MAX_BATCH_SIZE};
+use crate::settings::{
+    parse_f32, parse_max_tokens, Allowed, CacheType, ContextSettings, FlashAttention, QuantType, SamplingSettings,
+    ValueError, MAX_BATCH_SIZE,
+};
 
 /// Run Google's MedGemma models locally from GGUF files, on a CPU or one GPU, with no network.
 ///
@@ -114,8 +117,8 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u32,
     /// The most tokens to generate.
-    #[arg(short = 'n', long = "max-tokens", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_tokens: u64,
+    #[arg(short = 'n', long = "max-tokens", value_name = "N", default_value_t = 512, value_parser = parse_max_tokens)]
+    pub max_tokens: usize,
 }
 
 impl SamplingArgs {
@@ -127,7 +130,7 @@ impl SamplingArgs {
             min_p: self.min_p,
             repeat_penalty: self.repeat_penalty,
             seed: self.seed,
-            max_tokens: self.max_tokens as usize,
+            max_tokens: self.max_tokens,
             ..SamplingSettings::default()
         }
     }
@@ -387,51 +390,17 @@ pub struct ChatArgs {
     pub context: ContextArgs,
 }
 
-/// Why a number given to a flag is refused (clap names the flag and the value before this text).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum NumberError {
-    #[error("{0:?} is not a number")]
-    NotANumber(String),
-    #[error("{0:?} is not a finite number")]
-    NotFinite(String),
-    #[error("must be 0 or more")]
-    Negative,
-    #[error("must be more than 0")]
-    NotPositive,
-    #[error("must be between 0 and 1")]
-    OutsideUnitInterval,
+// Value parsers of the sampling flags: the bounds live in `settings`, shared with batch job fields.
+fn non_negative_f32(s: &str) -> Result<f32, ValueError> {
+    parse_f32(s, Allowed::ZeroOrMore)
 }
 
-fn parse_f32(s: &str) -> Result<f32, NumberError> {
-    let v: f32 = s.parse().map_err(|_| NumberError::NotANumber(s.to_string()))?;
-    if !v.is_finite() {
-        return Err(NumberError::NotFinite(s.to_string()));
-    }
-    Ok(v)
+fn positive_f32(s: &str) -> Result<f32, ValueError> {
+    parse_f32(s, Allowed::MoreThanZero)
 }
 
-fn non_negative_f32(s: &str) -> Result<f32, NumberError> {
-    let v = parse_f32(s)?;
-    if v < 0.0 {
-        return Err(NumberError::Negative);
-    }
-    Ok(v)
-}
-
-fn positive_f32(s: &str) -> Result<f32, NumberError> {
-    let v = parse_f32(s)?;
-    if v <= 0.0 {
-        return Err(NumberError::NotPositive);
-    }
-    Ok(v)
-}
-
-fn unit_interval(s: &str) -> Result<f32, NumberError> {
-    let v = parse_f32(s)?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err(NumberError::OutsideUnitInterval);
-    }
-    Ok(v)
+fn unit_interval(s: &str) -> Result<f32, ValueError> {
+    parse_f32(s, Allowed::ZeroToOne)
 }
 
 #[cfg(test)]
@@ -466,9 +435,13 @@ mod tests {
         assert_eq!(run.sampling.settings().temperature, 0.0);
         let err = Cli::try_parse_from(["medgemma", "run", "--top-p", "1.5", "q"]).unwrap_err();
         assert!(
-            err.to_string().contains("--top-p") && err.to_string().contains("must be between 0 and 1"),
+            err.to_string().contains("--top-p") && err.to_string().contains("must be a number between 0 and 1"),
             "{err}"
         );
+        let err = Cli::try_parse_from(["medgemma", "run", "--temp", "1e39", "q"]).unwrap_err();
+        assert!(err.to_string().contains("must be a number of 0 or more"), "{err}");
+        let err = Cli::try_parse_from(["medgemma", "run", "-n", "0", "q"]).unwrap_err();
+        assert!(err.to_string().contains("must be a whole number of 1 or more"), "{err}");
         let err = Cli::try_parse_from(["medgemma", "batch", "--output", "o", "--shard", "4/3"]).unwrap_err();
         assert!(err.to_string().contains("K must be between 1 and N"), "{err}");
     }

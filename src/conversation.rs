@@ -89,16 +89,19 @@ pub struct Conversation {
     pub turns: Vec<Turn>,
 }
 
-/// Why a conversation is not valid.
+/// Why a conversation is not valid. `index` counts from 0; the text counts messages from 1, as people do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConversationError {
-    #[error("message {index}: a system message is only allowed first")]
+    #[error("message {}: a system message is only allowed first", index + 1)]
     LateSystem { index: usize },
-    #[error("message {index}: roles must alternate user, model, user, ... starting with user (found {found:?})")]
+    #[error(
+        "message {}: roles must alternate user, model, user, ... starting with user (found {found:?})",
+        index + 1
+    )]
     NotAlternating { index: usize, found: Role },
-    #[error("message {index}: only user messages can carry images")]
+    #[error("message {}: only user messages can carry images", index + 1)]
     ImagesOnModelTurn { index: usize },
-    #[error("message {index}: only model messages can carry token ids")]
+    #[error("message {}: only model messages can carry token ids", index + 1)]
     TokensOnUserTurn { index: usize },
     #[error("the conversation has no user message")]
     Empty,
@@ -195,19 +198,161 @@ impl Conversation {
 }
 
 /// The JSON forms accepted for a conversation file: a bare list of messages, or `{"messages": [...]}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum ConversationFile {
-    Messages(Vec<Message>),
-    Object { messages: Vec<Message> },
-}
+///
+/// Read through [`messages_from_value`], so that a schema error says which message and which field is wrong
+/// rather than serde's "did not match any variant".
+#[derive(Debug, Clone)]
+pub struct ConversationFile(Vec<Message>);
 
 impl ConversationFile {
     pub fn into_messages(self) -> Vec<Message> {
-        match self {
-            ConversationFile::Messages(m) | ConversationFile::Object { messages: m } => m,
-        }
+        self.0
     }
+}
+
+impl<'de> Deserialize<'de> for ConversationFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        messages_from_value(value)
+            .map(ConversationFile)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What is wrong with the shape of a conversation's JSON. Messages are counted from 1.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("expected a list of messages ([{{\"role\": \"user\", \"content\": \"...\"}}, ...]) or {{\"messages\": [...]}}, found {found}")]
+    NotAList { found: &'static str },
+    #[error("\"messages\" must be a list of messages, found {found}")]
+    MessagesNotAList { found: &'static str },
+    #[error("message {number}: must be an object {{\"role\": ..., \"content\": ...}}, found {found}")]
+    NotAnObject { number: usize, found: &'static str },
+    #[error("message {number}: missing \"role\" (use system, user or model)")]
+    MissingRole { number: usize },
+    #[error("message {number}: unknown role {role} (use system, user or model)")]
+    UnknownRole { number: usize, role: String },
+    #[error("message {number}: \"{field}\" must be {expected}, found {found}")]
+    WrongType {
+        number: usize,
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads the messages of a conversation from JSON in either accepted form, checking each message's fields
+/// (unknown fields are ignored, as before).
+pub fn messages_from_value(value: serde_json::Value) -> Result<Vec<Message>, SchemaError> {
+    use serde_json::Value;
+    let list = match value {
+        Value::Array(list) => list,
+        Value::Object(mut object) => match object.remove("messages") {
+            Some(Value::Array(list)) => list,
+            Some(other) => return Err(SchemaError::MessagesNotAList { found: kind(&other) }),
+            None => {
+                return Err(SchemaError::NotAList {
+                    found: "an object without \"messages\"",
+                })
+            }
+        },
+        other => return Err(SchemaError::NotAList { found: kind(&other) }),
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| message_from_value(i + 1, v))
+        .collect()
+}
+
+fn message_from_value(number: usize, value: serde_json::Value) -> Result<Message, SchemaError> {
+    use serde_json::Value;
+    let Value::Object(object) = &value else {
+        return Err(SchemaError::NotAnObject {
+            number,
+            found: kind(&value),
+        });
+    };
+    let wrong = |field, expected, v: &Value| SchemaError::WrongType {
+        number,
+        field,
+        expected,
+        found: kind(v),
+    };
+    let role = match object.get("role") {
+        None => return Err(SchemaError::MissingRole { number }),
+        Some(Value::String(r)) => match r.as_str() {
+            "system" => Role::System,
+            "user" => Role::User,
+            "model" | "assistant" => Role::Model,
+            _ => {
+                return Err(SchemaError::UnknownRole {
+                    number,
+                    role: format!("{r:?}"),
+                })
+            }
+        },
+        Some(other) => {
+            return Err(SchemaError::UnknownRole {
+                number,
+                role: other.to_string(),
+            })
+        }
+    };
+    let content = match object.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(wrong("content", "a string", other)),
+    };
+    let images = match object.get("images") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| wrong("images", "a list of file paths", i))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(wrong("images", "a list of file paths", other)),
+    };
+    let tokens = match object.get("tokens") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|t| {
+                    t.as_i64()
+                        .and_then(|t| i32::try_from(t).ok())
+                        .ok_or_else(|| wrong("tokens", "a list of token ids", t))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(other) => return Err(wrong("tokens", "a list of token ids", other)),
+    };
+    let interrupted = match object.get("interrupted") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(wrong("interrupted", "true or false", other)),
+    };
+    Ok(Message {
+        role,
+        content,
+        images,
+        tokens,
+        interrupted,
+    })
 }
 
 #[cfg(test)]
@@ -237,6 +382,10 @@ mod tests {
     fn rejects_bad_orders() {
         let late = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::System, "b")]);
         assert_eq!(late, Err(ConversationError::LateSystem { index: 1 }));
+        assert_eq!(
+            late.unwrap_err().to_string(),
+            "message 2: a system message is only allowed first"
+        );
         let two_users = Conversation::from_messages(vec![msg(Role::User, "a"), msg(Role::User, "b")]);
         assert_eq!(
             two_users,
@@ -273,6 +422,51 @@ mod tests {
         .unwrap();
         assert_eq!(a.into_messages()[0].images, vec![PathBuf::from("x.png")]);
         assert_eq!(b.into_messages()[1].role, Role::Model);
+    }
+
+    fn schema_error(json: &str) -> String {
+        let err = serde_json::from_str::<ConversationFile>(json).unwrap_err().to_string();
+        assert!(!err.contains("variant"), "{err}");
+        err
+    }
+
+    #[test]
+    fn schema_errors_say_what_and_where() {
+        let e = schema_error(r#"[{"role":"user","content":"a"},{"role":"robot","content":"b"}]"#);
+        assert!(
+            e.starts_with("message 2: unknown role \"robot\" (use system, user or model)"),
+            "{e}"
+        );
+        let e = schema_error(r#"{"messages":[{"role":"user","content":5}]}"#);
+        assert!(
+            e.starts_with("message 1: \"content\" must be a string, found a number"),
+            "{e}"
+        );
+        let e = schema_error(r#"[{"content":"hi"}]"#);
+        assert!(e.starts_with("message 1: missing \"role\""), "{e}");
+        let e = schema_error(r#"[{"role":"user","images":"a.png"}]"#);
+        assert!(
+            e.starts_with("message 1: \"images\" must be a list of file paths, found a string"),
+            "{e}"
+        );
+        let e = schema_error(r#"["hi"]"#);
+        assert!(e.starts_with("message 1: must be an object"), "{e}");
+        let e = schema_error(r#"{"turns":[]}"#);
+        assert!(e.contains("or {\"messages\": [...]}"), "{e}");
+        let e = schema_error(r#"{"messages":"hi"}"#);
+        assert!(e.starts_with("\"messages\" must be a list"), "{e}");
+        let e = schema_error(r#"[{"role":"model","content":"x","tokens":[1,"a"]}]"#);
+        assert!(e.contains("\"tokens\" must be a list of token ids"), "{e}");
+    }
+
+    #[test]
+    fn saved_fields_read_back() {
+        let mut m = Message::new(Role::Model, "ok");
+        m.tokens = Some(vec![1, 2]);
+        m.interrupted = true;
+        let json = serde_json::to_string(&vec![Message::new(Role::User, "q"), m.clone()]).unwrap();
+        let back: ConversationFile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.into_messages()[1], m);
     }
 
     #[test]

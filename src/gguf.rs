@@ -76,15 +76,23 @@ pub struct GgufTensorInfo {
 }
 
 impl GgufTensorInfo {
+    /// The number of elements. [`GgufHeader::read`] refuses a tensor whose count overflows u64, so this only
+    /// saturates for a table built by hand.
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.checked_n_elements().unwrap_or(u64::MAX)
     }
 
-    /// Bytes the tensor occupies, when its type is known.
+    /// The number of elements, or `None` when the product of the dimensions overflows u64.
+    pub fn checked_n_elements(&self) -> Option<u64> {
+        self.dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d))
+    }
+
+    /// Bytes the tensor occupies, when its type is known (saturating: a size past u64 reads as `u64::MAX`,
+    /// which no file holds).
     pub fn n_bytes(&self) -> Option<u64> {
         let (block, size) = ggml_type_block(self.ggml_type)?;
         let n = self.n_elements();
-        Some(n / block * size)
+        Some((n / block).saturating_mul(size))
     }
 }
 
@@ -145,6 +153,14 @@ pub enum HeaderFault {
     TooManyDimensions { name: String, n_dims: u32 },
     #[error("its tensors need {needed} bytes but the file has {len}")]
     DataMissing { needed: u64, len: u64 },
+    #[error("metadata key {key:?} appears twice")]
+    DuplicateKey { key: String },
+    #[error("tensor {name:?} appears twice in the tensor table")]
+    DuplicateTensor { name: String },
+    #[error("tensor {name:?} claims dimensions {dims:?}, more elements than a 64-bit count holds")]
+    TooManyElements { name: String, dims: Vec<u64> },
+    #[error("the element counts of the tensors overflow a 64-bit count at tensor {name:?}")]
+    TooManyParameters { name: String },
 }
 
 /// Size in bytes of one block of a ggml type, and the number of elements per block.
@@ -353,6 +369,9 @@ impl GgufHeader {
                     fault: Box::new(fault),
                 })
             })?;
+            if metadata.contains_key(&key) {
+                return Err(damaged(HeaderFault::DuplicateKey { key }));
+            }
             kv_spans.push(KvSpan {
                 key: key.clone(),
                 start,
@@ -361,6 +380,8 @@ impl GgufHeader {
             metadata.insert(key, value);
         }
         let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut names = std::collections::HashSet::with_capacity(n_tensors as usize);
+        let mut parameters = 0u64;
         for _ in 0..n_tensors {
             let name = cur.string().map_err(damaged)?;
             let n_dims = cur.u32().map_err(damaged)?;
@@ -373,6 +394,16 @@ impl GgufHeader {
                 .map_err(damaged)?;
             let ggml_type = cur.u32().map_err(damaged)?;
             let offset = cur.u64().map_err(damaged)?;
+            if !names.insert(name.clone()) {
+                return Err(damaged(HeaderFault::DuplicateTensor { name }));
+            }
+            let Some(n) = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)) else {
+                return Err(damaged(HeaderFault::TooManyElements { name, dims }));
+            };
+            parameters = match parameters.checked_add(n) {
+                Some(p) => p,
+                None => return Err(damaged(HeaderFault::TooManyParameters { name })),
+            };
             tensors.push(GgufTensorInfo {
                 name,
                 dims,
@@ -405,7 +436,10 @@ impl GgufHeader {
     pub fn data_end(&self) -> u64 {
         self.tensors
             .iter()
-            .filter_map(|t| t.n_bytes().map(|n| self.data_offset + t.offset + n))
+            .filter_map(|t| {
+                t.n_bytes()
+                    .map(|n| self.data_offset.saturating_add(t.offset).saturating_add(n))
+            })
             .max()
             .unwrap_or(self.data_offset)
     }
@@ -631,6 +665,64 @@ mod tests {
         assert!(matches!(GgufHeader::read(f.path()), Err(GgufError::NotGguf { .. })));
         let empty = write(b"");
         assert!(matches!(GgufHeader::read(empty.path()), Err(GgufError::NotGguf { .. })));
+    }
+
+    /// The tiny GGUF with its tensor table replaced: `tensors` are (name, dims) of F32 tensors at offset 0.
+    fn with_tensors(tensors: &[(&str, &[u64])]) -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        for (name, dims) in tensors {
+            string(&mut out, name);
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in *dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&0u64.to_le_bytes());
+        }
+        while !out.len().is_multiple_of(32) {
+            out.push(0);
+        }
+        out.extend_from_slice(&[0u8; 16]);
+        out
+    }
+
+    fn fault(bytes: &[u8]) -> String {
+        let f = write(bytes);
+        match GgufHeader::read(f.path()) {
+            Err(err @ GgufError::Damaged { .. }) => err.to_string(),
+            other => panic!("expected a damaged header, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_and_tensors_are_refused() {
+        let mut bytes = tiny_gguf();
+        // Rename the second key to the first's name (its length prefix too; the header gets 3 bytes shorter).
+        let second = bytes.windows(23).position(|w| w == b"gemma3.embedding_length").unwrap();
+        bytes[second - 8..second].copy_from_slice(&20u64.to_le_bytes());
+        bytes.splice(second..second + 23, b"general.architecture".iter().copied());
+        let e = fault(&bytes);
+        assert!(e.contains("metadata key \"general.architecture\" appears twice"), "{e}");
+
+        let e = fault(&with_tensors(&[("w", &[2]), ("v", &[1]), ("w", &[1])]));
+        assert!(e.contains("tensor \"w\" appears twice"), "{e}");
+    }
+
+    #[test]
+    fn element_counts_that_overflow_are_refused() {
+        let e = fault(&with_tensors(&[("w", &[1]), ("huge", &[1 << 32, 1 << 32])]));
+        assert!(
+            e.contains("tensor \"huge\" claims dimensions [4294967296, 4294967296]"),
+            "{e}"
+        );
+        let half = 1u64 << 63;
+        let e = fault(&with_tensors(&[("a", &[half]), ("b", &[half])]));
+        assert!(e.contains("overflow a 64-bit count at tensor \"b\""), "{e}");
+        let ok = write(&with_tensors(&[("a", &[2, 2])]));
+        assert_eq!(GgufHeader::read(ok.path()).unwrap().tensors[0].n_elements(), 4);
     }
 
     #[test]

@@ -295,9 +295,10 @@ fn fit_rule(
     })
 }
 
-/// The number of weights: the sum of every tensor's elements.
+/// The number of weights: the sum of every tensor's elements ([`GgufHeader::read`] refuses a table whose sum
+/// overflows u64; saturating here keeps a hand-built table from wrapping).
 pub fn parameter_count(h: &GgufHeader) -> u64 {
-    h.tensors.iter().map(|t| t.n_elements()).sum()
+    h.tensors.iter().fold(0u64, |sum, t| sum.saturating_add(t.n_elements()))
 }
 
 /// Tensors and bytes per ggml type, the most bytes first.

@@ -45,6 +45,84 @@ impl SamplingSettings {
     }
 }
 
+/// The values a sampling knob accepts; the same bounds hold for a flag of `run`/`chat`/`batch` and for a field of
+/// a batch job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// `--temp`, a job's `temperature`.
+    ZeroOrMore,
+    /// `--repeat-penalty`.
+    MoreThanZero,
+    /// `--top-p`, `--min-p`.
+    ZeroToOne,
+    /// `--max-tokens`, a job's `max_tokens`.
+    OneOrMore,
+}
+
+impl std::fmt::Display for Allowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Allowed::ZeroOrMore => "a number of 0 or more",
+            Allowed::MoreThanZero => "a number more than 0",
+            Allowed::ZeroToOne => "a number between 0 and 1",
+            Allowed::OneOrMore => "a whole number of 1 or more",
+        })
+    }
+}
+
+/// Why a sampling value is refused. A flag's error is printed by clap after the flag and the value; a batch job's
+/// after the field and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be {allowed}")]
+pub struct ValueError {
+    pub allowed: Allowed,
+}
+
+/// Checks a real-valued knob: a finite number (also as an f32) within `allowed`.
+pub fn checked_f32(value: f64, allowed: Allowed) -> Result<f32, ValueError> {
+    let v = value as f32;
+    let within = match allowed {
+        Allowed::ZeroOrMore => v >= 0.0,
+        Allowed::MoreThanZero => v > 0.0,
+        Allowed::ZeroToOne => (0.0..=1.0).contains(&v),
+        Allowed::OneOrMore => v >= 1.0 && v.fract() == 0.0,
+    };
+    if v.is_finite() && within {
+        Ok(v)
+    } else {
+        Err(ValueError { allowed })
+    }
+}
+
+/// The temperature: 0 (greedy) or more.
+pub fn temperature(value: f64) -> Result<f32, ValueError> {
+    checked_f32(value, Allowed::ZeroOrMore)
+}
+
+/// The most tokens to generate: 1 or more.
+pub fn max_tokens(value: u64) -> Result<usize, ValueError> {
+    match usize::try_from(value) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(ValueError {
+            allowed: Allowed::OneOrMore,
+        }),
+    }
+}
+
+/// A flag's text as a real-valued knob (clap's value parser).
+pub fn parse_f32(text: &str, allowed: Allowed) -> Result<f32, ValueError> {
+    let value: f64 = text.trim().parse().map_err(|_| ValueError { allowed })?;
+    checked_f32(value, allowed)
+}
+
+/// A flag's text as `--max-tokens` (clap's value parser).
+pub fn parse_max_tokens(text: &str) -> Result<usize, ValueError> {
+    let value: u64 = text.trim().parse().map_err(|_| ValueError {
+        allowed: Allowed::OneOrMore,
+    })?;
+    max_tokens(value)
+}
+
 /// Element type of the KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -232,6 +310,28 @@ impl QuantType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampling_values_share_one_range_check() {
+        assert_eq!(temperature(0.0), Ok(0.0));
+        assert_eq!(temperature(1.5), Ok(1.5));
+        for bad in [-1.0, 1e39, f64::NAN, f64::INFINITY] {
+            let err = temperature(bad).unwrap_err();
+            assert_eq!(err.to_string(), "must be a number of 0 or more", "{bad}");
+        }
+        assert_eq!(max_tokens(1), Ok(1));
+        assert_eq!(
+            max_tokens(0).unwrap_err().to_string(),
+            "must be a whole number of 1 or more"
+        );
+        assert_eq!(parse_max_tokens("7"), Ok(7));
+        assert!(parse_max_tokens("-1").is_err() && parse_max_tokens("1.5").is_err());
+        assert_eq!(parse_f32("0.5", Allowed::ZeroToOne), Ok(0.5));
+        assert!(parse_f32("1.5", Allowed::ZeroToOne).is_err());
+        assert!(parse_f32("0", Allowed::MoreThanZero).is_err());
+        assert!(parse_f32("nan", Allowed::ZeroOrMore).is_err());
+        assert!(parse_f32("x", Allowed::ZeroOrMore).is_err());
+    }
 
     #[test]
     fn threads_are_capped_at_the_cpus_available() {

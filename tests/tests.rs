@@ -16,6 +16,7 @@ mod hub;
 mod info;
 mod injection;
 mod load_reason;
+mod messages;
 mod output_guard;
 mod parity;
 mod quantize;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::conversation::{Conversation, ConversationError, ConversationFile};
+use crate::settings::{Allowed, ValueError};
 
 /// One job as written in the input file.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,10 +24,12 @@ struct JobLine {
     images: Vec<PathBuf>,
     #[serde(default)]
     system: Option<String>,
+    /// Checked by [`crate::settings::max_tokens`], like `--max-tokens`.
     #[serde(default)]
-    max_tokens: Option<usize>,
+    max_tokens: Option<serde_json::Value>,
+    /// Checked by [`crate::settings::temperature`], like `--temp`.
     #[serde(default)]
-    temperature: Option<f32>,
+    temperature: Option<serde_json::Value>,
     #[serde(default)]
     seed: Option<u32>,
 }
@@ -43,6 +46,14 @@ pub enum JobError {
     /// A field of the wrong type or an unknown field (serde's text names it).
     #[error("line {line}: {reason}")]
     BadField { line: usize, reason: String },
+    /// A sampling value outside the range its flag accepts.
+    #[error("line {line}: \"{field}\" is {value}: {error}")]
+    BadValue {
+        line: usize,
+        field: &'static str,
+        value: String,
+        error: ValueError,
+    },
     #[error("line {line}: {problem}")]
     Conversation { line: usize, problem: JobProblem },
 }
@@ -54,6 +65,8 @@ pub enum JobProblem {
     PromptAndMessages,
     #[error("a job needs a \"prompt\" or \"messages\"")]
     NoPrompt,
+    #[error("\"prompt\" is empty and the job has no \"images\": give a question")]
+    EmptyPrompt,
     #[error("\"system\" given twice (field and system message)")]
     SystemTwice,
     #[error("\"images\" needs a user message")]
@@ -167,20 +180,63 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
         }
     };
     let _ = &job.id;
+    let sampling = sampling_of(&job, n);
+    let (max_tokens, temperature) = match sampling {
+        Ok(values) => values,
+        Err(error) => return Job::failed(id, error),
+    };
     let input = conversation_of(&job, base).map_err(|problem| JobError::Conversation { line: n, problem });
     Job {
         id,
         input,
-        max_tokens: job.max_tokens,
-        temperature: job.temperature,
+        max_tokens,
+        temperature,
         seed: job.seed,
     }
+}
+
+/// The job's `max_tokens` and `temperature`, held to the ranges of `--max-tokens` and `--temp`.
+fn sampling_of(job: &JobLine, line: usize) -> Result<(Option<usize>, Option<f32>), JobError> {
+    let bad = |field, value: &serde_json::Value, error| JobError::BadValue {
+        line,
+        field,
+        value: value.to_string(),
+        error,
+    };
+    let max_tokens = match &job.max_tokens {
+        None => None,
+        Some(v) => {
+            let n = v.as_u64().ok_or(ValueError {
+                allowed: Allowed::OneOrMore,
+            });
+            Some(
+                n.and_then(crate::settings::max_tokens)
+                    .map_err(|e| bad("max_tokens", v, e))?,
+            )
+        }
+    };
+    let temperature = match &job.temperature {
+        None => None,
+        Some(v) => {
+            let t = v.as_f64().ok_or(ValueError {
+                allowed: Allowed::ZeroOrMore,
+            });
+            Some(
+                t.and_then(crate::settings::temperature)
+                    .map_err(|e| bad("temperature", v, e))?,
+            )
+        }
+    };
+    Ok((max_tokens, temperature))
 }
 
 fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, JobProblem> {
     let mut conversation = match (&job.prompt, &job.messages) {
         (Some(_), Some(_)) => return Err(JobProblem::PromptAndMessages),
         (None, None) => return Err(JobProblem::NoPrompt),
+        (Some(prompt), None) if prompt.trim().is_empty() && job.images.is_empty() => {
+            return Err(JobProblem::EmptyPrompt)
+        }
         (Some(prompt), None) => Conversation::single(job.system.clone(), prompt.clone(), job.images.clone()),
         (None, Some(messages)) => {
             let mut c = Conversation::from_messages(messages.clone().into_messages())?;
@@ -331,6 +387,45 @@ not json
         );
         assert!(jobs[6].input.as_ref().unwrap_err().to_string().contains("colour"));
         assert_eq!(jobs[7].id, "7");
+    }
+
+    #[test]
+    fn sampling_values_are_held_to_the_flag_ranges() {
+        let text = r#"{"id": "t", "prompt": "q", "temperature": -1}
+{"id": "big", "prompt": "q", "temperature": 1e39}
+{"id": "n0", "prompt": "q", "max_tokens": 0}
+{"id": "nf", "prompt": "q", "max_tokens": 2.5}
+{"id": "ts", "prompt": "q", "temperature": "hot"}
+{"id": "ok", "prompt": "q", "temperature": 0.7, "max_tokens": 3}
+{"id": "empty", "prompt": "  "}
+{"id": "image-only", "prompt": "", "images": ["x.png"]}"#;
+        let jobs = parse_jobs(text, Path::new("/data"));
+        let err = |i: usize| jobs[i].input.as_ref().unwrap_err().to_string();
+        assert_eq!(err(0), "line 1: \"temperature\" is -1: must be a number of 0 or more");
+        assert_eq!(
+            err(1),
+            "line 2: \"temperature\" is 1e+39: must be a number of 0 or more"
+        );
+        assert_eq!(
+            err(2),
+            "line 3: \"max_tokens\" is 0: must be a whole number of 1 or more"
+        );
+        assert_eq!(
+            err(3),
+            "line 4: \"max_tokens\" is 2.5: must be a whole number of 1 or more"
+        );
+        assert_eq!(
+            err(4),
+            "line 5: \"temperature\" is \"hot\": must be a number of 0 or more"
+        );
+        assert_eq!(jobs[0].id, "t");
+        assert_eq!((jobs[5].temperature, jobs[5].max_tokens), (Some(0.7), Some(3)));
+        assert!(jobs[5].input.is_ok());
+        assert_eq!(
+            err(6),
+            "line 7: \"prompt\" is empty and the job has no \"images\": give a question"
+        );
+        assert!(jobs[7].input.is_ok());
     }
 
     #[test]

@@ -291,11 +291,12 @@ fn prepare_job(
         .collect::<Result<Vec<_>, _>>()?;
     let prompt = engine.prepare(&conversation, &images)?;
     let mut sampling = defaults.clone();
+    // Already held to the ranges of --max-tokens and --temp when the job was read.
     if let Some(n) = job.max_tokens {
-        sampling.max_tokens = n.max(1);
+        sampling.max_tokens = n;
     }
     if let Some(t) = job.temperature {
-        sampling.temperature = t.max(0.0);
+        sampling.temperature = t;
     }
     if let Some(s) = job.seed {
         sampling.seed = s;
