@@ -65,6 +65,18 @@ fn batch_cmd(jobs: &Path, output: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// The 30 records of the tests' job set name 30 different jobs.
+fn assert_each_job_once(records: &[Value]) {
+    let ids: HashSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids.len(),
+        30,
+        "each of the 30 jobs once: {} records, {} ids",
+        records.len(),
+        ids.len()
+    );
+}
+
 fn records(output: &Path) -> Vec<Value> {
     std::fs::read_to_string(output)
         .unwrap()
@@ -98,13 +110,7 @@ fn thirty_jobs_give_thirty_records_three_of_them_errors() {
     );
     let recs = records(&out);
     assert_eq!(recs.len(), 30);
-    assert_eq!(
-        recs.iter()
-            .map(|r| r["id"].as_str().unwrap())
-            .collect::<HashSet<_>>()
-            .len(),
-        30
-    );
+    assert_each_job_once(&recs);
     let errors: Vec<&Value> = recs.iter().filter(|r| r["finish_reason"] == "error").collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     let all_errors: String = errors
@@ -211,13 +217,7 @@ fn killed_mid_run_then_rerun_gives_each_job_once() {
     );
     let recs = records(&out);
     assert_eq!(recs.len(), 30);
-    assert_eq!(
-        recs.iter()
-            .map(|r| r["id"].as_str().unwrap())
-            .collect::<HashSet<_>>()
-            .len(),
-        30
-    );
+    assert_each_job_once(&recs);
 }
 
 /// Issue 14: a second batch on the results file a running batch writes fails at once (the file is locked) instead
@@ -254,14 +254,7 @@ fn a_second_batch_on_the_same_output_fails_while_the_first_runs() {
     );
     let recs = records(&out);
     assert_eq!(recs.len(), 30);
-    assert_eq!(
-        recs.iter()
-            .map(|r| r["id"].as_str().unwrap())
-            .collect::<HashSet<_>>()
-            .len(),
-        30,
-        "each job's record is written once"
-    );
+    assert_each_job_once(&recs);
 }
 
 #[test]
@@ -277,13 +270,7 @@ fn three_shards_cover_every_job_once() {
         all.extend(recs);
     }
     assert_eq!(all.len(), 30);
-    assert_eq!(
-        all.iter()
-            .map(|r| r["id"].as_str().unwrap())
-            .collect::<HashSet<_>>()
-            .len(),
-        30
-    );
+    assert_each_job_once(&all);
     let whole = dir.path().join("whole.jsonl");
     output(&mut batch_cmd(&jobs, &whole, &[]));
     assert_eq!(texts(&all), texts(&records(&whole)));

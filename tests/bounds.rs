@@ -42,37 +42,10 @@ fn thin_png(dir: &Path) -> PathBuf {
 
 /// A PNG whose header claims 20000 x 20000 pixels, followed by a few bytes of image data.
 fn huge_png(dir: &Path) -> PathBuf {
-    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        png.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        png.extend(&body);
-        let mut crc = !0u32;
-        for &b in &body {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        png.extend((!crc).to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = 20_000u32.to_be_bytes().to_vec();
-    ihdr.extend(20_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
-    );
-    chunk(&mut png, b"IEND", &[]);
+    let idat = [0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01];
+    let bytes = png(&[(b"IHDR", &png_header(20_000, 20_000)), (b"IDAT", &idat), (b"IEND", &[])]);
     let p = dir.join("huge.png");
-    std::fs::write(&p, png).unwrap();
+    std::fs::write(&p, bytes).unwrap();
     p
 }
 

@@ -233,3 +233,36 @@ pub fn within(cmd: &mut Command, stdin: &str, secs: u64) -> (i32, String, String
         .unwrap_or_else(|| panic!("killed by a signal ({status:?}):\n{stderr}"));
     (code, stdout, stderr)
 }
+
+/// A PNG file from its chunks (kind, data), with valid lengths and CRCs: for images whose header says what the test
+/// needs (a size of 0x0, a size far larger than the data) without the encoder refusing to write them.
+pub fn png(chunks: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in chunks {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut crc = !0u32;
+        for &b in &body {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        out.extend(&body);
+        out.extend((!crc).to_be_bytes());
+    }
+    out
+}
+
+/// The 13 bytes of a PNG IHDR chunk for an 8-bit RGB image of `width` x `height`.
+pub fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    ihdr
+}
