@@ -329,12 +329,18 @@ impl GgufHeader {
         };
         let file = crate::files::open_regular(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
+        GgufHeader::parse(BufReader::with_capacity(1 << 20, file), file_len, path)
+    }
+
+    /// Reads a header from `reader`, the start of a file of `file_len` bytes named `path` (the name is only used in
+    /// messages). The checks are those of [`GgufHeader::read`]; this form lets tests and fuzzing work in memory.
+    pub fn parse(reader: impl Read, file_len: u64, path: &Path) -> Result<GgufHeader, GgufError> {
         let damaged = |what: HeaderFault| GgufError::Damaged {
             path: path.to_path_buf(),
             what,
         };
         let mut cur = Cursor {
-            inner: BufReader::with_capacity(1 << 20, file),
+            inner: reader,
             pos: 0,
             limit: file_len,
         };
