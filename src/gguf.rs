@@ -151,8 +151,8 @@ pub enum HeaderFault {
     BadValue { key: String, fault: Box<HeaderFault> },
     #[error("tensor {name:?} claims {n_dims} dimensions")]
     TooManyDimensions { name: String, n_dims: u32 },
-    #[error("its tensors need {needed} bytes but the file has {len}")]
-    DataMissing { needed: u64, len: u64 },
+    #[error("its tensors need {needed} bytes but the file has {len} (tensor {name:?} ends past the end)")]
+    DataMissing { needed: u64, len: u64, name: String },
     #[error("metadata key {key:?} appears twice")]
     DuplicateKey { key: String },
     #[error("tensor {name:?} appears twice in the tensor table")]
@@ -161,10 +161,29 @@ pub enum HeaderFault {
     TooManyElements { name: String, dims: Vec<u64> },
     #[error("the element counts of the tensors overflow a 64-bit count at tensor {name:?}")]
     TooManyParameters { name: String },
+    #[error(
+        "metadata key \"general.alignment\" is {value}, but it must be a u32 power of two from 1 to {MAX_ALIGNMENT}"
+    )]
+    BadAlignment { value: String },
 }
 
-/// Size in bytes of one block of a ggml type, and the number of elements per block.
-fn ggml_type_block(t: u32) -> Option<(u64, u64)> {
+/// The largest `general.alignment` accepted. ggml takes any power of two; writers use 32, and a larger value only
+/// pads the file (a huge one is a published way to make readers seek past the end).
+pub const MAX_ALIGNMENT: u64 = 1 << 20;
+
+/// `general.alignment` as ggml reads it: a u32 power of two (32 when absent); any other value as text.
+fn valid_alignment(value: Option<&GgufValue>) -> Result<u64, String> {
+    match value {
+        None => Ok(32),
+        Some(GgufValue::U32(a)) if a.is_power_of_two() && u64::from(*a) <= MAX_ALIGNMENT => Ok((*a).into()),
+        Some(GgufValue::U32(a)) => Err(a.to_string()),
+        Some(other) => Err(format!("{other:?} (not a u32)")),
+    }
+}
+
+/// The number of elements in one block of a ggml type, and the block's size in bytes (`None` for a type ggml does
+/// not know, or one removed from GGUF files).
+pub fn ggml_type_block(t: u32) -> Option<(u64, u64)> {
     // (elements per block, bytes per block), from ggml's type traits.
     Some(match t {
         0 => (1, 4),      // F32
@@ -199,6 +218,9 @@ fn ggml_type_block(t: u32) -> Option<(u64, u64)> {
         34 => (256, 54),  // TQ1_0
         35 => (256, 66),  // TQ2_0
         39 => (32, 17),   // MXFP4
+        40 => (64, 36),   // NVFP4
+        41 => (128, 18),  // Q1_0
+        42 => (64, 18),   // Q2_0
         _ => return None,
     })
 }
@@ -238,6 +260,9 @@ pub fn ggml_type_name(t: u32) -> String {
         34 => "TQ1_0",
         35 => "TQ2_0",
         39 => "MXFP4",
+        40 => "NVFP4",
+        41 => "Q1_0",
+        42 => "Q2_0",
         other => return format!("type {other}"),
     };
     name.to_string()
@@ -417,11 +442,8 @@ impl GgufHeader {
                 offset,
             });
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(GgufValue::as_u64)
-            .unwrap_or(32)
-            .max(1);
+        let alignment = valid_alignment(metadata.get("general.alignment"))
+            .map_err(|value| damaged(HeaderFault::BadAlignment { value }))?;
         let data_offset = cur.pos.div_ceil(alignment) * alignment;
         let header = GgufHeader {
             path: path.to_path_buf(),
@@ -433,7 +455,21 @@ impl GgufHeader {
         };
         let needed = header.data_end();
         if needed > file_len {
-            return Err(damaged(HeaderFault::DataMissing { needed, len: file_len }));
+            let name = header
+                .tensors
+                .iter()
+                .find(|t| {
+                    t.n_bytes()
+                        .map(|n| data_offset.saturating_add(t.offset).saturating_add(n))
+                        == Some(needed)
+                })
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            return Err(damaged(HeaderFault::DataMissing {
+                needed,
+                len: file_len,
+                name,
+            }));
         }
         Ok(header)
     }
@@ -478,9 +514,10 @@ impl GgufHeader {
         self.architecture() == Some("clip")
     }
 
-    /// `general.alignment` (32 when absent).
+    /// `general.alignment` (32 when absent; [`GgufHeader::parse`] refuses a value that is not a power of two up to
+    /// [`MAX_ALIGNMENT`], so this is the one the data section was laid out with).
     pub fn alignment(&self) -> u64 {
-        self.get_u64("general.alignment").unwrap_or(32).max(1)
+        valid_alignment(self.get("general.alignment")).unwrap_or(32)
     }
 }
 

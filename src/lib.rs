@@ -13,6 +13,7 @@ mod conversation;
 mod engine;
 mod files;
 mod gguf;
+mod gguf_check;
 mod hub;
 mod image_input;
 mod interrupt;

@@ -66,7 +66,8 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
             );
         }
     }
-    let base_header = GgufHeader::read(&args.base).with_context(|| format!("--base {}", args.base.display()))?;
+    let base_header =
+        crate::gguf_check::read_checked(&args.base).with_context(|| format!("--base {}", args.base.display()))?;
     if base_header.is_mmproj() {
         return super::eval_quant_vision::run(&args);
     }

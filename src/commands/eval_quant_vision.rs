@@ -13,7 +13,6 @@ use super::eval_quant::file_type;
 use crate::cli::EvalQuantArgs;
 use crate::conversation::Conversation;
 use crate::engine::{image_embedding, Engine, ImageEmbedding, LoadOptions, NoObserver, Session};
-use crate::gguf::GgufHeader;
 use crate::image_input::{ImageFit, ImageInput};
 use crate::quant_eval::{common_prefix, embedding_fidelity, EmbeddingFidelity};
 use crate::settings::{default_threads, ContextSettings, SamplingSettings};
@@ -99,9 +98,9 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
             args.base.display()
         );
     }
-    let model_header = GgufHeader::read(model).with_context(|| format!("-m {}", model.display()))?;
+    let model_header = crate::gguf_check::read_checked(model).with_context(|| format!("-m {}", model.display()))?;
     for q in std::iter::once(&args.base).chain(&args.quants) {
-        let h = GgufHeader::read(q).with_context(|| format!("--quant {}", q.display()))?;
+        let h = crate::gguf_check::read_checked(q).with_context(|| format!("--quant {}", q.display()))?;
         if h.is_mmproj() {
             crate::model_info::check_headers_fit(&model_header, &h)?;
         }

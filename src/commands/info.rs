@@ -1,5 +1,6 @@
 //! `medgemma info`: what a GGUF file holds (model or mmproj), read from its header only, and whether a model and
-//! an mmproj fit together. Safe on any file: it never loads llama.cpp.
+//! an mmproj fit together. Safe on any file: it never loads llama.cpp. A file that fails the header pre-check
+//! (`gguf_check`) is an error here too, with the message `run` would give.
 
 use std::io::Write;
 
@@ -7,7 +8,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::cli::InfoArgs;
-use crate::gguf::GgufHeader;
+use crate::gguf_check::read_checked;
 use crate::model_info::{check_fit, GgufInfo, ModelInfo, ProjectorInfo};
 
 #[derive(Serialize)]
@@ -21,7 +22,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let infos = args
         .files
         .iter()
-        .map(|p| GgufHeader::read(p).map(|h| GgufInfo::from_header(&h)))
+        .map(|p| read_checked(p).map(|h| GgufInfo::from_header(&h)))
         .collect::<Result<Vec<_>, _>>()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

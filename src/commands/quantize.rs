@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::QuantizeArgs;
 use crate::engine::{self, QuantizeOptions};
-use crate::gguf::GgufHeader;
+use crate::gguf_check::read_checked;
 use crate::model_info::{human_bytes, is_quantized, mix_line, tensor_types};
 use crate::output_guard::OutputGuard;
 use crate::settings::default_threads;
@@ -23,7 +23,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             input.display()
         );
     }
-    let header = GgufHeader::read(input)?;
+    let header = read_checked(input)?;
     check_output(input, output, args.force)?;
     if is_quantized(&header) && !args.allow_requantize {
         bail!(
@@ -71,7 +71,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         bar.finish_and_clear();
     }
     let mmproj = result?;
-    let written = GgufHeader::read(tmp.path()).context("llama.cpp wrote an unreadable file")?;
+    let written = read_checked(tmp.path()).context("llama.cpp wrote a file that medgemma cannot load")?;
     tmp.persist(output)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot move the output into place at {}", output.display()))?;

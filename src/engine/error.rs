@@ -13,6 +13,9 @@ pub enum EngineError {
     MmprojMissing { path: PathBuf },
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The file fails the pre-check of everything llama.cpp reads from its header (`gguf_check`).
+    #[error(transparent)]
+    Check(#[from] crate::gguf_check::CheckError),
     #[error("{} is a vision projector (mmproj), not a language model: pass it with --mmproj, and the model with -m/--model", path.display())]
     MmprojGivenAsModel { path: PathBuf },
     #[error("{} is a language model ({arch}), not a vision projector: pass it with -m/--model, and the mmproj file with --mmproj", path.display())]

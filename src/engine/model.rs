@@ -1,5 +1,6 @@
-//! Loading: checks the model and mmproj files (exists, is GGUF, whole, the right kind, they fit together), then
-//! loads them into llama.cpp and reads what the prompt builder needs from the vocabulary.
+//! Loading: checks the model and mmproj files (exists, is GGUF, whole, the right kind, passes the header pre-check
+//! of `gguf_check`, they fit together), then loads them into llama.cpp and reads what the prompt builder needs from
+//! the vocabulary.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -76,7 +77,10 @@ fn check_model_file(path: &Path) -> Result<GgufHeader, EngineError> {
         Some("clip") => Err(EngineError::MmprojGivenAsModel {
             path: path.to_path_buf(),
         }),
-        Some("gemma3") => Ok(header),
+        Some("gemma3") => {
+            crate::gguf_check::check(&header)?;
+            Ok(header)
+        }
         other => Err(EngineError::UnsupportedArchitecture {
             path: path.to_path_buf(),
             arch: other.unwrap_or("(none)").to_string(),
@@ -98,6 +102,7 @@ fn check_mmproj_file(path: &Path, model: &GgufHeader) -> Result<GgufHeader, Engi
             arch,
         });
     }
+    crate::gguf_check::check(&header)?;
     let has_vision = header
         .get("clip.has_vision_encoder")
         .and_then(|v| v.as_bool())
