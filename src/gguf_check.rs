@@ -100,6 +100,8 @@ pub enum TensorFault {
     Gap { offset: u64, expected: u64 },
     #[error("ends at byte {end} but the file has only {len} bytes")]
     PastEnd { end: u64, len: u64 },
+    #[error("starts at data offset {offset} and ends past what a 64-bit file offset can hold")]
+    EndOverflows { offset: u64 },
     #[error("is missing; llama.cpp's {arch} needs it")]
     Missing { arch: &'static str },
     #[error("has shape {found:?}, but the metadata implies {expected:?}")]
@@ -454,12 +456,21 @@ fn check_tensor_table(h: &GgufHeader) -> Result<(), Fault> {
             };
             return Err(tensor_fault(t, what));
         }
-        let end = h.data_offset.saturating_add(t.offset).saturating_add(bytes);
+        // Checked sums: the sizes of several tensors may together overflow 64 bits (a published exploit).
+        let overflows = || tensor_fault(t, TensorFault::EndOverflows { offset: t.offset });
+        let end = h
+            .data_offset
+            .checked_add(t.offset)
+            .and_then(|e| e.checked_add(bytes))
+            .ok_or_else(overflows)?;
         if end > h.file_len {
             return Err(tensor_fault(t, TensorFault::PastEnd { end, len: h.file_len }));
         }
-        // `end` fits in the file, so the padded size cannot overflow.
-        expected = t.offset + bytes.div_ceil(alignment) * alignment;
+        // `bytes` is below 2^63 and the alignment at most 2^20, so only the sum can overflow.
+        expected = t
+            .offset
+            .checked_add(bytes.div_ceil(alignment) * alignment)
+            .ok_or_else(overflows)?;
         previous = Some(t);
     }
     Ok(())
