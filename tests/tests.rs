@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod convert;
 mod errors;
+mod gguf_check;
 mod eval_quant;
 mod hub;
 mod info;
