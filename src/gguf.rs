@@ -621,7 +621,7 @@ mod tests {
         out.extend_from_slice(&4u64.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&0u64.to_le_bytes());
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.extend_from_slice(&[0u8; 16]);

@@ -42,7 +42,11 @@ fn rename(bytes: &mut [u8], old: &str, new: &str) {
 /// Reshapes the 2-D tensor `name` from [a, b] to [2a, b/2]: the same size, so the file stays valid GGUF.
 fn reshape(bytes: &mut [u8], name: &str) {
     let at = entry(bytes, name);
-    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2, "{name} is 2-D");
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        2,
+        "{name} is 2-D"
+    );
     let dim = |b: &[u8], i: usize| u64::from_le_bytes(b[at + 4 + 8 * i..at + 12 + 8 * i].try_into().unwrap());
     let (a, b) = (dim(bytes, 0), dim(bytes, 1));
     bytes[at + 4..at + 12].copy_from_slice(&(a * 2).to_le_bytes());
@@ -52,7 +56,11 @@ fn reshape(bytes: &mut [u8], name: &str) {
 /// Sets the u32 metadata value of `key`.
 fn set_u32(bytes: &mut [u8], key: &str, value: u32) {
     let at = entry(bytes, key);
-    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 4, "{key} is a u32");
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        4,
+        "{key} is a u32"
+    );
     bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
@@ -63,7 +71,10 @@ fn refused(cmd: &mut std::process::Command, path: &Path, subject: &str) -> Strin
     for crash in ["panicked", "GGML_ASSERT", "Aborted", "core dumped"] {
         assert!(!err.contains(crash), "{crash}:\n{err}");
     }
-    assert!(err.contains(&path.display().to_string()), "the file is not named:\n{err}");
+    assert!(
+        err.contains(&path.display().to_string()),
+        "the file is not named:\n{err}"
+    );
     assert!(err.contains(subject), "{subject} is not named:\n{err}");
     assert!(err.contains("download or convert it again"), "no fix:\n{err}");
     err
@@ -90,8 +101,14 @@ fn mmproj_with_a_wrongly_shaped_attention_matrix_is_refused_not_aborted() {
     let dir = tempfile::tempdir().unwrap();
     let g = mm();
     let name = "v.blk.0.attn_q.weight";
-    let bad = edited(g.mmproj.as_ref().unwrap(), dir.path(), "mmproj-bad.gguf", |b| reshape(b, name));
-    let err = refused(&mut run_with(&g.model, Some(&bad)), &bad, &format!("tensor {name:?} has shape"));
+    let bad = edited(g.mmproj.as_ref().unwrap(), dir.path(), "mmproj-bad.gguf", |b| {
+        reshape(b, name)
+    });
+    let err = refused(
+        &mut run_with(&g.model, Some(&bad)),
+        &bad,
+        &format!("tensor {name:?} has shape"),
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     refused(&mut info(&bad), &bad, name);
 }
@@ -161,7 +178,11 @@ fn model_with_scores_of_the_wrong_type_is_refused() {
         assert_eq!(u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()), 6, "of f32");
         b[at + 4..at + 8].copy_from_slice(&5u32.to_le_bytes()); // i32: same size, wrong type
     });
-    refused(&mut run_with(&bad, None), &bad, &format!("metadata key {key:?} holds an array"));
+    refused(
+        &mut run_with(&bad, None),
+        &bad,
+        &format!("metadata key {key:?} holds an array"),
+    );
 }
 
 #[test]
@@ -175,7 +196,11 @@ fn model_with_an_unknown_tensor_type_is_refused() {
         let ty = at + 4 + 8 * n_dims;
         b[ty..ty + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     });
-    refused(&mut info(&bad), &bad, &format!("tensor {name:?} has ggml type 4294967295"));
+    refused(
+        &mut info(&bad),
+        &bad,
+        &format!("tensor {name:?} has ggml type 4294967295"),
+    );
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! broken in one way, read with `GgufHeader::parse`. The published malicious shapes (REFERENCE.md §9) are pinned
 //! one test each.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
-use crate::gguf::GgufValue as V;
+use crate::gguf::{GgufError, GgufTensorInfo, GgufValue as V};
 
 const PATH: &str = "/models/bad.gguf";
 
