@@ -190,8 +190,16 @@ pub(super) fn check(m: &Meta, tensors: &Tensors) -> Result<(), Fault> {
     }
     t.need("v.post_ln.weight", &[n_embd])?;
     t.allow("v.post_ln.bias", &[n_embd])?;
-    let projection_dim = m.u32(&v("projection_dim"), true)?.unwrap_or(1) as u64;
-    t.need("mm.input_projection.weight", &[projection_dim, n_embd])?;
+    // Its output width is whatever the tensor holds: clip.cpp takes the width from it, not from
+    // clip.vision.projection_dim, and mtmd refuses (cleanly) a width other than the text model's; the fit of the
+    // two files is checked apart (model_info::check_headers_fit).
+    let projector = "mm.input_projection.weight";
+    let width = t
+        .by_name
+        .get(projector)
+        .and_then(|x| x.dims.first().copied())
+        .unwrap_or(1);
+    t.need(projector, &[width, n_embd])?;
     t.need("mm.soft_emb_norm.weight", &[n_embd])?;
     Ok(())
 }

@@ -938,7 +938,17 @@ fn projector_tensors_of_the_wrong_shape_are_named() {
     let e = mmproj().dims("v.position_embd.weight", &[V_EMBD, 32]).refused();
     assert_has(&e, &["\"v.position_embd.weight\"", "[32, 64]"]);
     let e = mmproj().dims("mm.input_projection.weight", &[V_EMBD, N_EMBD]).refused();
-    assert_has(&e, &["\"mm.input_projection.weight\""]);
+    assert_has(
+        &e,
+        &["\"mm.input_projection.weight\" has shape [32, 8], but the metadata implies [32, 32]"],
+    );
+    // The output width is the tensor's own (clip.cpp reads it there); whether it fits the model is checked apart.
+    check(
+        &mmproj()
+            .dims("mm.input_projection.weight", &[N_EMBD * 2, V_EMBD])
+            .header(),
+    )
+    .unwrap();
     let e = mmproj().tensor("v.blk.0.attn_q_norm.weight", &[7], F32).refused();
     assert_has(&e, &["\"v.blk.0.attn_q_norm.weight\""]);
     check(&mmproj().tensor("v.blk.0.attn_q_norm.weight", &[16], F32).header()).unwrap();
