@@ -54,7 +54,24 @@ pub(super) fn check(m: &Meta, tensors: &Tensors) -> Result<(), Fault> {
     let n_ff = m
         .per_layer(&k("feed_forward_length"), true, n_layer, 1)?
         .unwrap_or_default();
-    // llama.cpp's gemma3 sizes every layer's tensors by layer 0's values.
+    // llama.cpp's gemma3 sizes every layer's tensors by layer 0's values but builds each layer's graph with its own
+    // (a reshape that asserts when they differ): per-layer arrays must hold one value.
+    for (key, values) in [
+        ("attention.head_count", &n_head),
+        ("attention.head_count_kv", &n_head_kv),
+        ("feed_forward_length", &n_ff),
+    ] {
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| **v != values[0]) {
+            return Err(out_of_range(
+                &k(key),
+                v,
+                format!(
+                    "gemma3 layers all have the same value (layer 0 has {}, layer {i} differs)",
+                    values[0]
+                ),
+            ));
+        }
+    }
     let (n_head, n_head_kv, n_ff) = (n_head[0] as u64, n_head_kv[0] as u64, n_ff[0] as u64);
     let default_head = n_embd / n_head;
     let head_k = m

@@ -613,6 +613,10 @@ fn per_layer_arrays_must_have_one_entry_per_layer() {
         .set("gemma3.feed_forward_length", V::Array(vec![V::I32(32), V::I32(-16)]))
         .refused();
     assert_has(&e, &["\"gemma3.feed_forward_length\" is -16"]);
+    let e = model()
+        .set("gemma3.attention.head_count", V::Array(vec![V::U32(2), V::U32(1)]))
+        .refused();
+    assert_has(&e, &["\"gemma3.attention.head_count\" is 1", "layer 1 differs"]);
 }
 
 #[test]
