@@ -1,7 +1,9 @@
 //! A small, defensive reader for GGUF file headers (metadata and tensor table).
 //!
 //! Owns: telling a GGUF model from an mmproj from a file that is not GGUF at all or has been cut short, before
-//! llama.cpp sees it (llama.cpp aborts or returns a bare null on such files). Pure Rust: it never calls llama.cpp
+//! llama.cpp sees it (llama.cpp aborts or returns a bare null on such files), and refusing a header whose layout
+//! cannot be computed (`general.alignment` 0, not a power of two, or huge). What llama.cpp reads from a header that
+//! parses is checked by `gguf_check`. Pure Rust: it never calls llama.cpp
 //! and never reads tensor data, only the header and the file length.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The pre-check of a GGUF header before llama.cpp sees the file (issue 14).
 //!
 //! Owns: [`check`], the one rule book every command that loads or describes a GGUF applies after
-//! [`GgufHeader::read`]: the type of every metadata value llama.cpp reads for `gemma3` and `clip` (its typed getters
+//! [`GgufHeader::read`] ([`read_checked`] does both; the engine calls the two itself): the type of every metadata value llama.cpp reads for `gemma3` and `clip` (its typed getters
 //! abort on a mismatch), the tokenizer arrays against the vocabulary (lengths, byte tokens `<0xNN>`, repeated
 //! tokens, special token ids), the hyper-parameters in the ranges llama.cpp asserts on, the whole tensor table
 //! (known ggml types, dimensions, block sizes, sizes, alignment, offsets packed in table order inside the file), and
