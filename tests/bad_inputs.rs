@@ -295,12 +295,15 @@ fn every_bad_input_gets_a_clean_refusal() {
     let only = std::env::var("BAD_INPUTS_ONLY").ok();
     let started = Instant::now();
     let mut failures = Vec::new();
+    let mut times = Vec::new();
     let mut kinds = BTreeMap::<&str, (usize, usize)>::new();
     for case in &manifest.cases {
         if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
             continue;
         }
+        let case_started = Instant::now();
         let wrong = check(case, &dir, &manifest.placeholders, &expand);
+        times.push((case_started.elapsed(), case.name.as_str()));
         let k = kinds.entry(case.kind.as_str()).or_default();
         k.0 += 1;
         if !wrong.is_empty() {
@@ -313,6 +316,9 @@ fn every_bad_input_gets_a_clean_refusal() {
         kinds.values().map(|k| k.0).sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
+    times.sort();
+    let slowest: Vec<String> = times.iter().rev().take(8).map(|(t, n)| format!("{n} {:.1} s", t.as_secs_f64())).collect();
+    eprintln!("slowest: {}", slowest.join(", "));
     if !failures.is_empty() {
         let mut table = format!("{} of the bad-input cases failed:\n", failures.len());
         for (name, wrong) in &failures {

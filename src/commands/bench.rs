@@ -95,6 +95,7 @@ fn file_type(path: &std::path::Path) -> Option<String> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    crate::settings::check_cache_type(args.cache_type, args.flash_attention)?;
     let files = args.model.resolve()?;
     let model = files.model.clone();
     let threads = crate::settings::threads(args.threads, physical_cores);
