@@ -247,9 +247,12 @@ class Matrix:
         self.cases.append(case)
 
 
-RUN = ["run", "-m", "{model}", "-n", "1"]
-RUN_MM = ["run", "-m", "{model}", "--mmproj", "{mmproj}", "-n", "1"]
-CHAT = ["chat", "-m", "{model}", "--mmproj", "{mmproj}", "--no-history", "-n", "2"]
+# One thread wherever a model loads: on a busy 2-core machine, llama.cpp's threads waiting for each other at every
+# barrier make a tiny model take seconds instead of milliseconds.
+T1 = ["-t", "1"]
+RUN = ["run", "-m", "{model}", "-n", "1"] + T1
+RUN_MM = ["run", "-m", "{model}", "--mmproj", "{mmproj}", "-n", "1"] + T1
+CHAT = ["chat", "-m", "{model}", "--mmproj", "{mmproj}", "--no-history", "-n", "2"] + T1
 
 
 def model_cases(m: Matrix, model: Gguf) -> None:
@@ -261,13 +264,13 @@ def model_cases(m: Matrix, model: Gguf) -> None:
         rel = f"gguf/{name}.gguf"
         path = m.file(rel, encode(g) if data is None else data)
         args = {
-            "run": ["run", "-m", path, "-n", "1", "hi"],
+            "run": ["run", "-m", path, "-n", "1", "hi"] + T1,
             "info": ["info", path],
-            "bench": ["bench", "-m", path, "-p", "16", "-n", "2", "-r", "1"],
-            "quantize": ["quantize", path, "{dir}/out-" + name + ".gguf", "--type", "q8_0"],
-            "chat": ["chat", "-m", path, "--no-history"],
+            "bench": ["bench", "-m", path, "-p", "16", "-n", "2", "-r", "1"] + T1,
+            "quantize": ["quantize", path, "{dir}/out-" + name + ".gguf", "--type", "q8_0"] + T1,
+            "chat": ["chat", "-m", path, "--no-history"] + T1,
             "eval-quant": ["eval-quant", "--base", "{model}", "--quant", path, "--text", "{dir}/text.txt",
-                           "-c", "64"],
+                           "-c", "64"] + T1,
         }[cmd]
         m.add(Case(f"model-{name}", "gguf-model", args, 1, [f"{name}.gguf"] + names, protected=[path],
                    stdin="hi\n" if cmd == "chat" else None))
@@ -435,7 +438,7 @@ def mmproj_cases(m: Matrix, mmproj: Gguf) -> None:
         data = edit(g)
         path = m.file(f"gguf/mmproj-{name}.gguf", encode(g) if data is None else data)
         m.add(Case(f"mmproj-{name}", "gguf-mmproj", ["run", "-m", "{model}", "--mmproj", path, "--image", "{image}",
-                                                     "-n", "1", "hi"], 1, [f"mmproj-{name}.gguf"] + names,
+                                                     "-n", "1", "hi"] + T1, 1, [f"mmproj-{name}.gguf"] + names,
                    protected=[path]))
 
     def kv(key: str, vtype: int, value: Any) -> Callable[[Gguf], None]:
@@ -524,7 +527,7 @@ def image_cases(m: Matrix) -> None:
             "run": RUN_MM + ["--image", path, "hi"],
             "stretch": RUN_MM + ["--image-fit", "stretch", "--image", path, "hi"],
             "bench": ["bench", "-m", "{model}", "--mmproj", "{mmproj}", "--image", path, "-p", "16", "-n", "2", "-r",
-                      "1", "--image-repetitions", "1"],
+                      "1", "--image-repetitions", "1"] + T1,
             "chat": CHAT + ["--image", path],
         }[how]
         m.add(Case(f"image-{name}", "image", args, exit_code, contains, protected=[path],
@@ -603,7 +606,7 @@ def flag_cases(m: Matrix) -> None:
         long = {"-t": "--threads", "-b": "--batch-size", "-c": "--ctx-size", "-n": "--max-tokens"}.get(flag, flag)
         case(tag, ["run", "-m", "{model}", f"{long}={value}", "hi"], 2, [long, value])
     case("ctx-beyond-trained", RUN + ["-c", "4096", "hi"], 1, ["-c/--ctx-size 4096", "2048", "--allow-long-context"])
-    case("threads-10000", RUN + ["-t", "10000", "hi"], 0, ["-t 10000", "using"])
+    case("threads-10000", RUN[:-2] + ["-t", "10000", "hi"], 0, ["-t 10000", "using"])
     case("q8-cache-without-flash-attn", RUN + ["--cache-type", "q8_0", "--flash-attn", "off", "hi"], 1,
          ["--cache-type q8_0", "--flash-attn"])
     case("chat-q8-cache-without-flash-attn", CHAT + ["--cache-type", "q8_0", "--flash-attn", "off"], 1,
@@ -655,9 +658,10 @@ def flag_cases(m: Matrix) -> None:
     case("bench-p-100000", bench + ["-p", "100000"], 1, ["100000", "2048", "--allow-long-context"])
     case("bench-p-0", bench + ["-p", "0"], 2, ["--prompt-tokens"])
     case("bench-t-10000", bench + ["-p", "16", "-t", "10000"], 0, ["-t 10000", "using"])
+    bench += T1
     case("bench-b-0", bench + ["-p", "16", "-b", "0"], 2, ["--batch-size"])
     case("bench-r-0", bench + ["-p", "16", "-r", "0"], 2, ["--repetitions"])
-    eq = ["eval-quant", "--base", "{model}", "--quant", "{dir}/model-copy.gguf"]
+    eq = ["eval-quant", "--base", "{model}", "--quant", "{dir}/model-copy.gguf"] + T1
     case("eval-quant-ctx-beyond-trained", eq + ["--text", "{dir}/text.txt", "-c", "4096"], 1,
          ["-c/--ctx-size 4096", "2048", "--allow-long-context"])
     case("eval-quant-ctx-huge", eq + ["--text", "{dir}/text.txt", "-c", "1000000"], 1,
@@ -693,7 +697,7 @@ def batch_cases(m: Matrix) -> None:
         path = m.file(f"jobs/{name}.jsonl", lines)
         out = f"out-{name}.jsonl"
         args = ["batch", "-m", "{model}"] + (["--mmproj", "{mmproj}"] if mmproj else []) + [
-            "--input", path, "--output", "{dir}/" + out, "-n", "1"]
+            "--input", path, "--output", "{dir}/" + out, "-n", "1"] + T1
         m.add(Case(f"jsonl-{name}", "jsonl", args, 1, ["1 of"], protected=[path],
                    creates=[out, out + ".meta.json"], output_contains={out: field_words}))
 
@@ -720,7 +724,7 @@ def batch_cases(m: Matrix) -> None:
     job("image-without-mmproj", b'{"id": "a", "prompt": "hi", "images": ["../img/scan.jpg"]}\n' + ok, ["mmproj"])
 
     def refused(name: str, args: list[str], contains: list[str], protected: list[str], **kw: Any) -> None:
-        m.add(Case(f"batch-{name}", "jsonl", ["batch", "-m", "{model}"] + args, kw.pop("exit", 1), contains,
+        m.add(Case(f"batch-{name}", "jsonl", ["batch", "-m", "{model}"] + T1 + args, kw.pop("exit", 1), contains,
                    protected=protected, **kw))
 
     job("duplicate-ids", ok + ok, ["line 2", "duplicate id"])

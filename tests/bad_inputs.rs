@@ -18,7 +18,7 @@ use crate::util::*;
 
 /// The longest a case may run: most exit before a model loads; the tiny model loads and answers in well under a
 /// second, so anything near this is a hang.
-const CASE_TIMEOUT: Duration = Duration::from_secs(30);
+const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Text that means a crash, whatever the exit status.
 const CRASH_TEXT: [&str; 6] = [
