@@ -2,9 +2,11 @@
 //! the way MedGemma expects.
 //!
 //! Owns: every check on an image file (missing, not a regular file, too large a file, unreadable, not an image,
-//! empty, too many pixels, too elongated) with an error that names it, and the `--image-fit` choice. Sizes are checked from the
-//! header before anything is decoded, and the decoder is held to the same bounds, so no image can exhaust memory. Pure Rust (the `image` crate); it never calls llama.cpp. The engine hands the RGB
-//! pixels to the vision projector, which resizes them to its own input size.
+//! empty, too many pixels, too elongated) with an error that names it, and the `--image-fit` choice. The file's
+//! size is checked before it is read, and the image's size from its header before anything is decoded; the
+//! decoder is held to the same bounds, so no image can exhaust memory. Pure Rust (the `image` crate); it never
+//! calls llama.cpp. The engine hands the RGB pixels to the vision projector, which resizes them to its own input
+//! size.
 
 use std::path::{Path, PathBuf};
 
@@ -340,7 +342,9 @@ mod tests {
         let e = ImageInput::load(&p, ImageFit::Pad, 64).unwrap_err();
         assert!(matches!(e, ImageError::FileTooLarge { .. }), "{e}");
         assert!(
-            e.to_string().contains("3.0 GiB") && e.to_string().contains("528.0 MiB") && e.to_string().contains("downscale"),
+            e.to_string().contains("3.0 GiB")
+                && e.to_string().contains("528.0 MiB")
+                && e.to_string().contains("downscale"),
             "{e}"
         );
     }

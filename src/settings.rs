@@ -356,8 +356,13 @@ mod tests {
         assert!(check_cache_type(CacheType::Q8_0, FlashAttention::Auto).is_ok());
         assert!(check_cache_type(CacheType::Q8_0, FlashAttention::On).is_ok());
         assert!(check_cache_type(CacheType::F16, FlashAttention::Off).is_ok());
-        let e = check_cache_type(CacheType::Q8_0, FlashAttention::Off).unwrap_err().to_string();
-        assert!(e.contains("--cache-type q8_0") && e.contains("--flash-attn auto"), "{e}");
+        let e = check_cache_type(CacheType::Q8_0, FlashAttention::Off)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--cache-type q8_0") && e.contains("--flash-attn auto"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -133,9 +133,7 @@ fn run_with_deadline(cmd: &mut Command, stdin: Vec<u8>, limit: Duration) -> Outc
     let deadline = Instant::now() + limit;
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status
-                .code()
-                .ok_or_else(|| format!("killed by a signal ({status:?})"));
+            break status.code().ok_or_else(|| format!("killed by a signal ({status:?})"));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -187,7 +185,11 @@ fn check(
             wrong.push(format!("stderr lacks {part:?}"));
         }
     }
-    for part in CRASH_TEXT.iter().map(|s| s.to_string()).chain(case.not_contains.iter().map(|p| expand(p))) {
+    for part in CRASH_TEXT
+        .iter()
+        .map(|s| s.to_string())
+        .chain(case.not_contains.iter().map(|p| expand(p)))
+    {
         if out.stderr.contains(&part) || out.stdout.contains(&part) {
             wrong.push(format!("output has {part:?}"));
         }
@@ -317,7 +319,12 @@ fn every_bad_input_gets_a_clean_refusal() {
         started.elapsed().as_secs_f64()
     );
     times.sort();
-    let slowest: Vec<String> = times.iter().rev().take(8).map(|(t, n)| format!("{n} {:.1} s", t.as_secs_f64())).collect();
+    let slowest: Vec<String> = times
+        .iter()
+        .rev()
+        .take(8)
+        .map(|(t, n)| format!("{n} {:.1} s", t.as_secs_f64()))
+        .collect();
     eprintln!("slowest: {}", slowest.join(", "));
     if !failures.is_empty() {
         let mut table = format!("{} of the bad-input cases failed:\n", failures.len());

@@ -96,8 +96,8 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptEr
 /// existing file is the user's and is left alone.
 pub fn is_saved_chat(path: &Path) -> bool {
     const MAX_BYTES: u64 = 256 << 20;
-    let small = crate::files::check_regular_file(path).is_ok()
-        && std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_BYTES);
+    let small =
+        crate::files::check_regular_file(path).is_ok() && std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_BYTES);
     small
         && std::fs::read(path)
             .ok()

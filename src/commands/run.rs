@@ -31,10 +31,12 @@ struct RunReport<'a> {
 pub fn run(args: RunArgs) -> Result<()> {
     crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
     let conversation = read_conversation(&args)?;
-    conversation.check_ready_to_answer().with_context(|| match &args.messages {
-        Some(path) => format!("--messages {}: cannot answer this conversation", path.display()),
-        None => "cannot answer this conversation".into(),
-    })?;
+    conversation
+        .check_ready_to_answer()
+        .with_context(|| match &args.messages {
+            Some(path) => format!("--messages {}: cannot answer this conversation", path.display()),
+            None => "cannot answer this conversation".into(),
+        })?;
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
     let n_images = conversation.images().count();
