@@ -205,16 +205,20 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
 
 /// Which field of a job line serde refused, and why: `"images": invalid type: string "x.png", expected a
 /// sequence` (serde's own text names an unknown field, but not the field of a value of the wrong type). Each field
-/// is tried alone with the line's id.
+/// is tried alone with the line's id; `messages` errors already name the message and field.
 fn field_error(raw: &serde_json::Value) -> Option<String> {
     let object = raw.as_object()?;
     object.iter().find_map(|(key, value)| {
         let mut alone = serde_json::Map::new();
         alone.insert("id".into(), object.get("id")?.clone());
         alone.insert(key.clone(), value.clone());
-        serde_json::from_value::<JobLine>(serde_json::Value::Object(alone))
-            .err()
-            .map(|e| format!("\"{key}\": {e}"))
+        let error = serde_json::from_value::<JobLine>(serde_json::Value::Object(alone)).err()?;
+        // A conversation's own errors already say which message and field.
+        Some(if key == "messages" {
+            error.to_string()
+        } else {
+            format!("\"{key}\": {error}")
+        })
     })
 }
 
