@@ -206,7 +206,13 @@ fn check(
         }
     }
     let allowed: BTreeSet<PathBuf> = case.creates.iter().map(PathBuf::from).collect();
-    for new in listing(dir).difference(&files_before) {
+    let created: BTreeSet<PathBuf> = listing(dir).difference(&files_before).cloned().collect();
+    for file in case.output_contains.keys() {
+        if !created.contains(Path::new(file)) {
+            wrong.push(format!("did not write {file}"));
+        }
+    }
+    for new in &created {
         if !allowed.contains(new) {
             wrong.push(format!("left {} behind", new.display()));
         }
