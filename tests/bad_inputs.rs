@@ -5,6 +5,7 @@
 //! file, and the fix), no crash text (panic, GGML_ASSERT, abort, backtrace), nothing on stdout on failure, the
 //! protected files (model, mmproj, inputs, existing outputs) byte for byte as before, and no file left behind but
 //! the ones the case may create. Every failure is collected and shown in one table at the end.
+//! `BAD_INPUTS_ONLY=TEXT` runs only the cases whose name contains TEXT.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
