@@ -203,6 +203,10 @@ pub struct RunArgs {
     /// Write the logits at the last prompt position to FILE as a JSON array (for comparisons with a reference).
     #[arg(long = "logits-out", value_name = "FILE")]
     pub logits_out: Option<PathBuf>,
+    /// Replace the --logits-out FILE when it exists (never the model, the mmproj or an input: those are refused
+    /// whatever is asked).
+    #[arg(long, requires = "logits_out")]
+    pub force: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -272,6 +276,9 @@ pub struct EvalQuantArgs {
     /// Tokens per chunk; the second half of each chunk is scored, as llama.cpp's perplexity tool does.
     #[arg(short = 'c', long = "ctx-size", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..))]
     pub ctx_size: u32,
+    /// Allow a -c/--ctx-size (or --gen-tokens) beyond the model's trained length.
+    #[arg(long = "allow-long-context")]
+    pub allow_long_context: bool,
     /// Score at most N chunks [default: every whole chunk of the text].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunks: Option<u64>,

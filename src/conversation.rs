@@ -107,6 +107,8 @@ pub enum ConversationError {
     Empty,
     #[error("the last message must be the user's, for the model to answer it")]
     EndsWithModel,
+    #[error("message {}: the user's message is empty and has no images: give it a question", index + 1)]
+    EmptyLastMessage { index: usize },
 }
 
 impl Conversation {
@@ -163,6 +165,11 @@ impl Conversation {
         match self.turns.last() {
             None => Err(ConversationError::Empty),
             Some(turn) if turn.role == Role::Model => Err(ConversationError::EndsWithModel),
+            Some(turn) if turn.text.trim().is_empty() && turn.images.is_empty() => {
+                Err(ConversationError::EmptyLastMessage {
+                    index: self.turns.len() - 1 + usize::from(self.system.is_some()),
+                })
+            }
             Some(_) => Ok(()),
         }
     }
@@ -239,6 +246,8 @@ pub enum SchemaError {
         expected: &'static str,
         found: &'static str,
     },
+    #[error("message {number}: unknown field \"{field}\" (a message has role, content and images)")]
+    UnknownField { number: usize, field: String },
 }
 
 fn kind(v: &serde_json::Value) -> &'static str {
@@ -254,7 +263,7 @@ fn kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// Reads the messages of a conversation from JSON in either accepted form, checking each message's fields
-/// (unknown fields are ignored, as before).
+/// (an unknown field is refused: a misspelt "images" would otherwise drop the images without a word).
 pub fn messages_from_value(value: serde_json::Value) -> Result<Vec<Message>, SchemaError> {
     use serde_json::Value;
     let list = match value {
@@ -290,6 +299,13 @@ fn message_from_value(number: usize, value: serde_json::Value) -> Result<Message
         expected,
         found: kind(v),
     };
+    const FIELDS: [&str; 5] = ["role", "content", "images", "tokens", "interrupted"];
+    if let Some(field) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(SchemaError::UnknownField {
+            number,
+            field: field.clone(),
+        });
+    }
     let role = match object.get("role") {
         None => return Err(SchemaError::MissingRole { number }),
         Some(Value::String(r)) => match r.as_str() {

@@ -1,10 +1,12 @@
 //! Reading the images a user attaches: decode (PNG, JPEG, BMP, TIFF, WebP), convert to RGB, and fit to a square
 //! the way MedGemma expects.
 //!
-//! Owns: every check on an image file (missing, not a regular file, unreadable, not an image, empty, too many
-//! pixels, too elongated) with an error that names it, and the `--image-fit` choice. Sizes are checked from the
-//! header before anything is decoded, and the decoder is held to the same bounds, so no image can exhaust memory. Pure Rust (the `image` crate); it never calls llama.cpp. The engine hands the RGB
-//! pixels to the vision projector, which resizes them to its own input size.
+//! Owns: every check on an image file (missing, not a regular file, too large a file, unreadable, not an image,
+//! empty, too many pixels, too elongated) with an error that names it, and the `--image-fit` choice. The file's
+//! size is checked before it is read, and the image's size from its header before anything is decoded; the
+//! decoder is held to the same bounds, so no image can exhaust memory. Pure Rust (the `image` crate); it never
+//! calls llama.cpp. The engine hands the RGB pixels to the vision projector, which resizes them to its own input
+//! size.
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +84,15 @@ pub enum ImageError {
     )]
     TooElongated { path: PathBuf, width: u32, height: u32 },
     #[error(
+        "image {}: the file is {}, more than the {} any accepted image needs (8192x8192 pixels at 16 bits per \
+         channel, uncompressed); it is refused before it is read: downscale it (MedGemma sees every image at \
+         896x896) or save it compressed (PNG or JPEG)",
+        path.display(),
+        size_text(*bytes),
+        size_text(MAX_FILE_BYTES)
+    )]
+    FileTooLarge { path: PathBuf, bytes: u64 },
+    #[error(
         "image {}: decoding it would need more than {} MiB, although its header says {width}x{height}; the file \
          is probably damaged: export it again",
         path.display(),
@@ -93,6 +104,52 @@ pub enum ImageError {
 /// What a decoder may allocate: the largest accepted image at 16 bits per channel RGBA (8 bytes a pixel), and as
 /// much again for its working buffers. A header that lies about the size cannot make it allocate more.
 const DECODE_ALLOC_BYTES: u64 = MAX_PIXELS * 16;
+
+/// The largest image file read: an accepted image of the most pixels, uncompressed at 16 bits per channel RGBA
+/// (8 bytes a pixel, 512 MiB), with room for its headers. Checked from the file's size before a byte is read, so
+/// a huge file (or one that grows while read) cannot exhaust memory.
+pub const MAX_FILE_BYTES: u64 = MAX_PIXELS * 8 + (16 << 20);
+
+/// A size in bytes as people read it: `3.0 GiB`, `528.0 MiB`.
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
+}
+
+/// Reads an image file the user named: a regular file only, at most [`MAX_FILE_BYTES`] (by its size first, and
+/// never more than that even if it grows meanwhile).
+fn read_image_file(path: &Path) -> Result<Vec<u8>, ImageError> {
+    use std::io::Read;
+    let io_error = |error: std::io::Error| match error.kind() {
+        std::io::ErrorKind::NotFound => ImageError::Missing {
+            path: path.to_path_buf(),
+        },
+        _ => ImageError::Unreadable {
+            path: path.to_path_buf(),
+            error,
+        },
+    };
+    let file = crate::files::open_regular(path).map_err(io_error)?;
+    let too_large = |bytes| ImageError::FileTooLarge {
+        path: path.to_path_buf(),
+        bytes,
+    };
+    let len = file.metadata().map_err(io_error)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
 
 /// The longest side any accepted image can have (an elongated image with `--image-fit stretch`).
 const MAX_SIDE: u32 = 25_905; // floor(sqrt(MAX_PIXELS * MAX_ASPECT))
@@ -109,15 +166,7 @@ impl ImageInput {
     /// Reads `path`, decodes it by content (not by extension), converts to RGB and fits it to a square.
     /// `side` is the projector's input size for [`ImageFit::Stretch`]; padding keeps the original resolution.
     pub fn load(path: &Path, fit: ImageFit, side: u32) -> Result<ImageInput, ImageError> {
-        let bytes = crate::files::read_regular(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ImageError::Missing {
-                path: path.to_path_buf(),
-            },
-            _ => ImageError::Unreadable {
-                path: path.to_path_buf(),
-                error: source,
-            },
-        })?;
+        let bytes = read_image_file(path)?;
         let sha256 = crate::files::sha256_hex(&bytes);
         let not_image = |reason: String| ImageError::NotAnImage {
             path: path.to_path_buf(),
@@ -282,6 +331,22 @@ mod tests {
         let e = check_dims(p, 3, 31, ImageFit::Pad).unwrap_err();
         assert!(e.to_string().contains("10.3:1 long"), "{e}");
         assert_eq!(MAX_SIDE, (MAX_PIXELS as f64 * f64::from(MAX_ASPECT)).sqrt() as u32);
+    }
+
+    #[test]
+    fn a_huge_file_is_refused_by_its_size_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sparse.png");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(3 << 30).unwrap();
+        let e = ImageInput::load(&p, ImageFit::Pad, 64).unwrap_err();
+        assert!(matches!(e, ImageError::FileTooLarge { .. }), "{e}");
+        assert!(
+            e.to_string().contains("3.0 GiB")
+                && e.to_string().contains("528.0 MiB")
+                && e.to_string().contains("downscale"),
+            "{e}"
+        );
     }
 
     #[test]

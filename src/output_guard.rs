@@ -1,6 +1,7 @@
-//! The one check every command makes before it writes a file the user named (`run --logits-out`, chat `/save`,
+//! The checks every command makes before it writes a file the user named (`run --logits-out`, chat `/save`,
 //! `batch --output` and its sidecar, `quantize OUT.gguf`): the output must not be one of the run's own inputs
-//! (the model, the mmproj, an input file, an image). Compared as files, not as strings: the same path written
+//! (the model, the mmproj, an input file, an image), whatever the user asks; and it must not be an existing file
+//! the command did not write, unless the user asks to replace it ([`check_new`]). Compared as files, not as strings: the same path written
 //! another way (relative, `..`), a symbolic link, or a hard link (same device and inode) is the same file.
 //!
 //! Owns: deciding whether two paths are one file, and the refusal's text (the flag, the path, what it would
@@ -38,6 +39,51 @@ pub struct OutputIsInput {
     /// Empty when the two paths are written alike (the protected path is then not repeated); otherwise how they
     /// are the same file.
     pub via: &'static str,
+}
+
+/// An output path where a file already is, that the command may not replace.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputInTheWay {
+    #[error("{flag} {} is a directory; give {flag} the path of a file", path.display())]
+    Directory { flag: String, path: PathBuf },
+    #[error(
+        "{flag} {} exists{what}; writing there would replace it: give {flag} another path{}",
+        path.display(),
+        force.map_or(String::new(), |f| format!(", or add {f} to replace it"))
+    )]
+    Exists {
+        flag: String,
+        path: PathBuf,
+        /// What the file is not, e.g. " and is not a saved chat"; may be empty.
+        what: &'static str,
+        /// The option that replaces it, when there is one.
+        force: Option<&'static str>,
+    },
+}
+
+/// Refuses `output` (given with `flag`) when something is there already: a directory always; a file unless
+/// `replace` (the user gave `force`, or the file is one the command wrote). Check [`OutputGuard::check`] first:
+/// an input is refused even when the user asks to replace it, and its refusal names no option.
+pub fn check_new(
+    flag: &str,
+    output: &Path,
+    replace: bool,
+    what: &'static str,
+    force: Option<&'static str>,
+) -> Result<(), OutputInTheWay> {
+    match std::fs::metadata(output) {
+        Ok(m) if m.is_dir() => Err(OutputInTheWay::Directory {
+            flag: flag.to_string(),
+            path: output.to_path_buf(),
+        }),
+        Ok(_) if !replace => Err(OutputInTheWay::Exists {
+            flag: flag.to_string(),
+            path: output.to_path_buf(),
+            what,
+            force,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl OutputGuard {
@@ -172,6 +218,28 @@ mod tests {
         g.protect(&missing, "the input");
         assert!(g.check("--output", &dir.path().join("sub/../new.json")).is_err());
         assert!(g.check("--output", &dir.path().join("sub/new.json")).is_ok());
+    }
+
+    #[test]
+    fn an_existing_file_is_replaced_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = dir.path().join("notes.json");
+        check_new("--logits-out", &notes, false, "", Some("--force")).unwrap();
+        std::fs::write(&notes, "keep").unwrap();
+        let e = check_new("--logits-out", &notes, false, "", Some("--force")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--logits-out {} exists; writing there would replace it: give --logits-out another path, or add \
+                 --force to replace it",
+                notes.display()
+            )
+        );
+        check_new("--logits-out", &notes, true, "", Some("--force")).unwrap();
+        let e = check_new("/save", &notes, false, " and is not a saved chat", None).unwrap_err();
+        assert!(e.to_string().ends_with("give /save another path"), "{e}");
+        let e = check_new("/save", dir.path(), true, "", None).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
     }
 
     #[cfg(unix)]

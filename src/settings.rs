@@ -2,7 +2,8 @@
 //!
 //! Owns: the sampling and context knobs, their defaults (greedy decoding, as in Google's MedGemma examples) and
 //! their bounds: threads capped at the CPUs available (the one note this module prints, on stderr), the batch size
-//! range, and the refusal of a context longer than the model's trained length. Otherwise pure data: the engine
+//! range, the refusal of a context longer than the model's trained length and of a quantised V cache without flash
+//! attention. Otherwise pure data: the engine
 //! turns it into llama.cpp samplers and context parameters.
 
 use serde::Serialize;
@@ -143,6 +144,23 @@ pub enum FlashAttention {
     Auto,
     On,
     Off,
+}
+
+/// A KV cache type that the flash attention setting cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--cache-type q8_0 quantises the V cache, which llama.cpp can only read with flash attention, but \
+     --flash-attn is off: use --flash-attn auto (or on), or --cache-type f16"
+)]
+pub struct CacheTypeError;
+
+/// Refuses `--cache-type q8_0` with `--flash-attn off` before llama.cpp is asked for such a context (it refuses
+/// it with a message that names neither flag).
+pub fn check_cache_type(cache_type: CacheType, flash_attention: FlashAttention) -> Result<(), CacheTypeError> {
+    if cache_type == CacheType::Q8_0 && flash_attention == FlashAttention::Off {
+        return Err(CacheTypeError);
+    }
+    Ok(())
 }
 
 /// The context a session runs in.
@@ -331,6 +349,20 @@ mod tests {
         assert!(parse_f32("0", Allowed::MoreThanZero).is_err());
         assert!(parse_f32("nan", Allowed::ZeroOrMore).is_err());
         assert!(parse_f32("x", Allowed::ZeroOrMore).is_err());
+    }
+
+    #[test]
+    fn a_quantised_v_cache_needs_flash_attention() {
+        assert!(check_cache_type(CacheType::Q8_0, FlashAttention::Auto).is_ok());
+        assert!(check_cache_type(CacheType::Q8_0, FlashAttention::On).is_ok());
+        assert!(check_cache_type(CacheType::F16, FlashAttention::Off).is_ok());
+        let e = check_cache_type(CacheType::Q8_0, FlashAttention::Off)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--cache-type q8_0") && e.contains("--flash-attn auto"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod hub_server;
 mod util;
 
+mod bad_inputs;
 mod batch;
 mod bench;
 mod bounds;

@@ -39,6 +39,8 @@ struct JobLine {
 pub enum JobError {
     #[error("line {line}: not valid JSON: {reason}")]
     NotJson { line: usize, reason: String },
+    #[error("line {line}: not UTF-8 text; save the input as UTF-8")]
+    NotUtf8 { line: usize },
     #[error("line {line}: every job needs an \"id\" (a non-empty string)")]
     MissingId { line: usize },
     #[error("line {line}: duplicate id {id:?} (first used on line {first})")]
@@ -121,12 +123,18 @@ impl Job {
     }
 }
 
-/// Parses the lines of a JSONL input. Image paths are relative to `base` (the input file's folder).
-pub fn parse_jobs(text: &str, base: &Path) -> Vec<Job> {
+/// Parses the lines of a JSONL input. Image paths are relative to `base` (the input file's folder). A line that
+/// is not UTF-8 is a failed job of its own, like a line that is not JSON: the other lines still run.
+pub fn parse_jobs(bytes: &[u8], base: &Path) -> Vec<Job> {
     let mut jobs = Vec::new();
     let mut first_line: HashMap<String, usize> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let n = i + 1;
+        let Ok(line) = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)) else {
+            jobs.push(Job::failed(format!("line:{n}"), JobError::NotUtf8 { line: n }));
+            continue;
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -167,14 +175,14 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
         Some(serde_json::Value::Number(num)) => num.to_string(),
         _ => return Job::failed(anon, JobError::MissingId { line: n }),
     };
-    let job: JobLine = match serde_json::from_value(raw) {
+    let job: JobLine = match serde_json::from_value(raw.clone()) {
         Ok(j) => j,
         Err(e) => {
             return Job::failed(
                 id,
                 JobError::BadField {
                     line: n,
-                    reason: e.to_string(),
+                    reason: field_error(&raw).unwrap_or_else(|| e.to_string()),
                 },
             )
         }
@@ -193,6 +201,25 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
         temperature,
         seed: job.seed,
     }
+}
+
+/// Which field of a job line serde refused, and why: `"images": invalid type: string "x.png", expected a
+/// sequence` (serde's own text names an unknown field, but not the field of a value of the wrong type). Each field
+/// is tried alone with the line's id; `messages` errors already name the message and field.
+fn field_error(raw: &serde_json::Value) -> Option<String> {
+    let object = raw.as_object()?;
+    object.iter().find_map(|(key, value)| {
+        let mut alone = serde_json::Map::new();
+        alone.insert("id".into(), object.get("id")?.clone());
+        alone.insert(key.clone(), value.clone());
+        let error = serde_json::from_value::<JobLine>(serde_json::Value::Object(alone)).err()?;
+        // A conversation's own errors already say which message and field.
+        Some(if key == "messages" {
+            error.to_string()
+        } else {
+            format!("\"{key}\": {error}")
+        })
+    })
 }
 
 /// The job's `max_tokens` and `temperature`, held to the ranges of `--max-tokens` and `--temp`.
@@ -351,6 +378,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_line_not_utf8_or_a_field_of_the_wrong_type_fails_that_job_alone() {
+        let text = b"{\"id\": \"a\", \"prompt\": \"\xff\"}\r\n{\"id\": \"b\", \"prompt\": \"x\", \"images\": \"y.png\"}\n{\"id\": \"c\", \"prompt\": \"ok\"}\n";
+        let jobs = parse_jobs(text, Path::new("/data"));
+        assert_eq!(jobs.len(), 3);
+        let e = jobs[0].input.as_ref().unwrap_err().to_string();
+        assert_eq!(e, "line 1: not UTF-8 text; save the input as UTF-8");
+        let e = jobs[1].input.as_ref().unwrap_err().to_string();
+        assert!(e.starts_with("line 2: \"images\": invalid type"), "{e}");
+        assert!(jobs[2].input.is_ok());
+    }
+
+    #[test]
     fn parses_good_and_bad_lines() {
         let text = r#"{"id": "a", "prompt": "Hi", "images": ["x.png"], "max_tokens": 5}
 {"id": "b", "messages": [{"role": "user", "content": "Q"}], "system": "S"}
@@ -361,7 +400,7 @@ not json
 {"id": "d", "prompt": "x", "colour": "red"}
 
 {"id": 7, "prompt": "numeric id"}"#;
-        let jobs = parse_jobs(text, Path::new("/data"));
+        let jobs = parse_jobs(text.as_bytes(), Path::new("/data"));
         assert_eq!(jobs.len(), 8);
         let a = jobs[0].input.as_ref().unwrap();
         assert_eq!(a.turns[0].images, vec![PathBuf::from("/data/x.png")]);
@@ -399,7 +438,7 @@ not json
 {"id": "ok", "prompt": "q", "temperature": 0.7, "max_tokens": 3}
 {"id": "empty", "prompt": "  "}
 {"id": "image-only", "prompt": "", "images": ["x.png"]}"#;
-        let jobs = parse_jobs(text, Path::new("/data"));
+        let jobs = parse_jobs(text.as_bytes(), Path::new("/data"));
         let err = |i: usize| jobs[i].input.as_ref().unwrap_err().to_string();
         assert_eq!(err(0), "line 1: \"temperature\" is -1: must be a number of 0 or more");
         assert_eq!(

@@ -2,7 +2,8 @@
 //! missing image is noticed on load.
 //!
 //! Owns: the file format `{"format": "medgemma-chat/1", "messages": [...], "images": [{"path", "sha256"}]}` and
-//! its checks. Writes atomically; never touches the model.
+//! its checks, and which existing files a save may replace (only saved chats). Writes atomically; never touches
+//! the model.
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,19 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptEr
         path: path.to_path_buf(),
         error,
     })
+}
+
+/// Whether `path` is a chat saved by [`save`] (a regular file of our format): one `/save` may replace; any other
+/// existing file is the user's and is left alone.
+pub fn is_saved_chat(path: &Path) -> bool {
+    const MAX_BYTES: u64 = 256 << 20;
+    let small =
+        crate::files::check_regular_file(path).is_ok() && std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_BYTES);
+    small
+        && std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|v| v.get("format").and_then(serde_json::Value::as_str) == Some(FORMAT))
 }
 
 /// Loads a conversation saved by [`save`] (or a plain conversation JSON), checking that images are unchanged.

@@ -22,6 +22,7 @@ use crate::settings::{ContextSettings, SamplingSettings};
 use crate::terminal::JobProgress;
 
 pub fn run(args: BatchArgs) -> Result<()> {
+    crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
     let files = args.model.resolve()?;
     let model = files.model.clone();
     if !model.exists() {
@@ -129,7 +130,7 @@ fn output_guard(files: &crate::hub::ModelFiles, args: &BatchArgs, jobs: &[Job]) 
 fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
     match (&args.input, &args.images, &args.prompt) {
         (Some(input), None, None) => {
-            let text = crate::files::read_regular_to_string(input)
+            let text = crate::files::read_regular(input)
                 .with_context(|| format!("cannot read --input {}", input.display()))?;
             let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             Ok(job::parse_jobs(&text, &base))

@@ -95,6 +95,7 @@ fn file_type(path: &std::path::Path) -> Option<String> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    crate::settings::check_cache_type(args.cache_type, args.flash_attention)?;
     let files = args.model.resolve()?;
     let model = files.model.clone();
     let threads = crate::settings::threads(args.threads, physical_cores);
@@ -113,8 +114,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "-p/--prompt-tokens {p} plus -n/--gen-tokens {n} is more tokens than any context holds; lower them"
         );
     };
+    // Read and checked before the model loads: a bad image is refused at once, not after the text benchmark. Padding
+    // keeps the image's own resolution, so the projector's input size is not needed yet.
     let image = match (&args.image, &options.mmproj) {
-        (Some(path), Some(_)) => Some(path.clone()),
+        (Some(path), Some(_)) => Some(ImageInput::load(
+            path,
+            ImageFit::Pad,
+            crate::image_input::DEFAULT_IMAGE_SIDE,
+        )?),
         (Some(path), None) => anyhow::bail!(
             "--image {} needs a vision projector: pass --mmproj MMPROJ.gguf to time image encoding",
             path.display()
@@ -155,10 +162,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut image_encode_ms = None;
     if engine.has_vision() {
         let side = engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
-        let input = match &image {
-            Some(path) => ImageInput::load(path, ImageFit::Pad, side)?,
-            None => test_pattern(side),
-        };
+        let input = image.unwrap_or_else(|| test_pattern(side));
         let reps = args.image_repetitions.unwrap_or(args.repetitions);
         let mut times = Vec::new();
         for r in 0..reps {

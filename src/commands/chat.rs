@@ -20,11 +20,12 @@ use crate::cli::ChatArgs;
 use crate::engine::{Engine, EngineError, FinishReason, GeneratedToken, Generation, Session, SessionStats};
 use crate::image_input::{ImageError, ImageFit, ImageInput};
 use crate::interrupt;
-use crate::output_guard::{OutputGuard, OutputIsInput};
+use crate::output_guard::{OutputGuard, OutputInTheWay, OutputIsInput};
 use crate::settings::SamplingSettings;
 use crate::terminal::{self, ImageProgress};
 
 pub fn run(args: ChatArgs) -> Result<()> {
+    crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
     if !args.images.is_empty() && files.mmproj.is_none() {
@@ -107,6 +108,8 @@ enum ChatError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Output(#[from] OutputIsInput),
+    #[error(transparent)]
+    InTheWay(#[from] OutputInTheWay),
     #[error(
         "the conversation no longer fits in the context ({prompt_tokens} tokens of {ctx_size}): /drop forgets the \
          oldest exchange (the system prompt stays), /clear starts over, or restart with a larger -c/--ctx-size"
@@ -167,6 +170,8 @@ impl Chat<'_> {
                     guard.protect(image, "an image of this chat");
                 }
                 guard.check("/save", &path)?;
+                let ours = transcript::is_saved_chat(&path);
+                crate::output_guard::check_new("/save", &path, ours, " and is not a saved chat", None)?;
                 transcript::save(self.state.conversation(), &path)?;
                 eprintln!("saved to {}", path.display());
             }

@@ -69,8 +69,27 @@ pub fn run(args: EvalQuantArgs) -> Result<()> {
     let base_header =
         crate::gguf_check::read_checked(&args.base).with_context(|| format!("--base {}", args.base.display()))?;
     if base_header.is_mmproj() {
+        if let Some(model) = &args.model {
+            let n = args.gen_tokens;
+            crate::settings::check_trained_length(
+                n as u64,
+                super::trained_length(model),
+                args.allow_long_context,
+                || format!("--gen-tokens {n}"),
+                "--gen-tokens",
+            )?;
+        }
         return super::eval_quant_vision::run(&args);
     }
+    // Checked before anything is loaded; every chunk is a context of -c tokens.
+    let c = args.ctx_size;
+    crate::settings::check_trained_length(
+        u64::from(c),
+        super::trained_length(&args.base),
+        args.allow_long_context,
+        || format!("-c/--ctx-size {c}"),
+        "-c/--ctx-size",
+    )?;
     let Some(text_path) = args.text.clone() else {
         bail!(
             "--base {} is a language model: give a text to score with --text FILE.txt (--image is for comparing \

@@ -29,10 +29,14 @@ struct RunReport<'a> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
     let conversation = read_conversation(&args)?;
     conversation
         .check_ready_to_answer()
-        .context("cannot answer this conversation")?;
+        .with_context(|| match &args.messages {
+            Some(path) => format!("--messages {}: cannot answer this conversation", path.display()),
+            None => "cannot answer this conversation".into(),
+        })?;
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
     let n_images = conversation.images().count();
@@ -53,6 +57,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             guard.protect(image, "an image of the prompt");
         }
         guard.check("--logits-out", path)?;
+        crate::output_guard::check_new("--logits-out", path, args.force, "", Some("--force"))?;
     }
     terminal::research_notice();
 
