@@ -12,6 +12,8 @@ mod commands;
 mod conversation;
 mod engine;
 mod files;
+#[cfg(test)]
+mod fuzz;
 mod gguf;
 mod hub;
 mod image_input;
