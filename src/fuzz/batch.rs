@@ -121,13 +121,14 @@ fn generate(rng: &mut Rng) -> Input {
     }
 }
 
-fn check(input: &Input) {
+fn check(input: &Input) -> String {
     // The batch command reads the file as UTF-8 text; lossy decoding stands in for its refusal of other bytes.
     let text = String::from_utf8_lossy(&input.jobs.0);
     let jobs = parse_jobs(&text, Path::new("/data"));
     let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
     assert_eq!(jobs.len(), lines, "one job per non-blank line");
     let mut ids = std::collections::HashSet::new();
+    let accepted = jobs.iter().filter(|j| j.input.is_ok()).count();
     for job in &jobs {
         assert!(ids.insert(job.id.as_str()), "job id {:?} is not unique", job.id);
         assert!(!job.id.is_empty(), "a job id is never empty");
@@ -156,7 +157,16 @@ fn check(input: &Input) {
     if let Ok(shard) = input.shard_text.parse::<Shard>() {
         assert!(shard.index >= 1 && shard.index <= shard.count);
     }
-    let _ = serde_json::from_slice::<Sidecar>(&input.sidecar.0);
+    let sidecar = serde_json::from_slice::<Sidecar>(&input.sidecar.0).is_ok();
+    let jobs = match accepted {
+        0 => "no",
+        n if n == jobs.len() => "all",
+        _ => "some",
+    };
+    format!(
+        "{jobs} jobs valid, sidecar {}",
+        if sidecar { "read" } else { "refused" }
+    )
 }
 
 #[test]

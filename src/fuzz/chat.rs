@@ -117,9 +117,10 @@ fn answer(state: &mut ChatState, answer: Answer, outcome: Outcome, reply: &str) 
     }
 }
 
-fn check(input: &Input) {
+fn check(input: &Input) -> String {
     let mut state = ChatState::new(input.system.clone(), SamplingSettings::default());
     let mut blocks = BlockAssembler::default();
+    let mut most_turns = 0;
     for (text, outcome, loadable) in &input.steps {
         let Some(whole) = blocks.push(text) else { continue };
         let Ok(cmd) = command::parse(&whole) else { continue };
@@ -186,7 +187,9 @@ fn check(input: &Input) {
         assert!(s.temperature.is_finite() && s.temperature >= 0.0);
         assert!((0.0..=1.0).contains(&s.top_p) && (0.0..=1.0).contains(&s.min_p));
         assert!(s.top_k >= 0 && s.max_tokens >= 1);
+        most_turns = most_turns.max(state.conversation().turns.len());
     }
+    format!("up to {} turns", most_turns.min(4))
 }
 
 #[test]

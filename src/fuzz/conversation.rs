@@ -184,13 +184,13 @@ fn generate(rng: &mut Rng) -> Bytes {
     Bytes(json_text(rng, valid_messages))
 }
 
-fn check(input: &Bytes) {
+fn check(input: &Bytes) -> String {
     let bytes = &input.0;
     let file: ConversationFile = match serde_json::from_slice(bytes) {
         Ok(file) => file,
         Err(e) => {
             assert!(!e.to_string().contains("variant"), "schema errors are ours: {e}");
-            return;
+            return format!("refused: {:?}", e.classify());
         }
     };
     let messages = file.into_messages();
@@ -199,7 +199,7 @@ fn check(input: &Bytes) {
         Ok(c) => c,
         Err(e) => {
             assert!(!e.to_string().is_empty());
-            return;
+            return format!("invalid: {}", super::variant(&e, "-"));
         }
     };
     assert!(conversation.turns.len() <= n);
@@ -209,6 +209,7 @@ fn check(input: &Bytes) {
     let saved = serde_json::to_vec(&conversation.to_messages()).expect("messages serialize");
     let back: ConversationFile = serde_json::from_slice(&saved).expect("saved messages read back");
     assert_eq!(Conversation::from_messages(back.into_messages()), Ok(conversation));
+    "valid".into()
 }
 
 #[test]

@@ -182,7 +182,7 @@ fn generate(rng: &mut Rng) -> Bytes {
     Bytes(bytes)
 }
 
-fn check(input: &Bytes) {
+fn check(input: &Bytes) -> String {
     let bytes = &input.0;
     let path = Path::new("fuzz.gguf");
     let header = match GgufHeader::parse(bytes.as_slice(), bytes.len() as u64, path) {
@@ -196,12 +196,13 @@ fn check(input: &Bytes) {
                 "an in-memory parse cannot fail with {e:?}"
             );
             assert!(e.to_string().contains("fuzz.gguf"), "the error names the file: {e}");
-            return;
+            return format!("refused: {}", super::variant(&e, "what"));
         }
     };
     // TODO(merge): also run gguf_check::check(&header) here (one line: it must not panic; what it refuses, it
     // refuses with a typed error); the checks below hold for every header the reader accepts.
     check_accepted(&header, bytes);
+    "accepted".into()
 }
 
 /// What an accepted header promises.

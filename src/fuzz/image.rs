@@ -150,7 +150,7 @@ fn generate(rng: &mut Rng) -> Input {
     }
 }
 
-fn check(input: &Input, path: &Path) {
+fn check(input: &Input, path: &Path) -> String {
     std::fs::write(path, &input.bytes.0).expect("the test image is written");
     match ImageInput::load(path, input.fit, input.side) {
         Ok(image) => {
@@ -158,6 +158,7 @@ fn check(input: &Input, path: &Path) {
             assert_eq!(w, h, "an accepted image comes back square");
             assert!(w >= 1);
             assert_eq!(image.sha256, crate::files::sha256_hex(&input.bytes.0));
+            "decoded".into()
         }
         Err(e) => {
             assert!(
@@ -165,6 +166,7 @@ fn check(input: &Input, path: &Path) {
                 "{e}"
             );
             assert!(e.to_string().contains("fuzz-image"), "the error names the file: {e}");
+            format!("refused: {}", super::variant(&e, "-"))
         }
     }
 }

@@ -177,7 +177,7 @@ fn flatten(pieces: &[PromptPiece]) -> String {
         .collect()
 }
 
-fn check(input: &Input) {
+fn check(input: &Input) -> String {
     let c = &input.conversation;
     let pieces = prompt::render(c, input.add_generation_prompt);
     let structure: Vec<PromptPiece> = pieces
@@ -213,6 +213,16 @@ fn check(input: &Input) {
             }
         }
     }
+    let text_holds_tokens = pieces.iter().any(|p| match p {
+        PromptPiece::Text(t) => PROTECTED_TOKEN_TEXTS.iter().any(|l| t.contains(l)),
+        _ => false,
+    });
+    if text_holds_tokens {
+        "rendered, text holds token texts"
+    } else {
+        "rendered"
+    }
+    .into()
 }
 
 #[test]

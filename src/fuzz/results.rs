@@ -79,7 +79,7 @@ fn generate(rng: &mut Rng) -> Bytes {
     Bytes(bytes)
 }
 
-fn check(input: &Bytes, dir: &std::path::Path) {
+fn check(input: &Bytes, dir: &std::path::Path) -> String {
     let bytes = &input.0;
     let path = dir.join("results.jsonl");
     std::fs::write(&path, bytes).expect("the test file is written");
@@ -93,7 +93,7 @@ fn check(input: &Bytes, dir: &std::path::Path) {
                 "{e:?}"
             );
             assert_eq!(&after, bytes, "a refused file is left as it was");
-            return;
+            return format!("refused: {}", super::variant(&e, "-"));
         }
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -118,6 +118,12 @@ fn check(input: &Bytes, dir: &std::path::Path) {
     drop(file);
     let again = ResultsFile::open(&path, false).expect("a file we appended to reopens");
     assert!(again.is_done("appended") && ids.iter().all(|id| again.is_done(id)));
+    if complete < bytes.len() {
+        "resumed, cut line removed"
+    } else {
+        "resumed"
+    }
+    .into()
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn generate(rng: &mut Rng) -> Input {
     }
 }
 
-fn check(input: &Input) {
+fn check(input: &Input) -> String {
     let bytes = &input.bytes.0;
     let mut stream = Utf8Stream::default();
     let mut text = String::new();
@@ -62,6 +62,12 @@ fn check(input: &Input) {
     text += &stream.finish();
     assert_eq!(text, String::from_utf8_lossy(bytes));
     assert_eq!(stream.finish(), "", "finish leaves nothing behind");
+    if std::str::from_utf8(bytes).is_ok() {
+        "valid UTF-8"
+    } else {
+        "invalid UTF-8"
+    }
+    .into()
 }
 
 #[test]
