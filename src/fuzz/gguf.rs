@@ -292,3 +292,28 @@ fn gguf() {
     }
     super::run("gguf", 1, generate, check);
 }
+
+/// Found while fuzzing: a header's counts and lengths are only checked against the file's length, and the reader
+/// allocates for them before reading: in a large file (a 16 GB model), a damaged tensor count or string length
+/// makes it ask for terabytes, and the process aborts ("memory allocation of 4398046511104 bytes failed") instead
+/// of reporting a damaged file. Ignored until gguf.rs bounds what it allocates by what it has read; the fuzz
+/// target cannot reach it (its files are in memory, so their claimed length is their real one).
+/// TODO(merge): un-ignore once `GgufHeader::parse` grows its vectors as it reads.
+#[test]
+#[ignore = "aborts the process until gguf.rs stops pre-allocating from header counts"]
+fn counts_in_a_large_file_do_not_allocate_what_they_claim() {
+    let claimed_len = 64u64 << 30;
+    let mut tensors = b"GGUF".to_vec();
+    tensors.extend_from_slice(&3u32.to_le_bytes());
+    tensors.extend_from_slice(&claimed_len.to_le_bytes()); // n_tensors: no more than the file's length
+    tensors.extend_from_slice(&0u64.to_le_bytes());
+    let mut key = b"GGUF".to_vec();
+    key.extend_from_slice(&3u32.to_le_bytes());
+    key.extend_from_slice(&0u64.to_le_bytes());
+    key.extend_from_slice(&1u64.to_le_bytes());
+    key.extend_from_slice(&(claimed_len - 40).to_le_bytes()); // a key as long as the rest of the file
+    for header in [tensors, key] {
+        let r = GgufHeader::parse(header.as_slice(), claimed_len, Path::new("large.gguf"));
+        assert!(matches!(r, Err(GgufError::Damaged { .. })), "{r:?}");
+    }
+}
