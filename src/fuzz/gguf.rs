@@ -148,7 +148,7 @@ pub fn valid_gguf(rng: &mut Rng) -> Vec<u8> {
     out.extend_from_slice(&n_kv.to_le_bytes());
     out.extend_from_slice(&kv);
     out.extend_from_slice(&tensors);
-    while out.len() as u64 % align != 0 {
+    while !(out.len() as u64).is_multiple_of(align) {
         out.push(0);
     }
     out.resize(out.len() + data_len as usize, 0);
