@@ -12,6 +12,8 @@ mod commands;
 mod conversation;
 mod engine;
 mod files;
+#[cfg(test)]
+mod fuzz;
 mod gguf;
 mod gguf_check;
 mod hub;

@@ -139,21 +139,38 @@ pub fn parse_jobs(bytes: &[u8], base: &Path) -> Vec<Job> {
             continue;
         }
         let mut job = parse_line(line, n, base);
-        if let Some(first) = first_line.get(&job.id) {
-            job = Job::failed(
-                format!("line:{n}"),
-                JobError::DuplicateId {
-                    line: n,
-                    id: job.id,
-                    first: *first,
-                },
-            );
-        } else {
-            first_line.insert(job.id.clone(), n);
+        if let Some(&first) = first_line.get(&job.id) {
+            // A line without an id of its own keeps its own error; only a line whose id is taken is a duplicate.
+            let own_id = !matches!(job.input, Err(JobError::NotJson { .. } | JobError::MissingId { .. }));
+            if own_id {
+                job = Job::failed(
+                    String::new(),
+                    JobError::DuplicateId {
+                        line: n,
+                        id: job.id,
+                        first,
+                    },
+                );
+            }
+            job.id = line_id(n, &first_line);
         }
+        first_line.insert(job.id.clone(), n);
         jobs.push(job);
     }
     jobs
+}
+
+/// The id of a line that cannot use its own: `line:N`, or `line:N#2`, ... when another job's id is already that,
+/// so that ids stay unique (the results file and resuming key on them).
+fn line_id(n: usize, taken: &HashMap<String, usize>) -> String {
+    let id = format!("line:{n}");
+    if !taken.contains_key(&id) {
+        return id;
+    }
+    (2..)
+        .map(|k| format!("line:{n}#{k}"))
+        .find(|id| !taken.contains_key(id))
+        .expect("a free id")
 }
 
 fn parse_line(line: &str, n: usize, base: &Path) -> Job {
@@ -426,6 +443,25 @@ not json
         );
         assert!(jobs[6].input.as_ref().unwrap_err().to_string().contains("colour"));
         assert_eq!(jobs[7].id, "7");
+    }
+
+    /// Found by fuzzing (fuzz::batch): a job whose id was `line:N` and a bad line N both got the id `line:N`, so
+    /// that resuming took the bad line's error record for the job (or the job's answer for the bad line).
+    #[test]
+    fn ids_stay_unique_when_a_job_is_named_like_a_line() {
+        let text = "{\"id\": \"line:2\", \"prompt\": \"q\"}\nnot json\n{\"id\": \"line:2\", \"prompt\": \"dup\"}\n{\"prompt\": \"no id\"}\n{\"id\": \"line:4\", \"prompt\": \"q\"}";
+        let jobs = parse_jobs(text, Path::new("/data"));
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["line:2", "line:2#2", "line:3", "line:4", "line:5"]);
+        let err = |i: usize| jobs[i].input.as_ref().unwrap_err().to_string();
+        assert!(
+            err(1).contains("not valid JSON"),
+            "a bad line keeps its own error: {}",
+            err(1)
+        );
+        assert_eq!(err(2), "line 3: duplicate id \"line:2\" (first used on line 1)");
+        assert!(err(3).contains("needs an \"id\""), "{}", err(3));
+        assert_eq!(err(4), "line 5: duplicate id \"line:4\" (first used on line 4)");
     }
 
     #[test]

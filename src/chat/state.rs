@@ -81,12 +81,19 @@ impl ChatState {
     }
 
     /// A message: it becomes the user's turn, with the pending images. Nothing to answer for a blank message
-    /// without images.
+    /// without images. A message left unanswered (its `/retry` or a loaded chat's answer failed) is taken back
+    /// first, as a failed answer takes back a message just sent, and its images go with this one: turns must
+    /// alternate.
     pub fn send(&mut self, text: String) -> Option<Answer> {
         if text.trim().is_empty() && self.pending_images.is_empty() {
             return None;
         }
-        let images = std::mem::take(&mut self.pending_images);
+        let mut images = std::mem::take(&mut self.pending_images);
+        if self.conversation.turns.last().is_some_and(|t| t.role == Role::User) {
+            if let Some(unanswered) = self.conversation.turns.pop() {
+                images.splice(0..0, unanswered.images);
+            }
+        }
         self.conversation.turns.push(Turn::user(text, images));
         self.retries = 0;
         Some(self.answer(true))
@@ -427,6 +434,28 @@ mod tests {
         s.answer_failed(answer);
         assert_eq!(texts(&s), ["l"]);
         assert!(s.pending_images.is_empty());
+    }
+
+    /// Found by fuzzing (fuzz::chat): after a failed `/retry` (or a loaded chat whose answer failed), the next
+    /// message made two user turns in a row, a conversation that `/save` wrote and `/load` then refused.
+    #[test]
+    fn a_message_after_a_failed_retry_takes_the_unanswered_one_back() {
+        let mut s = chat();
+        exchange(&mut s, "q1", "a1");
+        s.attach(vec!["x.png".into()]);
+        exchange(&mut s, "q2", "a2");
+        let answer = s.retry().unwrap();
+        s.answer_failed(answer);
+        assert_eq!(texts(&s), ["q1", "a1", "q2"]);
+        s.attach(vec!["y.png".into()]);
+        let answer = s.send("q3".into()).unwrap();
+        s.answered(answer, "a3", vec![], false);
+        assert_eq!(texts(&s), ["q1", "a1", "q3", "a3"]);
+        assert_eq!(
+            s.conversation().turns[2].images,
+            [PathBuf::from("x.png"), PathBuf::from("y.png")]
+        );
+        assert!(Conversation::from_messages(s.conversation().to_messages()).is_ok());
     }
 
     #[test]
