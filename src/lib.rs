@@ -20,6 +20,7 @@ mod model_info;
 mod output_guard;
 mod prompt;
 mod quant_eval;
+mod sandbox;
 mod settings;
 mod terminal;
 mod thinking;
@@ -29,6 +30,7 @@ pub use cli::Cli;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    sandbox::set_mode(cli.sandbox_mode());
     match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Chat(args) => commands::chat::run(args),
@@ -40,5 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::Pull(args) => commands::pull::run(args),
         cli::Command::List(args) => commands::list::run(args),
         cli::Command::Rm(args) => commands::rm::run(args),
+        cli::Command::Doctor(args) => commands::doctor::run(args),
+        cli::Command::SandboxProof(args) => commands::doctor::proof_child(args),
     }
 }
