@@ -65,6 +65,7 @@ pub enum Network {
     None,
     /// A listening socket opened before entering keeps accepting connections; no new socket can be made and no
     /// connection can be opened (for a future `serve`).
+    #[allow(dead_code)] // no command serves yet
     KeepListening,
 }
 
@@ -198,6 +199,11 @@ impl Policy {
         self.write_beneath(dir)
     }
 
+    /// [`Policy::write_beside`] for each of `paths` (e.g. an optional output).
+    pub fn write_beside_each<P: AsRef<Path>>(self, paths: impl IntoIterator<Item = P>) -> Policy {
+        paths.into_iter().fold(self, Policy::write_beside)
+    }
+
     /// Allows creating, writing and removing regular files beneath the folder `dir`.
     pub fn write_beneath(mut self, dir: impl AsRef<Path>) -> Policy {
         self.rules.push(Rule {
@@ -208,6 +214,7 @@ impl Policy {
     }
 
     /// Sets what the command keeps of the network (none by default).
+    #[allow(dead_code)] // no command serves yet
     pub fn network(mut self, network: Network) -> Policy {
         self.network = network;
         self
