@@ -413,21 +413,23 @@ fn seccomp_filter(network: Network) -> Result<(), String> {
     seccompiler::apply_filter_all_threads(&program).map_err(|e| e.to_string())
 }
 
-/// A hint for an error caused by the sandbox (an `EACCES` or `EPERM` somewhere in its chain while the sandbox is
-/// on), e.g. chat's `/image` of a file outside the current folder.
+/// A hint for an error the sandbox may have caused (a refused read or write while the sandbox is on), e.g. chat's
+/// `/image` of a file outside the current folder. The io error is found in the chain, or in the text of an error
+/// that holds it without making it its source (the convention of `ImageError` and others).
 pub fn denied_hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     if !is_active() {
         return None;
     }
+    let denied = std::io::Error::from_raw_os_error(libc::EACCES).to_string();
     let mut next = Some(error);
     while let Some(e) = next {
-        if e
+        let is_io = e
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-        {
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        if is_io || e.to_string().contains(&denied) {
             return Some(
-                "the sandbox allows only the files this command was started with (chat: the current folder); \
-                 start from the folder that holds the file, or pass --no-sandbox",
+                "the sandbox allows only the files this command was started with (chat: also what is beneath the \
+                 current folder); start from the folder that holds the file, or pass --no-sandbox",
             );
         }
         next = e.source();

@@ -20,3 +20,4 @@ mod messages;
 mod output_guard;
 mod parity;
 mod quantize;
+mod sandbox;
