@@ -145,7 +145,11 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         checks.push(Check {
             name: "sandbox fully enforced".into(),
             ok: field("landlock") == "full" && field("seccomp") == true,
-            detail: format!("Landlock rules: {}, seccomp filter: {}", field("landlock"), field("seccomp")),
+            detail: format!(
+                "Landlock rules: {}, seccomp filter: {}",
+                field("landlock"),
+                field("seccomp")
+            ),
         });
         for a in &p.attempts {
             checks.push(Check {
@@ -160,9 +164,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         checks.push(Check {
             name: format!("free space for {}", c.what),
             ok: c.free_bytes.is_some(),
-            detail: c
-                .free_bytes
-                .map_or_else(|| "unknown".into(), |b| format!("{} at {}", human_bytes(b), c.path.display())),
+            detail: c.free_bytes.map_or_else(
+                || "unknown".into(),
+                |b| format!("{} at {}", human_bytes(b), c.path.display()),
+            ),
         });
     }
     let ok = checks.iter().all(|c| c.ok);
@@ -203,7 +208,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
 
 fn write_text(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
     writeln!(out, "medgemma {}", r.version)?;
-    writeln!(out, "build      {}; backends: {}", r.build.bindings, r.build.backends.join(", "))?;
+    writeln!(
+        out,
+        "build      {}; backends: {}",
+        r.build.bindings,
+        r.build.backends.join(", ")
+    )?;
     writeln!(out, "llama.cpp  {}", r.build.llama_cpp_system_info)?;
     writeln!(out, "cpu        {}", r.cpu.advertised.join(" "))?;
     writeln!(out, "amx        {}", r.cpu.amx_note)?;
@@ -215,13 +225,21 @@ fn write_text(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
         if r.sandbox.seccomp_errno_filters { "yes" } else { "no" }
     )?;
     for c in &r.caches {
-        let free = c.free_bytes.map_or_else(|| "free space unknown".into(), |b| format!("{} free", human_bytes(b)));
+        let free = c
+            .free_bytes
+            .map_or_else(|| "free space unknown".into(), |b| format!("{} free", human_bytes(b)));
         let state = if c.exists { "" } else { " (not created yet)" };
         writeln!(out, "cache      {}: {}{state}, {free}", c.what, c.path.display())?;
     }
     writeln!(out)?;
     for c in &r.checks {
-        writeln!(out, "{:<6} {}: {}", if c.ok { "ok" } else { "FAILED" }, c.name, c.detail)?;
+        writeln!(
+            out,
+            "{:<6} {}: {}",
+            if c.ok { "ok" } else { "FAILED" },
+            c.name,
+            c.detail
+        )?;
     }
     Ok(())
 }
@@ -263,7 +281,10 @@ fn run_proof() -> Result<ProofOutcome> {
     let mut outcome: ProofOutcome =
         serde_json::from_slice(&output.stdout).context("the proof child's answer is not the expected JSON")?;
     let reached = match listener.accept() {
-        Ok(_) => ("allowed", "a connection from the sandbox reached the listener".to_string()),
+        Ok(_) => (
+            "allowed",
+            "a connection from the sandbox reached the listener".to_string(),
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ("refused", "no connection arrived".to_string()),
         Err(e) => ("refused", e.to_string()),
     };
@@ -382,6 +403,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
     let existing = path.ancestors().find(|p| p.exists())?;
     let c = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs fills the zeroed struct from a NUL-terminated path.
+    #[allow(clippy::useless_conversion)] // the fields are u32 on 32-bit targets
     unsafe {
         let mut s: libc::statvfs = std::mem::zeroed();
         (libc::statvfs(c.as_ptr(), &mut s) == 0).then(|| u64::from(s.f_bavail) * u64::from(s.f_frsize))
