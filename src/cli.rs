@@ -70,6 +70,9 @@ pub enum Command {
     /// (internal) The child process of `doctor`'s sandbox proof.
     #[command(name = "sandbox-proof", hide = true)]
     SandboxProof(SandboxProofArgs),
+    /// (internal) The child process of `doctor`'s AMX check: runs one AMX tile instruction.
+    #[command(name = "amx-probe", hide = true)]
+    AmxProbe,
 }
 
 /// Which model files to load.

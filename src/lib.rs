@@ -44,5 +44,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::Rm(args) => commands::rm::run(args),
         cli::Command::Doctor(args) => commands::doctor::run(args),
         cli::Command::SandboxProof(args) => commands::doctor::proof_child(args),
+        cli::Command::AmxProbe => commands::doctor::amx_probe_child(),
     }
 }

@@ -46,6 +46,8 @@ struct Cpu {
     advertised: Vec<String>,
     amx_advertised: bool,
     amx_compiled: bool,
+    /// When advertised: what one AMX tile instruction does in a child process ("runs", "faults (SIGILL)", ...).
+    amx_probe: Option<String>,
     amx_note: &'static str,
 }
 
@@ -114,8 +116,23 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         advertised: flags,
         amx_advertised,
         amx_compiled: info.amx_compiled,
+        amx_probe: amx_advertised.then(probe_amx),
     };
     let mut checks = Vec::new();
+    if let Some(probe) = &cpu.amx_probe {
+        checks.push(Check {
+            name: "AMX: compiled in only where it runs".into(),
+            ok: !cpu.amx_compiled || probe == "runs",
+            detail: format!(
+                "advertised, {}, one tile instruction {probe}",
+                if cpu.amx_compiled {
+                    "compiled in"
+                } else {
+                    "not compiled in"
+                }
+            ),
+        });
+    }
     let landlock_abi = sandbox::landlock_abi();
     checks.push(Check {
         name: "Landlock available".into(),
@@ -217,6 +234,9 @@ fn write_text(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
     writeln!(out, "llama.cpp  {}", r.build.llama_cpp_system_info)?;
     writeln!(out, "cpu        {}", r.cpu.advertised.join(" "))?;
     writeln!(out, "amx        {}", r.cpu.amx_note)?;
+    if let Some(probe) = &r.cpu.amx_probe {
+        writeln!(out, "amx probe  one tile instruction {probe}")?;
+    }
     writeln!(out, "kernel     {}", r.kernel)?;
     writeln!(
         out,
@@ -350,6 +370,52 @@ fn attempt(what: String, expected: &str, f: impl FnOnce() -> std::io::Result<Str
         outcome: outcome.into(),
         detail,
     }
+}
+
+/// Runs `medgemma amx-probe` and says what happened to it.
+fn probe_amx() -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let status = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .arg("amx-probe")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    });
+    match status {
+        Ok(s) if s.success() => "runs".into(),
+        Ok(s) if s.code() == Some(2) => "is refused by the kernel (arch_prctl)".into(),
+        Ok(s) if s.signal() == Some(libc::SIGILL) => "faults (SIGILL)".into(),
+        Ok(s) => format!("fails ({s})"),
+        Err(e) => format!("cannot be tried ({e})"),
+    }
+}
+
+/// The child of the AMX check: asks the kernel for the AMX tile state, then runs one tile instruction. Exits 0 when
+/// it ran, 2 when the kernel refuses AMX (or this is not x86-64); a CPU that faults kills it with SIGILL.
+pub fn amx_probe_child() -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: arch_prctl only grants this process the AMX state; the tile configuration is a valid 64-byte palette
+    // 1 (one tile of 16 rows of 64 bytes), read by ldtilecfg and released before returning.
+    unsafe {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        if libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0 {
+            std::process::exit(2);
+        }
+        let mut config = [0u8; 64];
+        (config[0], config[16], config[48]) = (1, 64, 16);
+        std::arch::asm!(
+            "ldtilecfg [{0}]",
+            "tilezero tmm0",
+            "tilerelease",
+            in(reg) config.as_ptr(),
+            options(nostack)
+        );
+        Ok(())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    std::process::exit(2)
 }
 
 fn cpu_flags() -> Vec<String> {
