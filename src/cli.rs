@@ -29,6 +29,20 @@ pub struct Cli {
     pub no_sandbox: bool,
 }
 
+impl Command {
+    /// The name of a command that never enters the sandbox: pull, list and rm need the network or the whole cache,
+    /// doctor runs its own proof in a child process.
+    pub fn unconfined(&self) -> Option<&'static str> {
+        match self {
+            Command::Pull(_) => Some("pull"),
+            Command::List(_) => Some("list"),
+            Command::Rm(_) => Some("rm"),
+            Command::Doctor(_) => Some("doctor"),
+            _ => None,
+        }
+    }
+}
+
 impl Cli {
     /// The sandbox mode `--sandbox` / `--no-sandbox` ask for.
     pub fn sandbox_mode(&self) -> crate::sandbox::Mode {

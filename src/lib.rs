@@ -31,6 +31,12 @@ pub use cli::Cli;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     sandbox::set_mode(cli.sandbox_mode());
+    if let (sandbox::Mode::Required, Some(name)) = (cli.sandbox_mode(), cli.command.unconfined()) {
+        anyhow::bail!(
+            "--sandbox: `medgemma {name}` is not sandboxed (it needs the network or the whole cache); run it without \
+             --sandbox"
+        );
+    }
     match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Chat(args) => commands::chat::run(args),

@@ -182,6 +182,19 @@ impl Policy {
         self
     }
 
+    /// Allows reading a GGUF model: the file, and when it is one part of a split model
+    /// (`NAME-00001-of-00003.gguf`), every part, which llama.cpp opens by name as it loads.
+    pub fn read_model(self, path: impl AsRef<Path>) -> Policy {
+        let path = path.as_ref();
+        let parts = split_parts(path);
+        self.read(path).read_all(parts)
+    }
+
+    /// [`Policy::read_model`] for each of `paths`.
+    pub fn read_models<P: AsRef<Path>>(self, paths: impl IntoIterator<Item = P>) -> Policy {
+        paths.into_iter().fold(self, Policy::read_model)
+    }
+
     /// Allows reading each of `paths`.
     pub fn read_all<P: AsRef<Path>>(self, paths: impl IntoIterator<Item = P>) -> Policy {
         paths.into_iter().fold(self, Policy::read)
@@ -357,6 +370,34 @@ impl Policy {
     }
 }
 
+/// The other parts of a split GGUF, named as llama.cpp names them (`PREFIX-%05d-of-%05d.gguf`); none for a
+/// file whose name is not such a part.
+fn split_parts(path: &Path) -> Vec<PathBuf> {
+    let Some(stem) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".gguf"))
+    else {
+        return Vec::new();
+    };
+    // PREFIX-00001-of-00003
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((prefix, index, count)) = stem
+        .rsplit_once("-of-")
+        .and_then(|(rest, count)| rest.rsplit_once('-').map(|(prefix, index)| (prefix, index, count)))
+    else {
+        return Vec::new();
+    };
+    if !digits(count) || !digits(index) {
+        return Vec::new();
+    }
+    let count: u32 = count.parse().unwrap_or(0);
+    (1..=count)
+        .map(|i| path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf")))
+        .filter(|p| p != path)
+        .collect()
+}
+
 /// The kernel's Landlock ABI version, 0 when Landlock is not built in or not enabled.
 pub fn landlock_abi() -> i32 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
@@ -474,6 +515,20 @@ mod tests {
         );
         let none: Option<PathBuf> = None;
         assert!(Policy::new("t").write_beside_each(&none).rules.is_empty());
+    }
+
+    #[test]
+    fn a_split_model_allows_every_part() {
+        let parts = split_parts(Path::new("/m/big-00002-of-00003.gguf"));
+        assert_eq!(
+            parts,
+            [
+                PathBuf::from("/m/big-00001-of-00003.gguf"),
+                PathBuf::from("/m/big-00003-of-00003.gguf")
+            ]
+        );
+        assert!(split_parts(Path::new("/m/model-q4_k_m.gguf")).is_empty());
+        assert!(split_parts(Path::new("/m/a-1-of-3.gguf")).is_empty());
     }
 
     #[test]

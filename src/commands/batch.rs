@@ -71,7 +71,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
     if !todo.is_empty() {
         // The results file is open already; what is left to read is the model and the jobs' images.
         crate::sandbox::Policy::new("batch")
-            .read(&files.model)
+            .read_model(&files.model)
             .read_all(&files.mmproj)
             .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(|c| c.images())))
             .verbose(args.model.verbose)

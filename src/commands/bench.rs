@@ -123,7 +123,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
 
     crate::sandbox::Policy::new("bench")
-        .read(&options.model)
+        .read_model(&options.model)
         .read_all(&options.mmproj)
         .read_all(&image)
         .verbose(args.model.verbose)

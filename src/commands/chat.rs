@@ -39,7 +39,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     // /image, /load and /save work beneath the current folder; the history file keeps being written.
     let history_dir = crate::chat::input::history_path().filter(|_| keep_history);
     crate::sandbox::Policy::new("chat")
-        .read(&files.model)
+        .read_model(&files.model)
         .read_all(&files.mmproj)
         .read_all(&args.images)
         .write_beneath(".")

@@ -59,10 +59,10 @@ pub(super) fn file_type(path: &Path) -> String {
 
 pub fn run(args: EvalQuantArgs) -> Result<()> {
     crate::sandbox::Policy::new("eval-quant")
-        .read(&args.base)
-        .read_all(&args.quants)
+        .read_model(&args.base)
+        .read_models(&args.quants)
         .read_all(&args.text)
-        .read_all(&args.model)
+        .read_models(&args.model)
         .read_all(&args.images)
         .verbose(args.verbose)
         .enter()?;

@@ -18,7 +18,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let input = &args.input;
     let output = &args.output;
     crate::sandbox::Policy::new("quantize")
-        .read(input)
+        .read_model(input)
         .write_beside(output)
         .verbose(args.verbose)
         .enter()?;

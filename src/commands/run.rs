@@ -69,7 +69,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let context = args.context.settings();
     crate::sandbox::Policy::new("run")
-        .read(&files.model)
+        .read_model(&files.model)
         .read_all(&files.mmproj)
         .write_beside_each(&args.logits_out)
         .verbose(args.model.verbose)
