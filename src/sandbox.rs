@@ -112,7 +112,7 @@ impl Enforcement {
         match self.landlock {
             "full" => {}
             "partial" => gaps.push(format!(
-                "Landlock ABI {} lacks some of the file rules",
+                "this kernel's Landlock ABI {} lacks some of the rules; ABI 6 (Linux 6.12) has them all",
                 self.landlock_abi
             )),
             _ => gaps.push("Landlock is not available in this kernel".to_string()),
@@ -318,7 +318,9 @@ impl Policy {
 
     fn apply_landlock(&self, abi: i32) -> Result<(&'static str, bool), SandboxError> {
         use landlock::Ruleset;
-        // ABI 5: every file-system right Landlock knows today (ioctl on devices included).
+        // The file-system rights of ABI 5 (ioctl on devices included), TCP bind and connect (ABI 4; no rule allows
+        // a port), and the scopes of ABI 6 (signals and abstract UNIX sockets stay inside the sandbox). A kernel
+        // with an older ABI enforces what it knows: the status then says partial.
         let fs_abi = ABI::V5;
         let net: BitFlags<AccessNet> = match self.network {
             Network::None => AccessNet::from_all(ABI::V4),

@@ -79,9 +79,16 @@ fn run_answers_the_same_with_and_without_the_sandbox() {
 fn sandbox_and_no_sandbox_conflict_and_unconfined_commands_refuse_sandbox() {
     let (out, _, stderr) = output(medgemma().args(["--sandbox", "--no-sandbox", "info", "x.gguf"]));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    for args in [&["list", "--sandbox"][..], &["--sandbox", "rm", "x"], &["--sandbox", "pull", "x"]] {
+    for args in [
+        &["list", "--sandbox"][..],
+        &["--sandbox", "rm", "x"],
+        &["--sandbox", "pull", "x"],
+    ] {
         let err = fails(medgemma().args(args));
-        assert!(err.contains("is not sandboxed") && err.contains("without --sandbox"), "{err}");
+        assert!(
+            err.contains("is not sandboxed") && err.contains("without --sandbox"),
+            "{err}"
+        );
     }
 }
 
