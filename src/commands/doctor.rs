@@ -157,15 +157,21 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         }
     };
     if let Some(p) = &proof {
-        let e = p.enforcement.as_ref();
-        let field = |k: &str| e.and_then(|e| e.get(k)).cloned().unwrap_or_default();
+        let field = |k: &str| {
+            p.enforcement
+                .as_ref()
+                .and_then(|e| e.get(k))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let landlock = field("landlock").as_str().unwrap_or("none").to_string();
+        let seccomp = field("seccomp").as_bool().unwrap_or(false);
         checks.push(Check {
             name: "sandbox fully enforced".into(),
-            ok: field("landlock") == "full" && field("seccomp") == true,
+            ok: landlock == "full" && seccomp,
             detail: format!(
-                "Landlock rules: {}, seccomp filter: {}",
-                field("landlock"),
-                field("seccomp")
+                "Landlock rules: {landlock}, seccomp filter: {}",
+                if seccomp { "on" } else { "off" }
             ),
         });
         for a in &p.attempts {
