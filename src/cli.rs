@@ -19,6 +19,39 @@ use crate::settings::{
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Require the sandbox (Landlock file rules and a seccomp filter without sockets) and fail when it cannot be
+    /// fully enforced. Without this flag it is entered where the kernel supports it, with a notice when not.
+    /// run, chat, batch, bench, eval-quant, quantize and info are confined; pull, list and rm are not.
+    #[arg(long, global = true, conflicts_with = "no_sandbox")]
+    pub sandbox: bool,
+    /// Run without the sandbox (e.g. chat's /image of a file outside the current folder).
+    #[arg(long = "no-sandbox", global = true)]
+    pub no_sandbox: bool,
+}
+
+impl Command {
+    /// The name of a command that never enters the sandbox: pull, list and rm need the network or the whole cache,
+    /// doctor runs its own proof in a child process.
+    pub fn unconfined(&self) -> Option<&'static str> {
+        match self {
+            Command::Pull(_) => Some("pull"),
+            Command::List(_) => Some("list"),
+            Command::Rm(_) => Some("rm"),
+            Command::Doctor(_) => Some("doctor"),
+            _ => None,
+        }
+    }
+}
+
+impl Cli {
+    /// The sandbox mode `--sandbox` / `--no-sandbox` ask for.
+    pub fn sandbox_mode(&self) -> crate::sandbox::Mode {
+        match (self.sandbox, self.no_sandbox) {
+            (true, _) => crate::sandbox::Mode::Required,
+            (false, true) => crate::sandbox::Mode::Off,
+            (false, false) => crate::sandbox::Mode::BestEffort,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +78,15 @@ pub enum Command {
     List(ListArgs),
     /// Remove a model from this machine: NAME[:QUANT] as `medgemma list` shows it (every quantisation without one).
     Rm(RmArgs),
+    /// Check this machine: the build, CPU features, kernel sandboxing (with a proof that the sandbox refuses a
+    /// network connection and a file outside it), the cache folders and their free space.
+    Doctor(DoctorArgs),
+    /// (internal) The child process of `doctor`'s sandbox proof.
+    #[command(name = "sandbox-proof", hide = true)]
+    SandboxProof(SandboxProofArgs),
+    /// (internal) The child process of `doctor`'s AMX check: runs one AMX tile instruction.
+    #[command(name = "amx-probe", hide = true)]
+    AmxProbe,
 }
 
 /// Which model files to load.
@@ -520,6 +562,28 @@ pub struct ListArgs {
     /// local ones.
     #[arg(long)]
     pub available: bool,
+}
+
+/// `medgemma doctor`
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `medgemma sandbox-proof` (hidden): enter the sandbox, then try what it must refuse.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxProofArgs {
+    /// A file the sandbox allows: it must still be readable.
+    #[arg(long, value_name = "FILE")]
+    pub allowed: PathBuf,
+    /// A file outside the sandbox: reading it must be refused.
+    #[arg(long, value_name = "FILE")]
+    pub outside: PathBuf,
+    /// A listening TCP address: connecting to it must be refused.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: String,
 }
 
 /// `medgemma rm`

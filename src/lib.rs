@@ -23,6 +23,7 @@ mod model_info;
 mod output_guard;
 mod prompt;
 mod quant_eval;
+mod sandbox;
 mod settings;
 mod terminal;
 mod thinking;
@@ -32,6 +33,13 @@ pub use cli::Cli;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    sandbox::set_mode(cli.sandbox_mode());
+    if let (sandbox::Mode::Required, Some(name)) = (cli.sandbox_mode(), cli.command.unconfined()) {
+        anyhow::bail!(
+            "--sandbox: `medgemma {name}` is not sandboxed (it needs the network or the whole cache); run it without \
+             --sandbox"
+        );
+    }
     match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Chat(args) => commands::chat::run(args),
@@ -43,5 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::Pull(args) => commands::pull::run(args),
         cli::Command::List(args) => commands::list::run(args),
         cli::Command::Rm(args) => commands::rm::run(args),
+        cli::Command::Doctor(args) => commands::doctor::run(args),
+        cli::Command::SandboxProof(args) => commands::doctor::proof_child(args),
+        cli::Command::AmxProbe => commands::doctor::amx_probe_child(),
     }
 }

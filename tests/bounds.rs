@@ -131,7 +131,7 @@ fn a_fifo_or_directory_is_refused_not_waited_on() {
 #[test]
 fn chat_image_and_load_errors_keep_the_session() {
     let g = mm();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (thin, huge, pipe) = (thin_png(dir.path()), huge_png(dir.path()), fifo(dir.path()));
     let script = format!(
         "/image {}\n/image {}\n/image {}\n/load {}\nWhat is sepsis?\n",

@@ -14,6 +14,8 @@ fn mm() -> Gguf {
 }
 
 /// Runs a piped chat; returns (exit code, stdout, stderr).
+/// Files for /image, /load and /save live beneath cargo's working directory (the package root, e.g. in
+/// CARGO_TARGET_TMPDIR): the sandbox confines chat to the folder it starts in (tests/sandbox.rs).
 fn chat(model: &Gguf, extra: &[&str], script: impl AsRef<[u8]>) -> (i32, String, String) {
     let mut cmd = medgemma();
     cmd.arg("chat")
@@ -65,7 +67,7 @@ fn run_messages(model: &Gguf, messages: &Value, extra: &[&str]) -> Value {
 #[test]
 fn piped_two_turns_reuse_the_kv_cache_and_match_a_fresh_session() {
     let g = mm();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let saved = dir.path().join("chat.json");
     let script = format!("What is sepsis?\nAnd pneumonia?\n/save {}\n", saved.display());
     let (code, stdout, stderr) = chat(&g, &["--verbose"], &script);
@@ -95,7 +97,7 @@ fn piped_two_turns_reuse_the_kv_cache_and_match_a_fresh_session() {
 #[test]
 fn save_then_load_in_a_new_process_gives_the_same_next_answer() {
     let g = mm();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let saved = dir.path().join("chat.json");
     let (_, stdout, _) = chat(
         &g,
@@ -183,7 +185,7 @@ fn a_line_that_is_not_utf8_is_reported_and_skipped() {
 #[test]
 fn bad_input_keeps_the_session_going() {
     let g = mm();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let bad = dir.path().join("broken.json");
     std::fs::write(&bad, "{not json").unwrap();
     let script = format!(
@@ -294,7 +296,7 @@ fn terminal_ctrl_c_stops_the_answer_and_the_chat_goes_on() {
 #[test]
 fn terminal_commands_image_clear_undo_retry_save_load() {
     let g = mm();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let saved = dir.path().join("conv.json");
     let image = fixtures().join("images/chest.png");
     let mut p = pty_chat(

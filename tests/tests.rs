@@ -22,3 +22,4 @@ mod messages;
 mod output_guard;
 mod parity;
 mod quantize;
+mod sandbox;

@@ -70,6 +70,13 @@ pub fn run(args: BatchArgs) -> Result<()> {
         );
     }
     if !todo.is_empty() {
+        // The results file is open already; what is left to read is the model and the jobs' images.
+        crate::sandbox::Policy::new("batch")
+            .read_model(&files.model)
+            .read_all(&files.mmproj)
+            .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(|c| c.images())))
+            .verbose(args.model.verbose)
+            .enter()?;
         interrupt::install();
         let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
         let parallel = args.parallel.max(1) as usize;

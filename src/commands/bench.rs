@@ -129,6 +129,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         _ => None,
     };
 
+    crate::sandbox::Policy::new("bench")
+        .read_model(&options.model)
+        .read_all(&options.mmproj)
+        .read_all(&image)
+        .verbose(args.model.verbose)
+        .enter()?;
     let started = Instant::now();
     let engine = Engine::load(&options)?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -34,11 +34,21 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     eprintln!("{}", terminal::NOTICE);
     let context = args.context.settings();
-    let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
-    let session = Session::for_conversation(&engine, &context)?;
     let keep_history =
         !args.no_history && std::env::var_os("MEDGEMMA_NO_HISTORY").is_none_or(|v| v.is_empty() || v == "0");
     let mut input = InputSource::new(interactive, keep_history)?;
+    // /image, /load and /save work beneath the current folder; the history file keeps being written.
+    let history_dir = crate::chat::input::history_path().filter(|_| keep_history);
+    crate::sandbox::Policy::new("chat")
+        .read_model(&files.model)
+        .read_all(&files.mmproj)
+        .read_all(&args.images)
+        .write_beneath(".")
+        .write_beside_each(&history_dir)
+        .verbose(args.model.verbose)
+        .enter()?;
+    let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+    let session = Session::for_conversation(&engine, &context)?;
     // What /save must never write over (the images read so far are added at each /save).
     let mut protected = OutputGuard::new();
     protected.protect(&files.model, "the model (-m/--model)");
@@ -85,6 +95,9 @@ pub fn run(args: ChatArgs) -> Result<()> {
                     Ok(cmd) => {
                         if let Err(e) = chat.handle(cmd) {
                             eprintln!("error: {e}");
+                            if let Some(hint) = crate::sandbox::denied_hint(&e) {
+                                eprintln!("  {hint}");
+                            }
                         }
                     }
                     Err(e) => eprintln!("error: {e}"),

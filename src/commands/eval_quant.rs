@@ -58,6 +58,14 @@ pub(super) fn file_type(path: &Path) -> String {
 }
 
 pub fn run(args: EvalQuantArgs) -> Result<()> {
+    crate::sandbox::Policy::new("eval-quant")
+        .read_model(&args.base)
+        .read_models(&args.quants)
+        .read_all(&args.text)
+        .read_models(&args.model)
+        .read_all(&args.images)
+        .verbose(args.verbose)
+        .enter()?;
     for q in &args.quants {
         if q == &args.base {
             bail!(

@@ -19,6 +19,7 @@ struct PairReport<'a> {
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
+    crate::sandbox::Policy::new("info").read_all(&args.files).enter()?;
     let infos = args
         .files
         .iter()

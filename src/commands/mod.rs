@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bench;
 pub mod chat;
+pub mod doctor;
 pub mod eval_quant;
 pub mod eval_quant_vision;
 pub mod info;

@@ -17,6 +17,11 @@ use crate::terminal;
 pub fn run(args: QuantizeArgs) -> Result<()> {
     let input = &args.input;
     let output = &args.output;
+    crate::sandbox::Policy::new("quantize")
+        .read_model(input)
+        .write_beside(output)
+        .verbose(args.verbose)
+        .enter()?;
     if !input.exists() {
         bail!(
             "input model {} not found; give the .gguf file to quantise (e.g. an F16 conversion)",

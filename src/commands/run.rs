@@ -73,6 +73,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let context = args.context.settings();
+    crate::sandbox::Policy::new("run")
+        .read_model(&files.model)
+        .read_all(&files.mmproj)
+        .write_beside_each(&args.logits_out)
+        .verbose(args.model.verbose)
+        .enter()?;
     let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
     let mut session = Session::new(&engine, &context)?;
     let prompt = session.prepare(&conversation, &images)?;

@@ -24,6 +24,7 @@ mod scheduler;
 mod score;
 mod session;
 mod speed;
+mod system_info;
 mod token_text;
 
 pub use decoder::{FinishReason, GeneratedToken, Generation, SessionStats};
@@ -37,3 +38,4 @@ pub use scheduler::{EvalObserver, Finished, LlamaScheduler, NoObserver, Schedule
 pub use score::Scorer;
 pub use session::Session;
 pub use speed::SpeedTest;
+pub use system_info::{system_info, BINDINGS};
