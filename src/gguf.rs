@@ -141,9 +141,11 @@ pub enum HeaderFault {
     Read { at: u64, error: std::io::Error },
     #[error("a string before offset {at} is not UTF-8")]
     NotUtf8 { at: u64 },
+    #[error("the header would need {needed} more bytes at offset {at}, past the {MAX_HEADER_BYTES} bytes a GGUF header may take (a real 27B model's takes about 6 MB)")]
+    HeaderTooLarge { at: u64, needed: u64 },
     #[error("arrays nested too deeply")]
     NestedTooDeep,
-    #[error("an array claims {count} items, more than the file can hold")]
+    #[error("an array claims {count} items, more than the file can hold or the {MAX_ARRAY_ITEMS} a header may have")]
     ArrayTooLong { count: u64 },
     #[error("unknown metadata value type {ty} at offset {at}")]
     UnknownValueType { ty: u32, at: u64 },
@@ -270,6 +272,12 @@ pub fn ggml_type_name(t: u32) -> String {
     name.to_string()
 }
 
+/// The most bytes of metadata and tensor table read from one file: strings and arrays are read whole into memory, so
+/// a damaged length in a large file must not be followed (a real 27B model's header is about 6 MB).
+const MAX_HEADER_BYTES: u64 = 256 << 20;
+/// The most items one metadata array may hold (a vocabulary of 262,144 tokens is the largest MedGemma's).
+const MAX_ARRAY_ITEMS: u64 = 1 << 23;
+
 struct Cursor<R: Read> {
     inner: R,
     pos: u64,
@@ -278,6 +286,12 @@ struct Cursor<R: Read> {
 
 impl<R: Read> Cursor<R> {
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, HeaderFault> {
+        if self.pos.saturating_add(n) > MAX_HEADER_BYTES && self.pos.saturating_add(n) <= self.limit {
+            return Err(HeaderFault::HeaderTooLarge {
+                at: self.pos,
+                needed: n,
+            });
+        }
         if self.pos.saturating_add(n) > self.limit {
             return Err(HeaderFault::Short {
                 needed: n,
@@ -324,7 +338,7 @@ impl<R: Read> Cursor<R> {
                 }
                 let inner = self.u32()?;
                 let count = self.u64()?;
-                if count > self.limit.saturating_sub(self.pos) {
+                if count > self.limit.saturating_sub(self.pos) || count > MAX_ARRAY_ITEMS {
                     return Err(HeaderFault::ArrayTooLong { count });
                 }
                 let mut items = Vec::with_capacity(count.min(1 << 20) as usize);
@@ -412,8 +426,10 @@ impl GgufHeader {
             });
             metadata.insert(key, value);
         }
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
-        let mut names = std::collections::HashSet::with_capacity(n_tensors as usize);
+        // Grown as entries are read, never reserved from the claimed count: a damaged count in a large file would
+        // otherwise ask for terabytes before the first entry shows the file is wrong.
+        let mut tensors = Vec::with_capacity(n_tensors.min(1 << 12) as usize);
+        let mut names = std::collections::HashSet::with_capacity(n_tensors.min(1 << 12) as usize);
         let mut parameters = 0u64;
         for _ in 0..n_tensors {
             let name = cur.string().map_err(damaged)?;

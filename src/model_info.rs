@@ -240,7 +240,7 @@ impl ProjectorInfo {
         let patch_size = h.get_u64("clip.vision.patch_size");
         let scale = h.get_u64("clip.vision.projector.scale_factor").unwrap_or(1);
         let tokens_per_image = match (image_size, patch_size) {
-            (Some(i), Some(p)) if p > 0 && scale > 0 => Some((i / p / scale).pow(2)),
+            (Some(i), Some(p)) if p > 0 && scale > 0 => (i / p / scale).checked_pow(2),
             _ => None,
         };
         ProjectorInfo {

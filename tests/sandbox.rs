@@ -135,7 +135,7 @@ fn logits_out_in_another_folder_is_written_inside_the_sandbox() {
     let logits: Vec<f64> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert!(!logits.is_empty());
     // Written over atomically a second time (a temporary file beside it, renamed).
-    answer(&["--sandbox", "--logits-out", path.to_str().unwrap()]);
+    answer(&["--sandbox", "--force", "--logits-out", path.to_str().unwrap()]);
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "only the output is left");
 }

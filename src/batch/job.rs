@@ -131,17 +131,17 @@ pub fn parse_jobs(bytes: &[u8], base: &Path) -> Vec<Job> {
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let n = i + 1;
-        let Ok(line) = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)) else {
-            jobs.push(Job::failed(format!("line:{n}"), JobError::NotUtf8 { line: n }));
-            continue;
+        let mut job = match std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => parse_line(line, n, base),
+            Err(_) => Job::failed(format!("line:{n}"), JobError::NotUtf8 { line: n }),
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut job = parse_line(line, n, base);
         if let Some(&first) = first_line.get(&job.id) {
             // A line without an id of its own keeps its own error; only a line whose id is taken is a duplicate.
-            let own_id = !matches!(job.input, Err(JobError::NotJson { .. } | JobError::MissingId { .. }));
+            let own_id = !matches!(
+                job.input,
+                Err(JobError::NotJson { .. } | JobError::MissingId { .. } | JobError::NotUtf8 { .. })
+            );
             if own_id {
                 job = Job::failed(
                     String::new(),
@@ -450,7 +450,7 @@ not json
     #[test]
     fn ids_stay_unique_when_a_job_is_named_like_a_line() {
         let text = "{\"id\": \"line:2\", \"prompt\": \"q\"}\nnot json\n{\"id\": \"line:2\", \"prompt\": \"dup\"}\n{\"prompt\": \"no id\"}\n{\"id\": \"line:4\", \"prompt\": \"q\"}";
-        let jobs = parse_jobs(text, Path::new("/data"));
+        let jobs = parse_jobs(text.as_bytes(), Path::new("/data"));
         let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(ids, ["line:2", "line:2#2", "line:3", "line:4", "line:5"]);
         let err = |i: usize| jobs[i].input.as_ref().unwrap_err().to_string();

@@ -132,7 +132,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     crate::sandbox::Policy::new("bench")
         .read_model(&options.model)
         .read_all(&options.mmproj)
-        .read_all(&image)
         .verbose(args.model.verbose)
         .enter()?;
     let started = Instant::now();

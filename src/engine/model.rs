@@ -81,6 +81,14 @@ fn check_model_file(path: &Path) -> Result<GgufHeader, EngineError> {
             crate::gguf_check::check(&header)?;
             Ok(header)
         }
+        // No architecture, or one of the wrong type: the pre-check names the key and what is wrong with it.
+        None => {
+            crate::gguf_check::check(&header)?;
+            Err(EngineError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                arch: "(none)".to_string(),
+            })
+        }
         other => Err(EngineError::UnsupportedArchitecture {
             path: path.to_path_buf(),
             arch: other.unwrap_or("(none)").to_string(),

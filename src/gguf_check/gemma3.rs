@@ -136,7 +136,13 @@ pub(super) fn check(m: &Meta, tensors: &Tensors) -> Result<(), Fault> {
     }
     m.u32(&k("rope.scaling.original_context_length"), false)?;
     m.bool(&k("rope.scaling.finetuned"))?;
-    m.u32(&k("attention.sliding_window"), false)?;
+    m.u32_in(
+        &k("attention.sliding_window"),
+        false,
+        1,
+        u32::MAX,
+        "Gemma 3's local layers attend to that many tokens; 0 would leave them nothing",
+    )?;
     match m.get(&k("attention.sliding_window_pattern"), false)? {
         Some(GgufValue::Array(_)) => {
             let key = k("attention.sliding_window_pattern");
