@@ -55,9 +55,9 @@ fn q8_0_is_closer_to_the_source_than_4_bit_types() {
     let get = |i: usize, k: &str| q[i][k].as_f64().unwrap();
     assert_eq!(q[0]["file_type"], "Q8_0");
     assert_eq!(q[2]["file_type"], "Q4_0");
-    for i in 0..3 {
+    for (i, quant) in q.iter().enumerate().take(3) {
         assert!(get(i, "kl_mean") > 0.0, "quantisation changes the distributions: {r}");
-        assert_eq!(q[i]["positions"], r["scored_positions"]);
+        assert_eq!(quant["positions"], r["scored_positions"]);
     }
     // Each mean is over ~1000 positions; demand separation by 3 standard errors of both means, not just order.
     let separated = |a: usize, b: usize| {

@@ -15,6 +15,7 @@ use crate::settings::SamplingSettings;
 
 /// A command that had nothing to act on; the chat goes on unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[allow(clippy::enum_variant_names)] // each names what there was nothing of, in the user's words
 pub enum ChatStateError {
     #[error("nothing to undo")]
     NothingToUndo,

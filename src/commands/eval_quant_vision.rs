@@ -85,6 +85,9 @@ fn generate(engine: Option<&Engine>, image: &ImageInput, n: usize, threads: i32)
     Ok(session.generate(&sampling, &mut |_| ControlFlow::Continue(()))?.tokens)
 }
 
+/// One image's embedding and the token ids generated from it.
+type Embedded = (ImageEmbedding, Vec<i32>);
+
 pub fn run(args: &EvalQuantArgs) -> Result<()> {
     let Some(model) = &args.model else {
         bail!(
@@ -119,9 +122,7 @@ pub fn run(args: &EvalQuantArgs) -> Result<()> {
         .map(|p| ImageInput::load(p, ImageFit::Pad, crate::image_input::DEFAULT_IMAGE_SIDE))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let measure = |mmproj: &Path,
-                   reference: Option<&[(ImageEmbedding, Vec<i32>)]>|
-     -> Result<(Projector, Vec<(ImageEmbedding, Vec<i32>)>)> {
+    let measure = |mmproj: &Path, reference: Option<&[Embedded]>| -> Result<(Projector, Vec<Embedded>)> {
         let mut results = Vec::new();
         let mut kept = Vec::new();
         let engine = load_for_generation(model, mmproj, args.gen_tokens, threads, args.verbose)?;

@@ -113,7 +113,7 @@ impl<'e> Context<'e> {
             .with_swa_full(swa_full)
             .with_no_perf(true);
         let capture = LoadCapture::start();
-        let ctx = match engine.model.new_context(&engine.backend, params) {
+        let ctx = match engine.model.new_context(engine.backend, params) {
             Ok(ctx) => ctx,
             Err(_) => {
                 return Err(EngineError::Context {

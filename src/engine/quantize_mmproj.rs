@@ -108,7 +108,7 @@ fn new_type(
     if ![F32, F16, BF16].contains(&ty) && !allow_requantize {
         return (ty, Some(format!("already quantised ({})", ggml_type_name(ty))));
     }
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return narrow_or_keep(format!("rows of {} are not a multiple of {block}", dims[0]));
     }
     (target, None)

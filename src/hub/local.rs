@@ -112,7 +112,7 @@ impl ConvertedStore {
             .flatten()
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum();
-        model.is_file().then(|| LocalModel {
+        model.is_file().then_some(LocalModel {
             name: b.name,
             quant: b.quant,
             size,
