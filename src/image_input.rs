@@ -371,23 +371,8 @@ mod tests {
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         png.extend(13u32.to_be_bytes());
         png.extend(&ihdr);
-        png.extend(crc32(&ihdr).to_be_bytes());
+        png.extend(crate::fuzz::image::crc32(&ihdr).to_be_bytes());
         png
-    }
-
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -99,56 +99,6 @@ fn unhex(hex: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
-}
-
-/// How one run ended.
-struct Outcome {
-    /// The exit code, or why there is none.
-    exit: Result<i32, String>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` with `stdin`, killing it after `limit`.
-fn run_with_deadline(cmd: &mut Command, stdin: Vec<u8>, limit: Duration) -> Outcome {
-    use std::io::{Read, Write};
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run medgemma");
-    let mut input = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let reader = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = r.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = reader(Box::new(child.stdout.take().unwrap()));
-    let stderr = reader(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + limit;
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().ok_or_else(|| format!("killed by a signal ({status:?})"));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Err(format!("still running after {} s: a hang", limit.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let _ = writer.join();
-    Outcome {
-        exit,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
 }
 
 /// Runs one case in `dir`; returns what was wrong with it (empty when clean).

@@ -4,53 +4,12 @@
 //! aborted the process in clip's warmup (GGML_ASSERT ggml_can_mul_mat), and an mmproj without v.blk.0.attn_q.weight
 //! or v.patch_embd.weight loaded silently.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::util::*;
 
 fn mm() -> Gguf {
     converted("tiny-medgemma-mm", "f32")
-}
-
-/// Where the key or tensor-table entry `name` ends in `bytes`: just after its length-prefixed name.
-fn entry(bytes: &[u8], name: &str) -> usize {
-    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
-    pat.extend_from_slice(name.as_bytes());
-    let at = bytes
-        .windows(pat.len())
-        .position(|w| w == pat)
-        .unwrap_or_else(|| panic!("{name} not in the GGUF"));
-    at + pat.len()
-}
-
-/// A copy of `src` in `dir`, named `name`, with `edit` applied to its bytes.
-fn edited(src: &Path, dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
-    let mut bytes = std::fs::read(src).unwrap();
-    edit(&mut bytes);
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-/// Renames the key or tensor `old` to `new` (same length, so every offset holds).
-fn rename(bytes: &mut [u8], old: &str, new: &str) {
-    assert_eq!(old.len(), new.len());
-    let end = entry(bytes, old);
-    bytes[end - old.len()..end].copy_from_slice(new.as_bytes());
-}
-
-/// Reshapes the 2-D tensor `name` from [a, b] to [2a, b/2]: the same size, so the file stays valid GGUF.
-fn reshape(bytes: &mut [u8], name: &str) {
-    let at = entry(bytes, name);
-    assert_eq!(
-        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
-        2,
-        "{name} is 2-D"
-    );
-    let dim = |b: &[u8], i: usize| u64::from_le_bytes(b[at + 4 + 8 * i..at + 12 + 8 * i].try_into().unwrap());
-    let (a, b) = (dim(bytes, 0), dim(bytes, 1));
-    bytes[at + 4..at + 12].copy_from_slice(&(a * 2).to_le_bytes());
-    bytes[at + 12..at + 20].copy_from_slice(&(b / 2).to_le_bytes());
 }
 
 /// Sets the u32 metadata value of `key`.

@@ -1,57 +1,12 @@
 //! Files that pass our own header checks but that llama.cpp refuses: the error names the file and carries
 //! llama.cpp's own reason from its log (issue 14), with no other llama.cpp output unless --verbose.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::util::*;
 
 fn mm() -> Gguf {
     converted("tiny-medgemma-mm", "f32")
-}
-
-/// Where the tensor-table (or key) entry `name` ends: just after its length-prefixed name.
-fn entry(bytes: &[u8], name: &str) -> usize {
-    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
-    pat.extend_from_slice(name.as_bytes());
-    let at = bytes
-        .windows(pat.len())
-        .position(|w| w == pat)
-        .expect("name in the GGUF");
-    assert!(
-        bytes[at + 1..].windows(pat.len()).all(|w| w != pat),
-        "{name} appears twice"
-    );
-    at + pat.len()
-}
-
-/// A copy of `src` in `dir` with the key, tensor or string value `name` renamed to `new` (same length, so every offset holds).
-fn renamed(src: &Path, dir: &Path, name: &str, new: &str) -> PathBuf {
-    assert_eq!(name.len(), new.len());
-    let mut bytes = std::fs::read(src).unwrap();
-    let end = entry(&bytes, name);
-    bytes[end - name.len()..end].copy_from_slice(new.as_bytes());
-    let p = dir.join(format!("renamed-{}", src.file_name().unwrap().to_string_lossy()));
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-/// A copy of the model with the 2-D tensor `name` reshaped from [a, b] to [2a, b/2]: the same size, so the file is
-/// valid GGUF, but not the shape llama.cpp expects. Returns the path and the old dimensions.
-fn reshaped(src: &Path, dir: &Path, name: &str) -> (PathBuf, u64, u64) {
-    let mut bytes = std::fs::read(src).unwrap();
-    let at = entry(&bytes, name);
-    assert_eq!(
-        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
-        2,
-        "{name} is 2-D"
-    );
-    let dim = |b: &[u8], i: usize| u64::from_le_bytes(b[at + 4 + 8 * i..at + 12 + 8 * i].try_into().unwrap());
-    let (a, b) = (dim(&bytes, 0), dim(&bytes, 1));
-    bytes[at + 4..at + 12].copy_from_slice(&(a * 2).to_le_bytes());
-    bytes[at + 12..at + 20].copy_from_slice(&(b / 2).to_le_bytes());
-    let p = dir.join("reshaped.gguf");
-    std::fs::write(&p, bytes).unwrap();
-    (p, a, b)
 }
 
 /// Runs `run` on the files, asserts a clean failure whose only stderr line is our error, and returns that line.
@@ -80,7 +35,7 @@ fn refused(model: &Path, mmproj: Option<&Path>, extra: &[&str]) -> String {
 #[test]
 fn model_with_an_unknown_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = renamed(&mm().model, dir.path(), "llama", "llamX");
+    let bad = edited(&mm().model, dir.path(), "llamx.gguf", |b| rename(b, "llama", "llamX"));
     let err = refused(&bad, None, &[]);
     assert!(
         err.contains(&format!("llama.cpp could not load {}: ", bad.display())),
@@ -95,28 +50,31 @@ fn model_with_an_unknown_tokenizer() {
 fn what_llama_cpp_used_to_refuse_is_refused_first_by_the_pre_check() {
     let dir = tempfile::tempdir().unwrap();
     let g = mm();
-    let missing = renamed(&g.model, dir.path(), "blk.0.attn_q.weight", "blk.0.attn_X.weight");
+    let missing = edited(&g.model, dir.path(), "missing.gguf", |b| {
+        rename(b, "blk.0.attn_q.weight", "blk.0.attn_X.weight")
+    });
     let err = refused(&missing, None, &[]);
     assert!(!err.contains("llama.cpp could not load"), "{err}");
     assert!(
         err.contains(&missing.display().to_string()) && err.contains("blk.0.attn_q.weight"),
         "{err}"
     );
-    let (reshaped, _, _) = reshaped(&g.model, dir.path(), "blk.0.attn_q.weight");
+    let reshaped = edited(&g.model, dir.path(), "reshaped.gguf", |b| {
+        reshape(b, "blk.0.attn_q.weight")
+    });
     let err = refused(&reshaped, None, &[]);
     assert!(
         err.contains(&reshaped.display().to_string()) && err.contains("blk.0.attn_q.weight"),
         "{err}"
     );
-    let no_key = renamed(&g.model, dir.path(), "gemma3.block_count", "gemma3.block_cXunt");
+    let no_key = edited(&g.model, dir.path(), "no-key.gguf", |b| {
+        rename(b, "gemma3.block_count", "gemma3.block_cXunt")
+    });
     let err = refused(&no_key, None, &[]);
     assert!(err.contains("gemma3.block_count"), "{err}");
-    let mmproj = renamed(
-        g.mmproj.as_ref().unwrap(),
-        dir.path(),
-        "mm.input_projection.weight",
-        "mm.input_projectiXn.weight",
-    );
+    let mmproj = edited(g.mmproj.as_ref().unwrap(), dir.path(), "mmproj.gguf", |b| {
+        rename(b, "mm.input_projection.weight", "mm.input_projectiXn.weight")
+    });
     let err = refused(&g.model, Some(&mmproj), &[]);
     assert!(
         err.contains(&mmproj.display().to_string()) && err.contains("mm.input_projection.weight"),
@@ -139,7 +97,7 @@ fn a_context_llama_cpp_would_refuse_is_refused_first_by_its_flags() {
 #[test]
 fn verbose_still_shows_llama_cpps_log() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = renamed(&mm().model, dir.path(), "llama", "llamX");
+    let bad = edited(&mm().model, dir.path(), "llamx.gguf", |b| rename(b, "llama", "llamX"));
     let mut cmd = medgemma();
     cmd.arg("run").arg("-m").arg(&bad).args(["--verbose", "hi"]);
     let err = fails(&mut cmd);

@@ -192,6 +192,24 @@ pub fn mismatched_mmproj(gguf: &Gguf, dir: &Path) -> PathBuf {
 /// test fails (for inputs that could block, such as a FIFO). Asserts it exited by itself with no panic or signal;
 /// returns its exit code, stdout and stderr.
 pub fn within(cmd: &mut Command, stdin: &str, secs: u64) -> (i32, String, String) {
+    let out = run_with_deadline(cmd, stdin.as_bytes().to_vec(), std::time::Duration::from_secs(secs));
+    assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
+    let code = out
+        .exit
+        .unwrap_or_else(|why| panic!("medgemma {why}: {cmd:?}\n{}", out.stderr));
+    (code, out.stdout, out.stderr)
+}
+
+/// How one run ended.
+pub struct Outcome {
+    /// The exit code, or why there is none.
+    pub exit: Result<i32, String>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with `stdin`, killing it after `limit` (a hang is an outcome, not a test failure).
+pub fn run_with_deadline(cmd: &mut Command, stdin: Vec<u8>, limit: std::time::Duration) -> Outcome {
     use std::io::{Read, Write};
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -200,38 +218,36 @@ pub fn within(cmd: &mut Command, stdin: &str, secs: u64) -> (i32, String, String
         .spawn()
         .expect("cannot run medgemma");
     let mut input = child.stdin.take().unwrap();
-    let text = stdin.to_string();
     let writer = std::thread::spawn(move || {
-        let _ = input.write_all(text.as_bytes());
+        let _ = input.write_all(&stdin);
     });
     let reader = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
+            let mut bytes = Vec::new();
+            let _ = r.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
         })
     };
     let stdout = reader(Box::new(child.stdout.take().unwrap()));
     let stderr = reader(Box::new(child.stderr.take().unwrap()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    let status = loop {
+    let deadline = std::time::Instant::now() + limit;
+    let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            break status.code().ok_or_else(|| format!("killed by a signal ({status:?})"));
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("medgemma still ran after {secs} s (blocked?): {cmd:?}");
+            break Err(format!("still running after {} s: a hang", limit.as_secs()));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     };
-    writer.join().unwrap();
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
-    let code = status
-        .code()
-        .unwrap_or_else(|| panic!("killed by a signal ({status:?}):\n{stderr}"));
-    (code, stdout, stderr)
+    let _ = writer.join();
+    Outcome {
+        exit,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// A PNG file from its chunks (kind, data), with valid lengths and CRCs: for images whose header says what the test
@@ -265,4 +281,51 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend(height.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]);
     ihdr
+}
+
+// Byte edits of a converted GGUF fixture (names and values keep their lengths, so every offset holds).
+
+/// Where the key or tensor-table entry `name` ends in `bytes`: just after its length-prefixed name.
+pub fn entry(bytes: &[u8], name: &str) -> usize {
+    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(name.as_bytes());
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .unwrap_or_else(|| panic!("{name} not in the GGUF"));
+    assert!(
+        bytes[at + 1..].windows(pat.len()).all(|w| w != pat),
+        "{name} appears twice"
+    );
+    at + pat.len()
+}
+
+/// A copy of `src` in `dir`, named `name`, with `edit` applied to its bytes.
+pub fn edited(src: &Path, dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut bytes = std::fs::read(src).unwrap();
+    edit(&mut bytes);
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Renames the key, tensor or string value `old` to `new` (same length, so every offset holds).
+pub fn rename(bytes: &mut [u8], old: &str, new: &str) {
+    assert_eq!(old.len(), new.len());
+    let end = entry(bytes, old);
+    bytes[end - old.len()..end].copy_from_slice(new.as_bytes());
+}
+
+/// Reshapes the 2-D tensor `name` from [a, b] to [2a, b/2]: the same size, so the file stays valid GGUF.
+pub fn reshape(bytes: &mut [u8], name: &str) {
+    let at = entry(bytes, name);
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        2,
+        "{name} is 2-D"
+    );
+    let dim = |b: &[u8], i: usize| u64::from_le_bytes(b[at + 4 + 8 * i..at + 12 + 8 * i].try_into().unwrap());
+    let (a, b) = (dim(bytes, 0), dim(bytes, 1));
+    bytes[at + 4..at + 12].copy_from_slice(&(a * 2).to_le_bytes());
+    bytes[at + 12..at + 20].copy_from_slice(&(b / 2).to_le_bytes());
 }

@@ -64,7 +64,8 @@ const DICTIONARY: &[&[u8]] = &[
     b"WEBPVP8L",
 ];
 
-fn crc32(bytes: &[u8]) -> u32 {
+/// PNG's chunk checksum (also used by image_input's tests to hand-make PNG headers).
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in bytes {
         crc ^= u32::from(b);

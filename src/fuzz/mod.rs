@@ -21,7 +21,7 @@ mod batch;
 mod chat;
 mod conversation;
 mod gguf;
-mod image;
+pub(crate) mod image;
 mod prompt;
 mod results;
 mod utf8_stream;
