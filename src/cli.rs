@@ -468,6 +468,8 @@ pub struct BatchArgs {
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
     #[command(flatten)]
+    pub dicom: DicomArgs,
+    #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub context: ContextArgs,
@@ -484,6 +486,8 @@ pub struct ChatArgs {
     /// How a non-square image is made square (see `medgemma run --help`).
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
+    #[command(flatten)]
+    pub dicom: DicomArgs,
     /// A system prompt, e.g. "You are a helpful medical assistant."; /system changes it later.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,

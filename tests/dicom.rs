@@ -212,3 +212,51 @@ fn png_is_unchanged_by_dicom_flags() {
     assert_eq!(out.get_pixel(0, 1).0, [200, 100, 50]);
     assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);
 }
+
+/// End to end through the tiny multimodal fixture: `run --image x.dcm` gives the same answer and the same logits
+/// as `run --image` on the PNG that `preview` wrote for it (the windowed, padded picture).
+#[test]
+fn run_with_a_dicom_equals_run_with_its_preview_png() {
+    let (dir, _) = fixtures();
+    let g = crate::util::converted("tiny-medgemma-mm", "f32");
+    let preview = dir.path().join("preview");
+    ok(medgemma()
+        .current_dir(dir.path())
+        .args([
+            "preview",
+            "--image",
+            "cr_monochrome1.dcm",
+            "--window",
+            "2000,2500",
+            "--out",
+        ])
+        .arg(&preview));
+    let run = |image: &Path, logits: &str, window: Option<&str>| {
+        let mut cmd = medgemma();
+        cmd.current_dir(dir.path())
+            .arg("run")
+            .arg("-m")
+            .arg(&g.model)
+            .arg("--mmproj")
+            .arg(g.mmproj.as_ref().unwrap())
+            .args(["-n", "6", "-t", "2", "--logits-out", logits, "--image"])
+            .arg(image);
+        if let Some(window) = window {
+            cmd.args(["--window", window]);
+        }
+        cmd.arg("Describe the image.");
+        ok(&mut cmd)
+    };
+    let from_dicom = run(Path::new("cr_monochrome1.dcm"), "dicom.logits", Some("2000,2500"));
+    let from_png = run(&preview.join("001.png"), "png.logits", None);
+    assert_eq!(from_dicom, from_png);
+    let logits = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert_eq!(logits("dicom.logits"), logits("png.logits"), "logits differ");
+    // The model does see the window: another one changes the logits.
+    run(Path::new("cr_monochrome1.dcm"), "lung.logits", Some("lung"));
+    assert_ne!(
+        logits("dicom.logits"),
+        logits("lung.logits"),
+        "the window made no difference"
+    );
+}
