@@ -131,6 +131,8 @@ pub struct Header {
     pub rescale: (f64, f64),
     pub windows: Vec<Window>,
     pub voi_function: VoiFunction,
+    /// Which LUT sequences the file has; they are not applied yet (a notice says so).
+    pub lut_sequences: Vec<&'static str>,
 }
 
 impl Header {
@@ -279,6 +281,14 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DicomError> {
             "its VOI LUT Function is {function_name}; LINEAR, LINEAR_EXACT and SIGMOID are defined"
         ))
     })?;
+    let lut_sequences = [
+        (tags::VOILUT_SEQUENCE, "VOI LUT Sequence"),
+        (tags::MODALITY_LUT_SEQUENCE, "Modality LUT Sequence"),
+    ]
+    .into_iter()
+    .filter(|(tag, _)| obj.element_opt(*tag).ok().flatten().is_some())
+    .map(|(_, name)| name)
+    .collect();
     let header = Header {
         rows,
         columns,
@@ -291,6 +301,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DicomError> {
         rescale,
         windows,
         voi_function,
+        lut_sequences,
     };
     if header.pixel_bytes() > MAX_PIXEL_BYTES {
         return Err(DicomError::TooManyPixels {
@@ -376,6 +387,11 @@ pub fn decode(
             let stored: Vec<f64> = decoded
                 .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
                 .map_err(|e| DicomError::Decode(e.to_string()))?;
+            for name in &header.lut_sequences {
+                notice(format!(
+                    "its {name} is not applied yet (rescale and window attributes are used instead)"
+                ));
+            }
             let (slope, intercept) = header.rescale;
             let values: Vec<f64> = stored.iter().map(|&v| window::rescale(v, slope, intercept)).collect();
             let chosen = match (options.window, file_window) {
