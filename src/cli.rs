@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::image_input::ImageFit;
+use crate::dicom::Window;
+use crate::image_input::{DicomOptions, ImageFit};
 use crate::settings::{
     parse_f32, parse_max_tokens, Allowed, CacheType, ContextSettings, FlashAttention, QuantType, SamplingSettings,
     ValueError, MAX_BATCH_SIZE,
@@ -78,6 +79,9 @@ pub enum Command {
     List(ListArgs),
     /// Remove a model from this machine: NAME[:QUANT] as `medgemma list` shows it (every quantisation without one).
     Rm(RmArgs),
+    /// Write the RGB images the model would see (after DICOM windowing and fitting to a square) as PNGs,
+    /// DIR/001.png, 002.png, ... in the order given, to check the windowing before a run.
+    Preview(PreviewArgs),
     /// Check this machine: the build, CPU features, kernel sandboxing (with a proof that the sandbox refuses a
     /// network connection and a file outside it), the cache folders and their free space.
     Doctor(DoctorArgs),
@@ -87,6 +91,57 @@ pub enum Command {
     /// (internal) The child process of `doctor`'s AMX check: runs one AMX tile instruction.
     #[command(name = "amx-probe", hide = true)]
     AmxProbe,
+}
+
+/// How a DICOM image becomes the picture the model sees; PNG, JPEG and other images ignore these.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DicomArgs {
+    /// DICOM: the window, CENTER,WIDTH in the file's units (Hounsfield units for CT, e.g. -600,1500), or a CT
+    /// preset: lung (-600,1500), mediastinum (50,350), bone (400,1800), brain (40,80), soft-tissue (40,400),
+    /// abdomen (50,400), liver (30,150). Default: the file's own window, or min-max when it has none.
+    #[arg(long, value_name = "C,W|PRESET", value_parser = parse_window_arg, allow_hyphen_values = true)]
+    pub window: Option<Window>,
+    /// DICOM: which of the file's windows to use when it has several, from 1 [default: 1].
+    #[arg(long = "window-index", value_name = "N", conflicts_with = "window",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub window_index: Option<u32>,
+    /// DICOM: which frame of a multi-frame file, from 1 [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub frame: Option<u32>,
+}
+
+impl DicomArgs {
+    pub fn options(&self) -> DicomOptions {
+        DicomOptions {
+            window: self.window,
+            window_index: self.window_index.map(|i| i as usize),
+            frame: self.frame,
+        }
+    }
+}
+
+fn parse_window_arg(text: &str) -> Result<Window, String> {
+    crate::dicom::parse_window(text)
+}
+
+/// `medgemma preview`
+#[derive(Debug, Clone, Args)]
+pub struct PreviewArgs {
+    /// An image (PNG, JPEG, BMP, TIFF, WebP or DICOM); repeat for several.
+    #[arg(long = "image", value_name = "FILE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// How a non-square image is made square (see `medgemma run --help`).
+    #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
+    pub image_fit: ImageFit,
+    #[command(flatten)]
+    pub dicom: DicomArgs,
+    /// The side of the model's square input, for --image-fit stretch.
+    #[arg(long, value_name = "PIXELS", default_value_t = crate::image_input::DEFAULT_IMAGE_SIDE,
+          value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub side: u32,
+    /// The folder to write the PNGs into (created if missing; existing NNN.png files are not overwritten).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Which model files to load.
@@ -229,6 +284,8 @@ pub struct RunArgs {
     /// stretch (as the Hugging Face processor does).
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
+    #[command(flatten)]
+    pub dicom: DicomArgs,
     /// A system prompt, e.g. "You are an expert radiologist.".
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
@@ -411,6 +468,8 @@ pub struct BatchArgs {
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
     #[command(flatten)]
+    pub dicom: DicomArgs,
+    #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub context: ContextArgs,
@@ -427,6 +486,8 @@ pub struct ChatArgs {
     /// How a non-square image is made square (see `medgemma run --help`).
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
+    #[command(flatten)]
+    pub dicom: DicomArgs,
     /// A system prompt, e.g. "You are a helpful medical assistant."; /system changes it later.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,

@@ -1,5 +1,5 @@
-//! Reading the images a user attaches: decode (PNG, JPEG, BMP, TIFF, WebP), convert to RGB, and fit to a square
-//! the way MedGemma expects.
+//! Reading the images a user attaches: decode (PNG, JPEG, BMP, TIFF, WebP, and DICOM through [`crate::dicom`]),
+//! convert to RGB, and fit to a square the way MedGemma expects.
 //!
 //! Owns: every check on an image file (missing, not a regular file, too large a file, unreadable, not an image,
 //! empty, too many pixels, too elongated) with an error that names it, and the `--image-fit` choice. The file's
@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use image::{imageops::FilterType, DynamicImage, RgbImage};
+
+pub use crate::dicom::DicomOptions;
 
 /// The side of MedGemma's square image input (SigLIP at 896 px), when a projector does not say.
 pub const DEFAULT_IMAGE_SIDE: u32 = 896;
@@ -92,6 +94,11 @@ pub enum ImageError {
         size_text(MAX_FILE_BYTES)
     )]
     FileTooLarge { path: PathBuf, bytes: u64 },
+    #[error("image {}: {error}", path.display())]
+    Dicom {
+        path: PathBuf,
+        error: crate::dicom::DicomError,
+    },
     #[error(
         "image {}: decoding it would need more than {} MiB, although its header says {width}x{height}; the file \
          is probably damaged: export it again",
@@ -166,8 +173,22 @@ impl ImageInput {
     /// Reads `path`, decodes it by content (not by extension), converts to RGB and fits it to a square.
     /// `side` is the projector's input size for [`ImageFit::Stretch`]; padding keeps the original resolution.
     pub fn load(path: &Path, fit: ImageFit, side: u32) -> Result<ImageInput, ImageError> {
+        Self::load_with(path, fit, side, &DicomOptions::default())
+    }
+
+    /// [`ImageInput::load`] with the choices for a DICOM file (window, frame); other images ignore them.
+    /// A DICOM file's notices (no window: min-max) go to stderr, naming the file.
+    pub fn load_with(path: &Path, fit: ImageFit, side: u32, dicom: &DicomOptions) -> Result<ImageInput, ImageError> {
         let bytes = read_image_file(path)?;
         let sha256 = crate::files::sha256_hex(&bytes);
+        if crate::dicom::is_dicom(&bytes) {
+            let rgb = fit_square(load_dicom(path, &bytes, fit, dicom)?, fit, side.max(1));
+            return Ok(ImageInput {
+                path: path.to_path_buf(),
+                rgb,
+                sha256,
+            });
+        }
         let not_image = |reason: String| ImageError::NotAnImage {
             path: path.to_path_buf(),
             reason,
@@ -209,6 +230,19 @@ impl ImageInput {
             sha256,
         })
     }
+}
+
+/// A DICOM file's chosen frame as RGB: the header read and its size checked (the same limits as any image)
+/// before the pixel data is decoded.
+fn load_dicom(path: &Path, bytes: &[u8], fit: ImageFit, options: &DicomOptions) -> Result<DynamicImage, ImageError> {
+    let dicom_error = |error| ImageError::Dicom {
+        path: path.to_path_buf(),
+        error,
+    };
+    let header = crate::dicom::read_header(bytes).map_err(dicom_error)?;
+    check_dims(path, header.columns, header.rows, fit)?;
+    let mut notice = |text: String| eprintln!("image {}: {text}", path.display());
+    crate::dicom::decode(bytes, &header, options, &mut notice).map_err(dicom_error)
 }
 
 /// Width and height from a PNG header, read directly (decoders reject a 0x0 header with a vaguer message, and need

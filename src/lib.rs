@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod commands;
 mod conversation;
+mod dicom;
 mod engine;
 mod files;
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::List(args) => commands::list::run(args),
         cli::Command::Rm(args) => commands::rm::run(args),
         cli::Command::Doctor(args) => commands::doctor::run(args),
+        cli::Command::Preview(args) => commands::preview::run(args),
         cli::Command::SandboxProof(args) => commands::doctor::proof_child(args),
         cli::Command::AmxProbe => commands::doctor::amx_probe_child(),
     }

@@ -11,6 +11,7 @@ mod bounds;
 mod chat;
 mod cli;
 mod convert;
+mod dicom;
 mod errors;
 mod eval_quant;
 mod gguf_check;

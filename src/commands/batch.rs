@@ -15,7 +15,7 @@ use crate::batch::sha256_cache::Sha256Cache;
 use crate::batch::sidecar::Sidecar;
 use crate::cli::BatchArgs;
 use crate::engine::{Engine, FinishReason, Finished, LlamaScheduler, Scheduler};
-use crate::image_input::{ImageFit, ImageInput};
+use crate::image_input::{DicomOptions, ImageFit, ImageInput};
 use crate::interrupt;
 use crate::output_guard::OutputGuard;
 use crate::settings::{ContextSettings, SamplingSettings};
@@ -87,7 +87,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
             &sampling,
             &context,
             parallel,
-            args.image_fit,
+            (args.image_fit, args.dicom.options()),
         )?;
         if interrupted {
             let done = mine.iter().filter(|j| results.is_done(&j.id)).count();
@@ -157,7 +157,7 @@ fn run_jobs(
     sampling: &SamplingSettings,
     context: &ContextSettings,
     parallel: usize,
-    image_fit: ImageFit,
+    image_fit: (ImageFit, DicomOptions),
 ) -> Result<bool> {
     let mut scheduler: LlamaScheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
     let progress = JobProgress::new(todo.len() as u64);
@@ -286,7 +286,7 @@ fn prepare_job(
     engine: &Engine,
     job: &Job,
     defaults: &SamplingSettings,
-    image_fit: ImageFit,
+    (image_fit, dicom): (ImageFit, DicomOptions),
 ) -> Result<(crate::engine::PreparedPrompt, SamplingSettings)> {
     let conversation = job.input.clone()?;
     if conversation.images().next().is_some() && !engine.has_vision() {
@@ -295,7 +295,7 @@ fn prepare_job(
     let side = engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
     let images = conversation
         .images()
-        .map(|p| ImageInput::load(p, image_fit, side))
+        .map(|p| ImageInput::load_with(p, image_fit, side, &dicom))
         .collect::<Result<Vec<_>, _>>()?;
     let prompt = engine.prepare(&conversation, &images)?;
     let mut sampling = defaults.clone();

@@ -65,6 +65,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         state: ChatState::new(args.system.clone(), args.sampling.settings()),
         image_cache: HashMap::new(),
         image_fit: args.image_fit,
+        dicom: args.dicom.options(),
         verbose: args.model.verbose,
         last_stats: None,
     };
@@ -139,6 +140,7 @@ struct Chat<'e> {
     state: ChatState,
     image_cache: HashMap<PathBuf, ImageInput>,
     image_fit: ImageFit,
+    dicom: crate::image_input::DicomOptions,
     verbose: bool,
     last_stats: Option<SessionStats>,
 }
@@ -222,7 +224,7 @@ impl Chat<'_> {
             .engine
             .image_size()
             .unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
-        let img = ImageInput::load(path, self.image_fit, side).map_err(ChatError::Image)?;
+        let img = ImageInput::load_with(path, self.image_fit, side, &self.dicom).map_err(ChatError::Image)?;
         self.image_cache.insert(path.clone(), img.clone());
         Ok(img)
     }

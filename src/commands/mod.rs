@@ -8,6 +8,7 @@ pub mod eval_quant;
 pub mod eval_quant_vision;
 pub mod info;
 pub mod list;
+pub mod preview;
 pub mod pull;
 pub mod quantize;
 pub mod rm;

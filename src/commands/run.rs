@@ -69,7 +69,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map_or(crate::image_input::DEFAULT_IMAGE_SIDE, |s| s as u32);
     let images = conversation
         .images()
-        .map(|p| ImageInput::load(p, args.image_fit, side))
+        .map(|p| ImageInput::load_with(p, args.image_fit, side, &args.dicom.options()))
         .collect::<Result<Vec<_>, _>>()?;
 
     let context = args.context.settings();

@@ -1,0 +1,467 @@
+//! DICOM images in: recognising a DICOM file by its content, reading its header with bounded sizes, and turning
+//! one frame into 8-bit RGB through one documented pixel pipeline.
+//!
+//! The pipeline, in order (PS3.3 C.11; pydicom's `apply_modality_lut` + `apply_voi_lut` are the reference):
+//! 1. Modality LUT: stored value x RescaleSlope + RescaleIntercept (both or neither; 1 and 0 when absent).
+//! 2. VOI: `--window C,W` or a preset if given; else the file's WindowCenter/WindowWidth (the first pair, or
+//!    `--window-index N`) with its VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID); else min-max over the frame,
+//!    with a one-line notice on stderr.
+//! 3. MONOCHROME1 inverted (its lowest value is white).
+//! 4. To 8 bits, grey copied to R, G and B. Colour images (RGB, YBR_FULL, YBR_FULL_422; 8 bits) skip 1-3 and are
+//!    converted to RGB.
+//!
+//! The caller then fits the image to the model's square input exactly as for PNG or JPEG.
+//!
+//! Owns: every refusal of a DICOM file (DICOMDIR, no pixel data, a transfer syntax without a decoder, truncated
+//! pixel data, only one of slope/intercept, sizes over the limits checked from the header before decoding).
+//! Must not: print or return patient identifiers (name, ID, birth date): errors and notices name the file, the
+//! problem and technical attributes only. It never calls llama.cpp.
+
+mod window;
+
+pub use window::{parse_window, Window};
+
+use std::io::Cursor;
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use image::{DynamicImage, RgbImage};
+use window::VoiFunction;
+
+/// The choices a user makes about a DICOM image; the defaults follow the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DicomOptions {
+    /// `--window`: replaces the file's window (applied with the LINEAR function).
+    pub window: Option<Window>,
+    /// `--window-index`: which of the file's windows, 1-based; the first when `None`.
+    pub window_index: Option<usize>,
+    /// `--frame`: which frame of a multi-frame file, 1-based; the first when `None`.
+    pub frame: Option<u32>,
+}
+
+/// The most decoded pixel bytes a file may claim (rows x columns x frames x samples x bytes per sample), checked
+/// from its header before anything is decoded: 1 GiB, e.g. 2048 CT slices of 512 x 512 at 16 bits.
+pub const MAX_PIXEL_BYTES: u64 = 1 << 30;
+
+/// The Media Storage SOP Class of a DICOMDIR (a media index, not an image).
+const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
+
+/// Why a DICOM file cannot be used. The text names the problem; the caller adds the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DicomError {
+    #[error("it is a DICOMDIR (an index of a DICOM folder, no image): give one of the image files it lists")]
+    Dicomdir,
+    #[error("the DICOM file cannot be read, it is damaged or truncated ({0})")]
+    Unreadable(String),
+    #[error(
+        "the DICOM file holds no pixel data (modality {modality}, SOP class {sop_class}); structured reports, RT \
+         structures and similar objects are not images"
+    )]
+    NoPixelData { modality: String, sop_class: String },
+    #[error(
+        "its transfer syntax {name} ({uid}) has no decoder in this build; convert the file to an uncompressed or \
+         RLE or JPEG baseline transfer syntax (e.g. `dcmconv +te` or `gdcmconv --raw`)"
+    )]
+    UnsupportedTransferSyntax { uid: String, name: String },
+    #[error("{0}")]
+    BadHeader(String),
+    #[error(
+        "it has only {present} and not {missing}; the pixel values cannot be converted to modality units with \
+         half of the rescale; fix the header"
+    )]
+    HalfRescale {
+        present: &'static str,
+        missing: &'static str,
+    },
+    #[error(
+        "its pixel data is {actual} bytes, shorter than the {expected} its header needs ({rows} rows x {columns} \
+         columns x {frames} frames x {samples} samples at {bits} bits); the file is truncated"
+    )]
+    TruncatedPixelData {
+        actual: u64,
+        expected: u64,
+        rows: u32,
+        columns: u32,
+        frames: u32,
+        samples: u16,
+        bits: u16,
+    },
+    #[error(
+        "its header claims {bytes} bytes of pixels ({rows} rows x {columns} columns x {frames} frames x {samples} \
+         samples at {bits} bits), more than the {MAX_PIXEL_BYTES} accepted; pick fewer frames or downscale it"
+    )]
+    TooManyPixels {
+        bytes: u64,
+        rows: u32,
+        columns: u32,
+        frames: u32,
+        samples: u16,
+        bits: u16,
+    },
+    #[error("--frame {asked}: the file has {frames} frame(s); frames are counted from 1")]
+    NoSuchFrame { asked: u32, frames: u32 },
+    #[error("--window-index {asked}: the file has {windows} window(s); windows are counted from 1")]
+    NoSuchWindow { asked: usize, windows: usize },
+    #[error("it has photometric interpretation {0}, which is not supported yet (MONOCHROME1/2, RGB, YBR_FULL, YBR_FULL_422 are)")]
+    UnsupportedPhotometric(String),
+    #[error("the pixel data cannot be decoded ({0})")]
+    Decode(String),
+}
+
+/// Whether `bytes` are a DICOM file: "DICM" after the 128-byte preamble, or at the start (no preamble).
+pub fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM") || bytes.starts_with(b"DICM")
+}
+
+/// What the header says about the image, read before any pixel is decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    pub samples: u16,
+    pub bits_allocated: u16,
+    pub photometric: String,
+    pub modality: String,
+    pub transfer_syntax: String,
+    pub rescale: (f64, f64),
+    pub windows: Vec<Window>,
+    pub voi_function: VoiFunction,
+    /// Which LUT sequences the file has; they are not applied yet (a notice says so).
+    pub lut_sequences: Vec<&'static str>,
+}
+
+impl Header {
+    /// The decoded size of all frames, in bytes.
+    fn pixel_bytes(&self) -> u64 {
+        u64::from(self.rows)
+            * u64::from(self.columns)
+            * u64::from(self.frames)
+            * u64::from(self.samples)
+            * u64::from(self.bits_allocated).div_ceil(8)
+    }
+}
+
+/// Opens the DICOM object in `bytes`, up to the pixel data (`header_only`) or whole.
+fn open(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, DicomError> {
+    let body = if bytes.get(128..132) == Some(b"DICM") {
+        &bytes[128..]
+    } else {
+        bytes
+    };
+    let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
+    let options = if header_only {
+        options.read_until(tags::PIXEL_DATA)
+    } else {
+        options
+    };
+    options
+        .from_reader(Cursor::new(body))
+        .map_err(|e| DicomError::Unreadable(e.to_string()))
+}
+
+/// A text attribute, trimmed; empty when absent or not text.
+fn text(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> String {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// A numeric attribute: `None` when absent, an error naming it when present but not a number.
+fn number(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<Option<f64>, DicomError> {
+    let Some(element) = obj.element_opt(tag).ok().flatten() else {
+        return Ok(None);
+    };
+    match element.to_multi_float64() {
+        Ok(values) if values.is_empty() => Ok(None),
+        Ok(values) if values[0].is_finite() => Ok(Some(values[0])),
+        _ => Err(DicomError::BadHeader(format!("its {name} is not a number"))),
+    }
+}
+
+/// All values of a numeric attribute (WindowCenter, WindowWidth); empty when absent.
+fn numbers(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<Vec<f64>, DicomError> {
+    match obj.element_opt(tag).ok().flatten() {
+        None => Ok(Vec::new()),
+        Some(e) => e
+            .to_multi_float64()
+            .map_err(|_| DicomError::BadHeader(format!("its {name} is not a number"))),
+    }
+}
+
+/// Reads and checks the header: what kind of object, which transfer syntax, the sizes and the LUT attributes.
+pub fn read_header(bytes: &[u8]) -> Result<Header, DicomError> {
+    let obj = open(bytes, true)?;
+    if obj.meta().media_storage_sop_class_uid().trim_end_matches('\0') == DICOMDIR_SOP_CLASS {
+        return Err(DicomError::Dicomdir);
+    }
+    let modality = text(&obj, tags::MODALITY);
+    let no_pixels = || DicomError::NoPixelData {
+        modality: if modality.is_empty() {
+            "unknown".into()
+        } else {
+            modality.clone()
+        },
+        sop_class: obj
+            .meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0')
+            .to_string(),
+    };
+    let int = |tag, name: &str| -> Result<Option<u32>, DicomError> {
+        match number(&obj, tag, name)? {
+            None => Ok(None),
+            Some(v) if v >= 0.0 && v <= f64::from(u32::MAX) && v.fract() == 0.0 => Ok(Some(v as u32)),
+            Some(v) => Err(DicomError::BadHeader(format!("its {name} is {v}, not a count"))),
+        }
+    };
+    let (Some(rows), Some(columns)) = (int(tags::ROWS, "Rows")?, int(tags::COLUMNS, "Columns")?) else {
+        return Err(no_pixels());
+    };
+    let frames = int(tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1).max(1);
+    let samples = int(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
+    let bits = int(tags::BITS_ALLOCATED, "BitsAllocated")?.unwrap_or(0);
+    if !matches!(samples, 1 | 3) || !matches!(bits, 1 | 8 | 16 | 32) {
+        return Err(DicomError::BadHeader(format!(
+            "it has {samples} samples per pixel at {bits} bits allocated; 1 or 3 samples at 8, 16 or 32 bits are \
+             supported"
+        )));
+    }
+    let uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    match TransferSyntaxRegistry.get(&uid) {
+        Some(ts) if ts.can_decode_all() => {}
+        Some(ts) => {
+            return Err(DicomError::UnsupportedTransferSyntax {
+                uid,
+                name: ts.name().to_string(),
+            })
+        }
+        None => {
+            return Err(DicomError::UnsupportedTransferSyntax {
+                uid,
+                name: "unknown".into(),
+            })
+        }
+    }
+    let slope = number(&obj, tags::RESCALE_SLOPE, "RescaleSlope")?;
+    let intercept = number(&obj, tags::RESCALE_INTERCEPT, "RescaleIntercept")?;
+    let rescale = match (slope, intercept) {
+        (Some(s), Some(i)) => (s, i),
+        (None, None) => (1.0, 0.0),
+        (Some(_), None) => {
+            return Err(DicomError::HalfRescale {
+                present: "RescaleSlope",
+                missing: "RescaleIntercept",
+            })
+        }
+        (None, Some(_)) => {
+            return Err(DicomError::HalfRescale {
+                present: "RescaleIntercept",
+                missing: "RescaleSlope",
+            })
+        }
+    };
+    let centers = numbers(&obj, tags::WINDOW_CENTER, "WindowCenter")?;
+    let widths = numbers(&obj, tags::WINDOW_WIDTH, "WindowWidth")?;
+    let windows = centers
+        .iter()
+        .zip(&widths)
+        .map(|(&center, &width)| Window { center, width })
+        .filter(|w| w.center.is_finite() && w.width.is_finite() && w.width > 0.0)
+        .collect();
+    let function_name = text(&obj, tags::VOILUT_FUNCTION);
+    let voi_function = VoiFunction::from_dicom(&function_name).ok_or_else(|| {
+        DicomError::BadHeader(format!(
+            "its VOI LUT Function is {function_name}; LINEAR, LINEAR_EXACT and SIGMOID are defined"
+        ))
+    })?;
+    let lut_sequences = [
+        (tags::VOILUT_SEQUENCE, "VOI LUT Sequence"),
+        (tags::MODALITY_LUT_SEQUENCE, "Modality LUT Sequence"),
+    ]
+    .into_iter()
+    .filter(|(tag, _)| obj.element_opt(*tag).ok().flatten().is_some())
+    .map(|(_, name)| name)
+    .collect();
+    let header = Header {
+        rows,
+        columns,
+        frames,
+        samples: samples as u16,
+        bits_allocated: bits as u16,
+        photometric: text(&obj, tags::PHOTOMETRIC_INTERPRETATION),
+        modality,
+        transfer_syntax: uid,
+        rescale,
+        windows,
+        voi_function,
+        lut_sequences,
+    };
+    if header.pixel_bytes() > MAX_PIXEL_BYTES {
+        return Err(DicomError::TooManyPixels {
+            bytes: header.pixel_bytes(),
+            rows,
+            columns,
+            frames,
+            samples: header.samples,
+            bits: header.bits_allocated,
+        });
+    }
+    Ok(header)
+}
+
+/// Decodes the chosen frame of a DICOM file already checked by [`read_header`] into 8-bit RGB, through the
+/// pipeline in this module's header. `notice` receives the one-line notices (min-max without a window).
+pub fn decode(
+    bytes: &[u8],
+    header: &Header,
+    options: &DicomOptions,
+    notice: &mut dyn FnMut(String),
+) -> Result<DynamicImage, DicomError> {
+    let frame = options.frame.unwrap_or(1);
+    if frame == 0 || frame > header.frames {
+        return Err(DicomError::NoSuchFrame {
+            asked: frame,
+            frames: header.frames,
+        });
+    }
+    let file_window = match options.window_index {
+        Some(i) if i == 0 || i > header.windows.len() => {
+            return Err(DicomError::NoSuchWindow {
+                asked: i,
+                windows: header.windows.len(),
+            })
+        }
+        Some(i) => Some(header.windows[i - 1]),
+        None => header.windows.first().copied(),
+    };
+    let obj = open(bytes, false)?;
+    let pixel_data = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .ok_or(DicomError::NoPixelData {
+            modality: header.modality.clone(),
+            sop_class: obj
+                .meta()
+                .media_storage_sop_class_uid()
+                .trim_end_matches('\0')
+                .to_string(),
+        })?;
+    let encapsulated = TransferSyntaxRegistry
+        .get(&header.transfer_syntax)
+        .is_some_and(|ts| ts.is_encapsulated_pixel_data());
+    if !encapsulated {
+        // Native (uncompressed) pixel data: its length must cover every frame the header declares.
+        let actual = pixel_data.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+        let expected = if header.bits_allocated == 1 {
+            (u64::from(header.rows) * u64::from(header.columns) * u64::from(header.frames)).div_ceil(8)
+        } else {
+            header.pixel_bytes()
+        };
+        if actual < expected {
+            return Err(DicomError::TruncatedPixelData {
+                actual,
+                expected,
+                rows: header.rows,
+                columns: header.columns,
+                frames: header.frames,
+                samples: header.samples,
+                bits: header.bits_allocated,
+            });
+        }
+    }
+    let decoded = obj
+        .decode_pixel_data_frame(frame - 1)
+        .map_err(|e| DicomError::Decode(e.to_string()))?;
+    let (w, h) = (header.columns, header.rows);
+    let photometric = decoded.photometric_interpretation().as_str().to_string();
+    match photometric.as_str() {
+        "MONOCHROME1" | "MONOCHROME2" => {
+            let stored: Vec<f64> = decoded
+                .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
+                .map_err(|e| DicomError::Decode(e.to_string()))?;
+            for name in &header.lut_sequences {
+                notice(format!(
+                    "its {name} is not applied yet (rescale and window attributes are used instead)"
+                ));
+            }
+            let (slope, intercept) = header.rescale;
+            let values: Vec<f64> = stored.iter().map(|&v| window::rescale(v, slope, intercept)).collect();
+            let chosen = match (options.window, file_window) {
+                (Some(w), _) => Some((w, VoiFunction::Linear)),
+                (None, Some(w)) => Some((w, header.voi_function)),
+                (None, None) => {
+                    notice(
+                        "no window in the file: grey levels stretched from its lowest to its highest value \
+                            (choose one with --window)"
+                            .into(),
+                    );
+                    None
+                }
+            };
+            let grey = window::to_grey(&values, chosen, photometric == "MONOCHROME1");
+            let rgb: Vec<u8> = grey.iter().flat_map(|&g| [g, g, g]).collect();
+            RgbImage::from_raw(w, h, rgb)
+                .map(DynamicImage::ImageRgb8)
+                .ok_or_else(|| DicomError::Decode("the decoded frame has fewer pixels than its header".into()))
+        }
+        "RGB" | "YBR_FULL" | "YBR_FULL_422" if decoded.bits_allocated() == 8 && decoded.samples_per_pixel() == 3 => {
+            let data = decoded.frame_data(0).map_err(|e| DicomError::Decode(e.to_string()))?;
+            let n = (w as usize) * (h as usize);
+            if data.len() < 3 * n {
+                return Err(DicomError::Decode(
+                    "the decoded frame has fewer pixels than its header".into(),
+                ));
+            }
+            let planar = decoded.planar_configuration() != dicom_pixeldata::PlanarConfiguration::Standard;
+            let sample = |i: usize, c: usize| if planar { data[c * n + i] } else { data[3 * i + c] };
+            let ybr = photometric != "RGB";
+            let mut rgb = Vec::with_capacity(3 * n);
+            for i in 0..n {
+                let (a, b, c) = (sample(i, 0), sample(i, 1), sample(i, 2));
+                rgb.extend(if ybr {
+                    window::ybr_full_to_rgb(a, b, c)
+                } else {
+                    [a, b, c]
+                });
+            }
+            Ok(DynamicImage::ImageRgb8(
+                RgbImage::from_raw(w, h, rgb).expect("3 bytes per pixel"),
+            ))
+        }
+        other => Err(DicomError::UnsupportedPhotometric(format!(
+            "{other} at {} bits",
+            decoded.bits_allocated()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognised_by_content() {
+        let mut with_preamble = vec![0u8; 128];
+        with_preamble.extend(b"DICM\x02\x00");
+        assert!(is_dicom(&with_preamble));
+        assert!(is_dicom(b"DICM\x02\x00\x00\x00"));
+        assert!(!is_dicom(b"\x89PNG\r\n\x1a\n"));
+        assert!(!is_dicom(&[0u8; 200]));
+    }
+
+    #[test]
+    fn garbage_after_the_magic_is_unreadable_not_a_panic() {
+        let mut bytes = vec![0u8; 128];
+        bytes.extend(b"DICM");
+        bytes.extend([0xff; 40]);
+        assert!(matches!(read_header(&bytes), Err(DicomError::Unreadable(_))));
+    }
+}
