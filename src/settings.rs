@@ -246,6 +246,62 @@ pub fn check_trained_length(
     }
 }
 
+/// A prompt longer than the model's trained context (e.g. too many images or CT slices).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the prompt is {prompt_tokens} positions ({images} image(s) of about {per_image} positions each, plus the text), \
+     more than the {trained} this model was trained for (with the answer, -n {max_tokens}, it needs {needed})"
+)]
+pub struct PromptOverTrainedLength {
+    pub prompt_tokens: usize,
+    pub images: usize,
+    pub per_image: usize,
+    pub max_tokens: usize,
+    pub needed: u64,
+    pub trained: u64,
+}
+
+/// The context to create for a prompt of `prompt_tokens` positions when `-c/--ctx-size` was not given (`asked`
+/// is `None`): the default (the smaller of 8192 and the trained length) when the prompt and a full answer fit in
+/// it, else just enough for both, rounded up to a multiple of 256, up to the trained length (the answer may then
+/// stop when the context is full, as with the default); a prompt that does not fit the trained length is refused
+/// before any image is encoded. With `-c` given, that size is kept (the prompt is
+/// checked against it later, with its own message).
+pub fn fit_context(
+    asked: Option<u32>,
+    prompt_tokens: usize,
+    images: usize,
+    max_tokens: usize,
+    trained: Option<u64>,
+) -> Result<Option<u32>, PromptOverTrainedLength> {
+    if asked.is_some() {
+        return Ok(asked);
+    }
+    let Some(trained) = trained.filter(|&t| t > 0) else {
+        return Ok(None);
+    };
+    let default = trained.min(8192);
+    let needed = prompt_tokens as u64 + max_tokens.max(1) as u64;
+    if needed <= default {
+        return Ok(None);
+    }
+    if prompt_tokens as u64 + 1 > trained {
+        return Err(PromptOverTrainedLength {
+            prompt_tokens,
+            images,
+            per_image: if images == 0 { 0 } else { prompt_tokens / images },
+            max_tokens,
+            needed,
+            trained,
+        });
+    }
+    let size = (needed.div_ceil(256) * 256).min(trained);
+    if size <= default {
+        return Ok(None);
+    }
+    Ok(Some(u32::try_from(size).unwrap_or(u32::MAX)))
+}
+
 /// The number of physical cores this process may use (hyper-threads of one core count once): the thread count
 /// at which llama.cpp is usually fastest. Falls back to [`default_threads`] where the topology is not readable.
 pub fn physical_cores() -> i32 {
@@ -386,5 +442,28 @@ mod tests {
             e.contains("4096") && e.contains("2048") && e.contains("--allow-long-context"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fit_context_grows_only_when_needed_and_never_past_the_trained_length() {
+        // Fits the default (8192): left alone.
+        assert_eq!(fit_context(None, 1000, 1, 512, Some(131_072)), Ok(None));
+        assert_eq!(fit_context(None, 7680, 0, 512, Some(131_072)), Ok(None));
+        // 85 slices of ~266 positions: grown to hold prompt + answer, a multiple of 256.
+        assert_eq!(fit_context(None, 22_610, 85, 512, Some(131_072)), Ok(Some(23_296)));
+        // -c wins, whatever the prompt.
+        assert_eq!(fit_context(Some(4096), 22_610, 85, 512, Some(131_072)), Ok(Some(4096)));
+        // Capped at the trained length when rounding would pass it.
+        assert_eq!(fit_context(None, 9000, 1, 100, Some(9200)), Ok(Some(9200)));
+        // Unknown trained length: the engine's default applies.
+        assert_eq!(fit_context(None, 50_000, 2, 512, None), Ok(None));
+        // A prompt that fits but leaves less than -n: the trained length, as before (no refusal).
+        assert_eq!(fit_context(None, 1800, 0, 512, Some(2048)), Ok(None));
+        assert_eq!(fit_context(None, 9000, 0, 512, Some(9100)), Ok(Some(9100)));
+        assert_eq!(fit_context(None, 2047, 0, 512, Some(2048)), Ok(None));
+        let e = fit_context(None, 22_610, 85, 512, Some(8192)).unwrap_err();
+        assert_eq!((e.needed, e.trained, e.per_image), (23_122, 8192, 266));
+        assert!(fit_context(None, 2048, 0, 1, Some(2048)).is_err());
+        assert!(e.to_string().contains("85 image(s)"), "{e}");
     }
 }

@@ -23,20 +23,57 @@ pub fn research_notice() {
     }
 }
 
-/// Shows a spinner with elapsed time while an image is encoded (on a terminal), or a plain line afterwards
-/// with `--verbose` when stderr is not a terminal.
+/// Image encoding progress on stderr. One image: a spinner with its elapsed time. Several (a CT series is up to 85
+/// slices, tens of seconds each on a laptop CPU): one bar for them all with image k/n and the time left. When
+/// stderr is not a terminal, a plain line every 10 seconds while several images encode, and with `--verbose` one
+/// line per image.
 pub struct ImageProgress {
     total: usize,
     verbose: bool,
     spinner: Option<ProgressBar>,
+    bar: Option<ProgressBar>,
+    /// When the first image of this evaluation started, and how many have been encoded since.
+    started: Option<Instant>,
+    encoded: usize,
+    last_line: Option<Instant>,
 }
 
 impl ImageProgress {
     pub fn new(total: usize, verbose: bool) -> Self {
+        let bar = if total > 1 {
+            bar(
+                Some(total as u64),
+                "{bar:30} encoding image {pos}/{len} ({msg}) [{elapsed} < {eta}]",
+            )
+        } else {
+            None
+        };
         ImageProgress {
             total,
             verbose,
             spinner: None,
+            bar,
+            started: None,
+            encoded: 0,
+            last_line: None,
+        }
+    }
+
+    /// The estimated time left after `done` of `total` images, from the mean time of those encoded so far.
+    fn remaining(&self, done: usize) -> Option<Duration> {
+        let started = self.started?;
+        if self.encoded == 0 || done >= self.total {
+            return None;
+        }
+        let per_image = started.elapsed() / u32::try_from(self.encoded).ok()?;
+        Some(per_image * u32::try_from(self.total - done).ok()?)
+    }
+}
+
+impl Drop for ImageProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
@@ -46,20 +83,46 @@ impl EvalObserver for ImageProgress {
         let name = path
             .file_name()
             .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        self.spinner = spinner(format!("encoding image {}/{} ({name})", index + 1, self.total));
+        self.started.get_or_insert_with(Instant::now);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(name);
+                bar.set_position(index as u64);
+            }
+            None if self.total > 1 => {
+                // The first line after 10 s: quick prompts stay quiet.
+                let since = *self.last_line.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_secs(10) {
+                    let left = self
+                        .remaining(index)
+                        .map_or_else(String::new, |d| format!(", about {} s left", d.as_secs()));
+                    eprintln!("medgemma: encoding image {}/{}{left}", index + 1, self.total);
+                    self.last_line = Some(Instant::now());
+                }
+            }
+            None => self.spinner = spinner(format!("encoding image {}/{} ({name})", index + 1, self.total)),
+        }
     }
 
     fn image_finished(&mut self, index: usize, elapsed: Duration) {
-        if let Some(bar) = self.spinner.take() {
-            bar.finish_and_clear();
+        self.encoded += 1;
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(index as u64 + 1);
         }
         if self.verbose {
-            eprintln!(
+            let line = format!(
                 "medgemma: image {}/{} encoded in {:.2} s",
                 index + 1,
                 self.total,
                 elapsed.as_secs_f64()
             );
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map(|p| ImageInput::load_with(p, args.image_fit, side, &args.dicom.options()))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let context = args.context.settings();
+    let mut context = args.context.settings();
     crate::sandbox::Policy::new("run")
         .read_model(&files.model)
         .read_all(&files.mmproj)
@@ -80,8 +80,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         .verbose(args.model.verbose)
         .enter()?;
     let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+    let prompt = engine.prepare(&conversation, &images)?;
+    context.ctx_size = crate::settings::fit_context(
+        context.ctx_size,
+        prompt.n_tokens(),
+        n_images,
+        args.sampling.max_tokens,
+        super::trained_length(&files.model),
+    )
+    .context("the prompt does not fit this model: give fewer images (or --max-slices N for a series), or -c N with --allow-long-context to go past the trained length")?;
     let mut session = Session::new(&engine, &context)?;
-    let prompt = session.prepare(&conversation, &images)?;
     session.check_fits(&prompt)?;
     session.evaluate(&prompt, &mut ImageProgress::new(n_images, args.model.verbose))?;
 
