@@ -1,9 +1,11 @@
-//! The conversation a prompt is built from: an optional system prompt and alternating user/model turns, each
-//! with text and, for user turns, images.
+//! The conversation a prompt is built from: an optional system prompt and alternating user/model turns, each an
+//! ordered list of parts (text, images and, for user turns, DICOM series folders).
 //!
-//! Owns: the conversation JSON format shared by `run --messages`, batch jobs and saved chats, and its validation
-//! (roles alternate, the first turn is the user's, only user turns carry images). Pure: no model, no files read
-//! except the JSON itself.
+//! Owns: the conversation JSON format shared by `run --messages`, batch jobs and saved chats (content as a string
+//! or as a list of parts, the shapes Hugging Face and OpenAI use), and its validation (roles alternate, the first
+//! turn is the user's, only user turns carry images and series). Pure: no model, no files read except the JSON
+//! itself. Must not: read images or series (`image_input` and the series loader do, through [`Conversation::images`]
+//! and [`Conversation::expand_series`]).
 
 use std::path::{Path, PathBuf};
 
@@ -19,20 +21,72 @@ pub enum Role {
     Model,
 }
 
-/// One message as written in JSON: `{"role": "user", "content": "...", "images": ["chest.png"]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One part of a turn's content, in prompt order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    /// An image file (PNG, JPEG, DICOM, ...).
+    Image(PathBuf),
+    /// A folder of DICOM slices. It never reaches the prompt builder: [`Conversation::expand_series`] replaces it
+    /// with the slices' images and texts first.
+    Series(PathBuf),
+}
+
+impl Serialize for Part {
+    /// `{"type": "text", "text": ...}`, `{"type": "image", "image": PATH}`, `{"type": "series", "series": DIR}`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        match self {
+            Part::Text(text) => {
+                map.serialize_entry("type", "text")?;
+                map.serialize_entry("text", text)?;
+            }
+            Part::Image(path) => {
+                map.serialize_entry("type", "image")?;
+                map.serialize_entry("image", path)?;
+            }
+            Part::Series(path) => {
+                map.serialize_entry("type", "series")?;
+                map.serialize_entry("series", path)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A message's `content` as written in JSON: a string, or a list of parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Content::Text(String::new())
+    }
+}
+
+/// One message as written in JSON: `{"role": "user", "content": "...", "images": ["chest.png"]}`, or with the
+/// content as a list of parts: `{"role": "user", "content": [{"type": "text", "text": "..."}, {"type": "image",
+/// "image": "chest.png"}, ...]}`.
+///
+/// `images` means images before the content (today's shape); the JSON reader refuses it next to a list content
+/// (ambiguous), and [`Conversation::from_messages`] puts such images first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     pub role: Role,
-    #[serde(default)]
-    pub content: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Content,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<PathBuf>,
     /// For model turns: the token ids the model generated, so that a reloaded conversation puts exactly the same
     /// tokens back in the context (re-tokenizing the text need not give the same ids).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Vec<i32>>,
     /// For model turns: the answer was stopped (Ctrl-C) before the model finished it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
 }
 
@@ -40,7 +94,7 @@ impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Message {
             role,
-            content: content.into(),
+            content: Content::Text(content.into()),
             images: Vec::new(),
             tokens: None,
             interrupted: false,
@@ -52,19 +106,31 @@ impl Message {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub role: Role,
-    pub text: String,
-    pub images: Vec<PathBuf>,
+    /// The content in prompt order. Model turns hold only text parts.
+    pub parts: Vec<Part>,
     /// Model turns: the generated token ids (see [`Message::tokens`]).
     pub tokens: Option<Vec<i32>>,
     pub interrupted: bool,
 }
 
 impl Turn {
+    /// A user turn in today's shape: the images, then the text (always one text part, even empty).
     pub fn user(text: impl Into<String>, images: Vec<PathBuf>) -> Self {
+        let mut parts: Vec<Part> = images.into_iter().map(Part::Image).collect();
+        parts.push(Part::Text(text.into()));
         Turn {
             role: Role::User,
-            text: text.into(),
-            images,
+            parts,
+            tokens: None,
+            interrupted: false,
+        }
+    }
+
+    /// A user turn with its parts in the given order.
+    pub fn user_parts(parts: Vec<Part>) -> Self {
+        Turn {
+            role: Role::User,
+            parts,
             tokens: None,
             interrupted: false,
         }
@@ -73,11 +139,46 @@ impl Turn {
     pub fn model(text: impl Into<String>, tokens: Option<Vec<i32>>, interrupted: bool) -> Self {
         Turn {
             role: Role::Model,
-            text: text.into(),
-            images: Vec::new(),
+            parts: vec![Part::Text(text.into())],
             tokens,
             interrupted,
         }
+    }
+
+    /// The turn's text parts joined (as the template joins them: nothing in between), for display and checks.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The turn's image and series parts, in order (what goes with the next message when this one is taken back).
+    pub fn media(&self) -> impl Iterator<Item = &Part> {
+        self.parts.iter().filter(|p| !matches!(p, Part::Text(_)))
+    }
+
+    /// Whether the turn says nothing: no image or series, and its text is blank.
+    fn is_empty(&self) -> bool {
+        self.media().next().is_none() && self.text().trim().is_empty()
+    }
+
+    /// The content in today's shape (`images` then one text) when the parts have it: what is saved as a string.
+    fn plain(&self) -> Option<(Vec<PathBuf>, &str)> {
+        let (Part::Text(text), leading) = self.parts.split_last()? else {
+            return None;
+        };
+        let images = leading
+            .iter()
+            .map(|p| match p {
+                Part::Image(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((images, text))
     }
 }
 
@@ -99,8 +200,13 @@ pub enum ConversationError {
         index + 1
     )]
     NotAlternating { index: usize, found: Role },
-    #[error("message {}: only user messages can carry images", index + 1)]
+    #[error("message {}: only user messages can carry images or series", index + 1)]
     ImagesOnModelTurn { index: usize },
+    #[error(
+        "message {}: a system message's content must be text (a string, or a list of one text part)",
+        index + 1
+    )]
+    SystemNotText { index: usize },
     #[error("message {}: only model messages can carry token ids", index + 1)]
     TokensOnUserTurn { index: usize },
     #[error("the conversation has no user message")]
@@ -124,12 +230,20 @@ impl Conversation {
     pub fn from_messages(messages: Vec<Message>) -> Result<Self, ConversationError> {
         let mut conversation = Conversation::default();
         for (index, message) in messages.into_iter().enumerate() {
+            let has_media = !message.images.is_empty()
+                || matches!(&message.content, Content::Parts(parts) if parts.iter().any(|p| !matches!(p, Part::Text(_))));
             match message.role {
                 Role::System if index == 0 => {
-                    if !message.images.is_empty() {
+                    if has_media {
                         return Err(ConversationError::ImagesOnModelTurn { index });
                     }
-                    conversation.system = Some(message.content);
+                    conversation.system = Some(match message.content {
+                        Content::Text(text) => text,
+                        Content::Parts(mut parts) => match (parts.pop(), parts.is_empty()) {
+                            (Some(Part::Text(text)), true) => text,
+                            _ => return Err(ConversationError::SystemNotText { index }),
+                        },
+                    });
                 }
                 Role::System => return Err(ConversationError::LateSystem { index }),
                 role => {
@@ -141,16 +255,20 @@ impl Conversation {
                     if role != expected {
                         return Err(ConversationError::NotAlternating { index, found: role });
                     }
-                    if role == Role::Model && !message.images.is_empty() {
+                    if role == Role::Model && has_media {
                         return Err(ConversationError::ImagesOnModelTurn { index });
                     }
                     if role == Role::User && message.tokens.is_some() {
                         return Err(ConversationError::TokensOnUserTurn { index });
                     }
+                    let mut parts: Vec<Part> = message.images.into_iter().map(Part::Image).collect();
+                    match message.content {
+                        Content::Text(text) => parts.push(Part::Text(text)),
+                        Content::Parts(list) => parts.extend(list),
+                    }
                     conversation.turns.push(Turn {
                         role,
-                        text: message.content,
-                        images: message.images,
+                        parts,
                         tokens: message.tokens,
                         interrupted: message.interrupted,
                     });
@@ -165,40 +283,84 @@ impl Conversation {
         match self.turns.last() {
             None => Err(ConversationError::Empty),
             Some(turn) if turn.role == Role::Model => Err(ConversationError::EndsWithModel),
-            Some(turn) if turn.text.trim().is_empty() && turn.images.is_empty() => {
-                Err(ConversationError::EmptyLastMessage {
-                    index: self.turns.len() - 1 + usize::from(self.system.is_some()),
-                })
-            }
+            Some(turn) if turn.is_empty() => Err(ConversationError::EmptyLastMessage {
+                index: self.turns.len() - 1 + usize::from(self.system.is_some()),
+            }),
             Some(_) => Ok(()),
         }
     }
 
-    /// Every image of the conversation, in prompt order.
+    /// Every image of the conversation, in prompt order (the order [`crate::prompt::render`] numbers them in).
+    /// Series are not included: [`Conversation::expand_series`] turns them into images first.
     pub fn images(&self) -> impl Iterator<Item = &PathBuf> {
-        self.turns.iter().flat_map(|t| t.images.iter())
+        self.turns.iter().flat_map(|t| &t.parts).filter_map(|p| match p {
+            Part::Image(path) => Some(path),
+            _ => None,
+        })
     }
 
-    /// Resolves relative image paths against `base` (the folder of the JSON file they came from).
+    /// A copy where each series part is replaced by the parts `f` returns for its folder (e.g. each slice's image
+    /// followed by its label), in order. The first error of `f` is returned.
+    pub fn expand_series<E>(&self, mut f: impl FnMut(&Path) -> Result<Vec<Part>, E>) -> Result<Conversation, E> {
+        let mut out = self.clone();
+        for turn in &mut out.turns {
+            if !turn.parts.iter().any(|p| matches!(p, Part::Series(_))) {
+                continue;
+            }
+            let mut parts = Vec::with_capacity(turn.parts.len());
+            for part in std::mem::take(&mut turn.parts) {
+                match part {
+                    Part::Series(dir) => parts.extend(f(&dir)?),
+                    other => parts.push(other),
+                }
+            }
+            turn.parts = parts;
+        }
+        Ok(out)
+    }
+
+    /// Resolves relative image and series paths against `base` (the folder of the JSON file they came from).
     pub fn resolve_images(&mut self, base: &Path) {
         for turn in &mut self.turns {
-            for image in &mut turn.images {
-                if image.is_relative() {
-                    *image = base.join(&*image);
+            for part in &mut turn.parts {
+                if let Part::Image(path) | Part::Series(path) = part {
+                    if path.is_relative() {
+                        *path = base.join(&*path);
+                    }
                 }
             }
         }
     }
 
-    /// The conversation as messages again (for saving).
+    /// Makes image and series paths absolute (relative to the current folder), for saving.
+    pub fn absolute_paths(&mut self) {
+        for turn in &mut self.turns {
+            for part in &mut turn.parts {
+                if let Part::Image(path) | Part::Series(path) = part {
+                    if let Ok(abs) = std::path::absolute(&*path) {
+                        *path = abs;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The conversation as messages again (for saving). A turn in today's shape (images, then one text) is written
+    /// as `content` + `images`, so that older readers still read it; any other turn as a list of parts.
     pub fn to_messages(&self) -> Vec<Message> {
         let system = self.system.iter().map(|s| Message::new(Role::System, s.clone()));
-        let turns = self.turns.iter().map(|t| Message {
-            role: t.role,
-            content: t.text.clone(),
-            images: t.images.clone(),
-            tokens: t.tokens.clone(),
-            interrupted: t.interrupted,
+        let turns = self.turns.iter().map(|t| {
+            let (content, images) = match t.plain() {
+                Some((images, text)) => (Content::Text(text.to_string()), images),
+                None => (Content::Parts(t.parts.clone()), Vec::new()),
+            };
+            Message {
+                role: t.role,
+                content,
+                images,
+                tokens: t.tokens.clone(),
+                interrupted: t.interrupted,
+            }
         });
         system.chain(turns).collect()
     }
@@ -226,7 +388,7 @@ impl<'de> Deserialize<'de> for ConversationFile {
     }
 }
 
-/// What is wrong with the shape of a conversation's JSON. Messages are counted from 1.
+/// What is wrong with the shape of a conversation's JSON. Messages (and parts) are counted from 1.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SchemaError {
     #[error("expected a list of messages ([{{\"role\": \"user\", \"content\": \"...\"}}, ...]) or {{\"messages\": [...]}}, found {found}")]
@@ -248,7 +410,46 @@ pub enum SchemaError {
     },
     #[error("message {number}: unknown field \"{field}\" (a message has role, content and images)")]
     UnknownField { number: usize, field: String },
+    #[error("message {number}: \"images\" cannot be combined with a list \"content\": put each image in the list, where it belongs, as {{\"type\": \"image\", \"image\": \"PATH\"}}")]
+    ImagesWithPartList { number: usize },
+    #[error("message {number}, part {part}: {problem}")]
+    BadPart {
+        number: usize,
+        part: usize,
+        problem: PartProblem,
+    },
 }
+
+/// What is wrong with one part of a message's content list.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PartProblem {
+    #[error("must be an object {{\"type\": \"text\", \"text\": \"...\"}}, found {found}")]
+    NotAnObject { found: &'static str },
+    #[error("missing \"type\" ({PART_TYPES})")]
+    MissingType,
+    #[error("unknown part type {found} ({PART_TYPES})")]
+    UnknownType { found: String },
+    #[error("a \"{kind}\" part needs \"{field}\"")]
+    Missing { kind: &'static str, field: &'static str },
+    #[error("\"{field}\" must be {expected}, found {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("unknown field \"{field}\" in a \"{kind}\" part")]
+    UnknownField { kind: &'static str, field: String },
+    #[error("an image part takes one of \"image\", \"path\" or \"url\", not several")]
+    TwoSources,
+    #[error("{url:?} is a web address: medgemma works offline; download the image and give its path")]
+    RemoteUrl { url: String },
+    #[error("data: URLs are not supported: save the image to a file and give its path")]
+    DataUrl,
+    #[error("{url:?} is not a local file URL ({reason}): give a path, or file:///absolute/path")]
+    BadFileUrl { url: String, reason: &'static str },
+}
+
+const PART_TYPES: &str = "use text, image, image_url or series";
 
 fn kind(v: &serde_json::Value) -> &'static str {
     use serde_json::Value;
@@ -327,9 +528,22 @@ fn message_from_value(number: usize, value: serde_json::Value) -> Result<Message
         }
     };
     let content = match object.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(wrong("content", "a string", other)),
+        None | Some(Value::Null) => Content::default(),
+        Some(Value::String(s)) => Content::Text(s.clone()),
+        Some(Value::Array(items)) => Content::Parts(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    part_from_value(item).map_err(|problem| SchemaError::BadPart {
+                        number,
+                        part: i + 1,
+                        problem,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(other) => return Err(wrong("content", "a string or a list of parts", other)),
     };
     let images = match object.get("images") {
         None | Some(Value::Null) => Vec::new(),
@@ -343,6 +557,9 @@ fn message_from_value(number: usize, value: serde_json::Value) -> Result<Message
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(wrong("images", "a list of file paths", other)),
     };
+    if !images.is_empty() && matches!(content, Content::Parts(_)) {
+        return Err(SchemaError::ImagesWithPartList { number });
+    }
     let tokens = match object.get("tokens") {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(
@@ -369,6 +586,115 @@ fn message_from_value(number: usize, value: serde_json::Value) -> Result<Message
         tokens,
         interrupted,
     })
+}
+
+/// One part of a content list: `{"type": "text", "text": ...}`; `{"type": "image", "image" | "path" | "url":
+/// PATH}` (Hugging Face); `{"type": "image_url", "image_url": {"url": PATH}}` (OpenAI); `{"type": "series",
+/// "series": DIR}`. An image may be given as a `file://` URL; web and `data:` URLs are refused.
+fn part_from_value(value: &serde_json::Value) -> Result<Part, PartProblem> {
+    use serde_json::Value;
+    let Value::Object(object) = value else {
+        return Err(PartProblem::NotAnObject { found: kind(value) });
+    };
+    let kind_name = match object.get("type") {
+        None => return Err(PartProblem::MissingType),
+        Some(Value::String(t)) => t.as_str(),
+        Some(other) => return Err(PartProblem::UnknownType { found: other.to_string() }),
+    };
+    let (ty, fields): (&'static str, &[&str]) = match kind_name {
+        "text" => ("text", &["type", "text"]),
+        "image" => ("image", &["type", "image", "path", "url"]),
+        "image_url" => ("image_url", &["type", "image_url"]),
+        "series" => ("series", &["type", "series"]),
+        other => return Err(PartProblem::UnknownType { found: format!("{other:?}") }),
+    };
+    if let Some(field) = object.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(PartProblem::UnknownField {
+            kind: ty,
+            field: field.clone(),
+        });
+    }
+    let string = |field: &'static str, v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(PartProblem::WrongType {
+            field,
+            expected: "a string",
+            found: kind(other),
+        }),
+    };
+    let required = |field: &'static str| object.get(field).ok_or(PartProblem::Missing { kind: ty, field });
+    match ty {
+        "text" => Ok(Part::Text(string("text", required("text")?)?)),
+        "series" => Ok(Part::Series(local_path(&string("series", required("series")?)?)?)),
+        "image" => {
+            let mut given = ["image", "path", "url"]
+                .into_iter()
+                .filter_map(|f| object.get(f).map(|v| (f, v)));
+            let (field, v) = given.next().ok_or(PartProblem::Missing { kind: ty, field: "image" })?;
+            if given.next().is_some() {
+                return Err(PartProblem::TwoSources);
+            }
+            Ok(Part::Image(local_path(&string(field, v)?)?))
+        }
+        _ => {
+            let url = match required("image_url")? {
+                Value::Object(inner) => {
+                    if let Some(field) = inner.keys().find(|k| !["url", "detail"].contains(&k.as_str())) {
+                        return Err(PartProblem::UnknownField {
+                            kind: ty,
+                            field: format!("image_url.{field}"),
+                        });
+                    }
+                    let url = inner.get("url").ok_or(PartProblem::Missing {
+                        kind: ty,
+                        field: "image_url.url",
+                    })?;
+                    string("image_url.url", url)?
+                }
+                other => string("image_url", other)?,
+            };
+            Ok(Part::Image(local_path(&url)?))
+        }
+    }
+}
+
+/// A local path from a path or a `file://` URL (percent-decoded). Web addresses and `data:` URLs are refused.
+fn local_path(text: &str) -> Result<PathBuf, PartProblem> {
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    if lower.starts_with("data:") {
+        return Err(PartProblem::DataUrl);
+    }
+    let Some(rest) = lower.starts_with("file://").then(|| &text[7..]) else {
+        if text.contains("://") {
+            return Err(PartProblem::RemoteUrl { url: text.into() });
+        }
+        return Ok(PathBuf::from(text));
+    };
+    let bad = |reason| PartProblem::BadFileUrl {
+        url: text.into(),
+        reason,
+    };
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !rest.starts_with('/') {
+        return Err(bad("another host"));
+    }
+    let mut bytes = Vec::with_capacity(rest.len());
+    let mut input = rest.bytes();
+    while let Some(b) = input.next() {
+        if b == b'%' {
+            let hex = [input.next(), input.next()];
+            let digit = |d: Option<u8>| d.and_then(|d| char::from(d).to_digit(16));
+            match hex.map(digit) {
+                [Some(hi), Some(lo)] => bytes.push((hi * 16 + lo) as u8),
+                _ => return Err(bad("a % not followed by two hex digits")),
+            }
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes)
+        .map(PathBuf::from)
+        .map_err(|_| bad("not UTF-8 once decoded"))
 }
 
 #[cfg(test)]
@@ -455,7 +781,7 @@ mod tests {
         );
         let e = schema_error(r#"{"messages":[{"role":"user","content":5}]}"#);
         assert!(
-            e.starts_with("message 1: \"content\" must be a string, found a number"),
+            e.starts_with("message 1: \"content\" must be a string or a list of parts, found a number"),
             "{e}"
         );
         let e = schema_error(r#"[{"content":"hi"}]"#);
@@ -486,13 +812,227 @@ mod tests {
     }
 
     #[test]
-    fn resolves_relative_images() {
+    fn resolves_relative_images_and_series() {
         let mut c = Conversation::single(None, "q".into(), vec!["a.png".into(), "/abs/b.png".into()]);
+        c.turns[0].parts.push(Part::Series("ct".into()));
         c.resolve_images(Path::new("/data/jobs"));
         let images: Vec<_> = c.images().cloned().collect();
         assert_eq!(
             images,
             vec![PathBuf::from("/data/jobs/a.png"), PathBuf::from("/abs/b.png")]
         );
+        assert_eq!(c.turns[0].parts[3], Part::Series("/data/jobs/ct".into()));
+    }
+
+    fn parts_of(json: &str) -> Vec<Part> {
+        let file: ConversationFile = serde_json::from_str(json).unwrap();
+        let c = Conversation::from_messages(file.into_messages()).unwrap();
+        c.turns.last().unwrap().parts.clone()
+    }
+
+    #[test]
+    fn every_part_shape_is_read() {
+        let parts = parts_of(
+            r#"[{"role": "user", "content": [
+                {"type": "text", "text": "Compare"},
+                {"type": "image", "image": "a.png"},
+                {"type": "image", "path": "b.png"},
+                {"type": "image", "url": "file:///scans/c%20d.png"},
+                {"type": "image_url", "image_url": {"url": "file://localhost/e.png", "detail": "high"}},
+                {"type": "image_url", "image_url": "f.png"},
+                {"type": "series", "series": "ct/"},
+                {"type": "text", "text": "now"}
+            ]}]"#,
+        );
+        assert_eq!(
+            parts,
+            vec![
+                Part::Text("Compare".into()),
+                Part::Image("a.png".into()),
+                Part::Image("b.png".into()),
+                Part::Image("/scans/c d.png".into()),
+                Part::Image("/e.png".into()),
+                Part::Image("f.png".into()),
+                Part::Series("ct/".into()),
+                Part::Text("now".into()),
+            ]
+        );
+        // A list of texts on a model turn, and one text part as the system prompt (as OpenAI clients send them).
+        let file: ConversationFile = serde_json::from_str(
+            r#"[{"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]"#,
+        )
+        .unwrap();
+        let c = Conversation::from_messages(file.into_messages()).unwrap();
+        assert_eq!(c.system.as_deref(), Some("Be brief."));
+        assert_eq!(c.turns[1].text(), "ab");
+    }
+
+    #[test]
+    fn bad_parts_are_refused_with_the_message_and_part_number() {
+        let cases = [
+            (
+                r#"{"type": "image", "image": "https://example.com/x.png"}"#,
+                "message 2, part 2: \"https://example.com/x.png\" is a web address: medgemma works offline; download the image and give its path",
+            ),
+            (
+                r#"{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}"#,
+                "message 2, part 2: data: URLs are not supported: save the image to a file and give its path",
+            ),
+            (
+                r#"{"type": "audio", "audio": "x.wav"}"#,
+                "message 2, part 2: unknown part type \"audio\" (use text, image, image_url or series)",
+            ),
+            (r#"{"text": "x"}"#, "message 2, part 2: missing \"type\""),
+            (r#""x""#, "message 2, part 2: must be an object"),
+            (r#"{"type": "text"}"#, "message 2, part 2: a \"text\" part needs \"text\""),
+            (
+                r#"{"type": "text", "text": 5}"#,
+                "message 2, part 2: \"text\" must be a string, found a number",
+            ),
+            (
+                r#"{"type": "image", "image": "a.png", "path": "b.png"}"#,
+                "message 2, part 2: an image part takes one of",
+            ),
+            (
+                r#"{"type": "image", "imgae": "a.png"}"#,
+                "message 2, part 2: unknown field \"imgae\" in a \"image\" part",
+            ),
+            (
+                r#"{"type": "image", "url": "file://server/share/a.png"}"#,
+                "message 2, part 2: \"file://server/share/a.png\" is not a local file URL (another host)",
+            ),
+            (
+                r#"{"type": "image", "url": "file:///a%2.png"}"#,
+                "is not a local file URL (a % not followed by two hex digits)",
+            ),
+        ];
+        for (part, expected) in cases {
+            let json = format!(
+                r#"[{{"role": "system", "content": "s"}}, {{"role": "user", "content": [{{"type": "text", "text": "q"}}, {part}]}}]"#
+            );
+            let e = schema_error(&json);
+            assert!(e.contains(expected), "{part}: {e}");
+        }
+        let e = schema_error(r#"[{"role": "user", "content": [{"type": "text", "text": "q"}], "images": ["a.png"]}]"#);
+        assert!(
+            e.starts_with("message 1: \"images\" cannot be combined with a list \"content\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parts_other_than_text_only_in_user_turns() {
+        let read = |json: &str| {
+            let file: ConversationFile = serde_json::from_str(json).unwrap();
+            Conversation::from_messages(file.into_messages())
+        };
+        let e = read(r#"[{"role": "user", "content": "q"}, {"role": "model", "content": [{"type": "image", "image": "a.png"}]}]"#);
+        assert_eq!(e, Err(ConversationError::ImagesOnModelTurn { index: 1 }));
+        let e = read(r#"[{"role": "system", "content": [{"type": "series", "series": "ct"}]}, {"role": "user", "content": "q"}]"#);
+        assert_eq!(e, Err(ConversationError::ImagesOnModelTurn { index: 0 }));
+        let e = read(r#"[{"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]"#);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "message 1: a system message's content must be text (a string, or a list of one text part)"
+        );
+        // A user turn of parts that say nothing cannot be answered; one image alone can.
+        let c = read(r#"[{"role": "user", "content": [{"type": "text", "text": "  "}]}]"#).unwrap();
+        assert_eq!(
+            c.check_ready_to_answer(),
+            Err(ConversationError::EmptyLastMessage { index: 0 })
+        );
+        let c = read(r#"[{"role": "user", "content": []}]"#).unwrap();
+        assert!(c.check_ready_to_answer().is_err());
+        let c = read(r#"[{"role": "user", "content": [{"type": "series", "series": "ct"}]}]"#).unwrap();
+        assert_eq!(c.check_ready_to_answer(), Ok(()));
+    }
+
+    fn round_trip(c: &Conversation) -> Vec<serde_json::Value> {
+        let json = serde_json::to_string(&c.to_messages()).unwrap();
+        let back: ConversationFile = serde_json::from_str(&json).unwrap();
+        assert_eq!(&Conversation::from_messages(back.into_messages()).unwrap(), c);
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn plain_turns_save_in_the_old_shape_and_interleaved_ones_as_parts() {
+        let mut c = Conversation::single(Some("s".into()), "q".into(), vec!["/a.png".into()]);
+        c.turns.push(Turn::model("answer", Some(vec![4, 5]), false));
+        c.turns.push(Turn::user_parts(vec![
+            Part::Text("First".into()),
+            Part::Image("/b.png".into()),
+            Part::Text("SLICE 1".into()),
+            Part::Series("/ct".into()),
+        ]));
+        let saved = round_trip(&c);
+        assert_eq!(
+            saved[1],
+            serde_json::json!({"role": "user", "content": "q", "images": ["/a.png"]})
+        );
+        assert_eq!(saved[2]["content"], "answer");
+        assert_eq!(
+            saved[3]["content"],
+            serde_json::json!([
+                {"type": "text", "text": "First"},
+                {"type": "image", "image": "/b.png"},
+                {"type": "text", "text": "SLICE 1"},
+                {"type": "series", "series": "/ct"},
+            ])
+        );
+        // Shapes at the edges: an image without text, no parts at all, texts on a model turn.
+        let c = Conversation {
+            system: None,
+            turns: vec![
+                Turn::user_parts(vec![Part::Image("/a.png".into())]),
+                Turn {
+                    parts: vec![Part::Text("a".into()), Part::Text("b".into())],
+                    ..Turn::model("", None, true)
+                },
+                Turn::user_parts(vec![]),
+                Turn::model("", None, false),
+                Turn::user("", vec![]),
+            ],
+        };
+        let saved = round_trip(&c);
+        assert_eq!(saved[0]["content"], serde_json::json!([{"type": "image", "image": "/a.png"}]));
+        assert_eq!(saved[4], serde_json::json!({"role": "user", "content": ""}));
+    }
+
+    #[test]
+    fn expand_series_replaces_each_series_in_place() {
+        let c = Conversation {
+            system: None,
+            turns: vec![Turn::user_parts(vec![
+                Part::Text("Look".into()),
+                Part::Series("/ct".into()),
+                Part::Image("/x.png".into()),
+                Part::Series("/mr".into()),
+            ])],
+        };
+        let expanded = c
+            .expand_series(|dir| {
+                Ok::<_, String>(
+                    (1..=2)
+                        .flat_map(|k| {
+                            [
+                                Part::Image(dir.join(format!("{k}.dcm"))),
+                                Part::Text(format!("SLICE {k}")),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
+            .unwrap();
+        assert!(!expanded.turns[0].parts.iter().any(|p| matches!(p, Part::Series(_))));
+        let images: Vec<_> = expanded.images().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            images,
+            ["/ct/1.dcm", "/ct/2.dcm", "/x.png", "/mr/1.dcm", "/mr/2.dcm"]
+        );
+        assert_eq!(expanded.turns[0].text(), "LookSLICE 1SLICE 2SLICE 1SLICE 2");
+        let e = c.expand_series(|dir| Err::<Vec<Part>, _>(dir.display().to_string()));
+        assert_eq!(e, Err("/ct".to_string()));
     }
 }

@@ -1,15 +1,16 @@
 //! Saving and loading a chat: the conversation as JSON, with each image by path and SHA-256 so that a changed or
 //! missing image is noticed on load.
 //!
-//! Owns: the file format `{"format": "medgemma-chat/1", "messages": [...], "images": [{"path", "sha256"}]}` and
-//! its checks, and which existing files a save may replace (only saved chats). Writes atomically; never touches
+//! Owns: the file format `{"format": "medgemma-chat/1", "messages": [...], "images": [{"path", "sha256"}]}` (the
+//! messages as `run --messages` reads them: a turn with images then text in the old shape, an interleaved one as a
+//! list of parts) and its checks, and which existing files a save may replace (only saved chats). Writes atomically; never touches
 //! the model.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::conversation::{Conversation, ConversationError, Message};
+use crate::conversation::{Conversation, ConversationError, ConversationFile, Message};
 use crate::files::write_atomically;
 
 const FORMAT: &str = "medgemma-chat/1";
@@ -46,10 +47,19 @@ struct ImageRecord {
     sha256: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A saved chat as written.
+#[derive(Debug, Serialize)]
+struct SavedTranscript {
+    format: &'static str,
+    messages: Vec<Message>,
+    images: Vec<ImageRecord>,
+}
+
+/// A saved chat as read: the messages through the conversation reader, so that a bad one is named.
+#[derive(Debug, Deserialize)]
 struct Transcript {
     format: String,
-    messages: Vec<Message>,
+    messages: ConversationFile,
     #[serde(default)]
     images: Vec<ImageRecord>,
 }
@@ -64,13 +74,7 @@ fn sha256_of(path: &Path) -> Result<String, TranscriptError> {
 /// Saves `conversation` to `path` (image paths made absolute).
 pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptError> {
     let mut conversation = conversation.clone();
-    for turn in &mut conversation.turns {
-        for image in &mut turn.images {
-            if let Ok(abs) = std::path::absolute(&*image) {
-                *image = abs;
-            }
-        }
-    }
+    conversation.absolute_paths();
     let images = conversation
         .images()
         .map(|p| {
@@ -80,8 +84,8 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptEr
             })
         })
         .collect::<Result<Vec<_>, TranscriptError>>()?;
-    let transcript = Transcript {
-        format: FORMAT.into(),
+    let transcript = SavedTranscript {
+        format: FORMAT,
         messages: conversation.to_messages(),
         images,
     };
@@ -127,9 +131,9 @@ pub fn load(path: &Path) -> Result<Conversation, TranscriptError> {
                 found: t.format,
             });
         }
-        (t.messages, t.images)
+        (t.messages.into_messages(), t.images)
     } else {
-        let f: crate::conversation::ConversationFile =
+        let f: ConversationFile =
             serde_json::from_value(value).map_err(|error| TranscriptError::NotConversation {
                 path: path_buf(),
                 error,
