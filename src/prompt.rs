@@ -280,7 +280,10 @@ mod tests {
         let plain = Conversation::single(None, "q".into(), vec!["a.png".into()]);
         let listed = Conversation {
             system: None,
-            turns: vec![Turn::user_parts(vec![Part::Image("a.png".into()), Part::Text("q".into())])],
+            turns: vec![Turn::user_parts(vec![
+                Part::Image("a.png".into()),
+                Part::Text("q".into()),
+            ])],
         };
         assert_eq!(render(&plain, true), render(&listed, true));
     }
@@ -298,7 +301,10 @@ mod tests {
                 Part::Text("q".into()),
             ])],
         };
-        let images: Vec<_> = render(&c, false).into_iter().filter(|p| matches!(p, Image(_))).collect();
+        let images: Vec<_> = render(&c, false)
+            .into_iter()
+            .filter(|p| matches!(p, Image(_)))
+            .collect();
         assert_eq!(images, vec![Image(0)]);
         assert_eq!(c.images().count(), 1);
     }

@@ -525,6 +525,46 @@ not json
     }
 
     #[test]
+    fn content_lists_and_series() {
+        let text = r#"{"id": "list", "messages": [{"role": "user", "content": [{"type": "text", "text": "A"}, {"type": "image", "image": "x.png"}]}]}
+{"id": "extra", "images": ["z.png"], "messages": [{"role": "user", "content": [{"type": "image", "image": "y.png"}, {"type": "text", "text": "B"}, {"type": "image", "image": "w.png"}]}]}
+{"id": "series", "prompt": "Describe.", "series": "ct", "system": "S"}
+{"id": "series-empty", "prompt": "", "series": "ct"}
+{"id": "series-messages", "messages": [{"role": "user", "content": "q"}], "series": "ct"}
+{"id": "series-images", "prompt": "q", "series": "ct", "images": ["x.png"]}
+{"id": "bad-part", "messages": [{"role": "user", "content": [{"type": "image", "image": "data:image/png;base64,AA"}]}]}"#;
+        let jobs = parse_jobs(text.as_bytes(), Path::new("/data"));
+        let parts = |i: usize| jobs[i].input.as_ref().unwrap().turns[0].parts.clone();
+        assert_eq!(parts(0), [Part::Text("A".into()), Part::Image("/data/x.png".into())]);
+        // "images" go after the leading images of the last user message, as in a message's own "images".
+        let images: Vec<_> = jobs[1].input.as_ref().unwrap().images().cloned().collect();
+        assert_eq!(images, ["/data/y.png", "/data/z.png", "/data/w.png"].map(PathBuf::from));
+        let series = jobs[2].input.as_ref().unwrap();
+        assert_eq!(series.system.as_deref(), Some("S"));
+        assert_eq!(
+            series.turns[0].parts,
+            [Part::Series("/data/ct".into()), Part::Text("Describe.".into())]
+        );
+        assert!(jobs[3].input.is_ok(), "a series alone is a question");
+        let err = |i: usize| jobs[i].input.as_ref().unwrap_err().to_string();
+        assert!(
+            err(4).starts_with("line 5: \"series\" goes with \"prompt\""),
+            "{}",
+            err(4)
+        );
+        assert!(
+            err(5).starts_with("line 6: give \"series\" or \"images\", not both"),
+            "{}",
+            err(5)
+        );
+        assert!(
+            err(6).starts_with("line 7: message 1, part 1: data: URLs are not supported"),
+            "{}",
+            err(6)
+        );
+    }
+
+    #[test]
     fn shards_partition_the_jobs() {
         let ids: Vec<String> = (0..200).map(|i| format!("job-{i}")).collect();
         let shards: Vec<Shard> = (1..=3).map(|k| format!("{k}/3").parse().unwrap()).collect();

@@ -133,11 +133,10 @@ pub fn load(path: &Path) -> Result<Conversation, TranscriptError> {
         }
         (t.messages.into_messages(), t.images)
     } else {
-        let f: ConversationFile =
-            serde_json::from_value(value).map_err(|error| TranscriptError::NotConversation {
-                path: path_buf(),
-                error,
-            })?;
+        let f: ConversationFile = serde_json::from_value(value).map_err(|error| TranscriptError::NotConversation {
+            path: path_buf(),
+            error,
+        })?;
         (f.into_messages(), Vec::new())
     };
     let mut conversation = Conversation::from_messages(messages).map_err(|error| TranscriptError::Invalid {
@@ -184,6 +183,35 @@ mod tests {
                 "image {} changed since the chat was saved (SHA-256 differs)",
                 img.display()
             )
+        );
+    }
+
+    /// An interleaved turn is saved as a list of parts and comes back the same; the plain turn keeps the old shape.
+    #[test]
+    fn interleaved_turns_round_trip() {
+        use crate::conversation::Part;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let mut c = Conversation::single(None, "q".into(), vec![a.clone()]);
+        c.turns.push(Turn::model("ok", Some(vec![7]), false));
+        c.turns.push(Turn::user_parts(vec![
+            Part::Text("First".into()),
+            Part::Image(b.clone()),
+            Part::Text("SLICE 1".into()),
+            Part::Image(a.clone()),
+        ]));
+        let file = dir.path().join("chat.json");
+        save(&c, &file).unwrap();
+        assert_eq!(load(&file).unwrap(), c);
+        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(saved["messages"][0]["content"], "q");
+        assert_eq!(saved["messages"][2]["content"][1]["image"], b.display().to_string());
+        assert_eq!(
+            saved["images"].as_array().unwrap().len(),
+            3,
+            "each image of the prompt, in order"
         );
     }
 
