@@ -236,7 +236,10 @@ impl Conversation {
         let mut conversation = Conversation::default();
         for (index, message) in messages.into_iter().enumerate() {
             let has_media = !message.images.is_empty()
-                || matches!(&message.content, Content::Parts(parts) if parts.iter().any(|p| !matches!(p, Part::Text(_))));
+                || match &message.content {
+                    Content::Parts(parts) => parts.iter().any(|p| !matches!(p, Part::Text(_))),
+                    Content::Text(_) => false,
+                };
             match message.role {
                 Role::System if index == 0 => {
                     if has_media {
