@@ -849,6 +849,9 @@ only, the outputs are committed):
   `<end_of_image>\\n\\n`), the logits at the last prompt position, the greedy continuation (20 tokens at most, stopping
   on `<eos>` or `<end_of_turn>`, the stop id included) and the smallest top-1 margin (logit gap between first and
   second) at the last position and along the greedy path.
+- `tiny-medgemma-mm-interleaved.json`: written by `scripts/processor_prompt_ids.py` (transformers, no torch), not by
+  this script: conversations whose messages interleave text and images (content lists), and the processor's prompt
+  ids for each (tests/messages.rs). That script first checks that it reproduces `tiny-medgemma-mm.json`'s ids.
 
 The references come from transformers in float32 with eager attention, loading the bf16 checkpoint.
 Compare logits with a tolerance (an f32 llama.cpp run differed by about 0.1 at a logit std of about 20 in a spike)

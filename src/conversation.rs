@@ -1,13 +1,20 @@
-//! The conversation a prompt is built from: an optional system prompt and alternating user/model turns, each
-//! with text and, for user turns, images.
+//! The conversation a prompt is built from: an optional system prompt and alternating user/model turns, each an
+//! ordered list of parts (text, images and, for user turns, DICOM series folders).
 //!
-//! Owns: the conversation JSON format shared by `run --messages`, batch jobs and saved chats, and its validation
-//! (roles alternate, the first turn is the user's, only user turns carry images). Pure: no model, no files read
-//! except the JSON itself.
+//! Owns: the conversation JSON format shared by `run --messages`, batch jobs and saved chats (content as a string
+//! or as a list of parts, the shapes Hugging Face and OpenAI use; read in [`json`], written by
+//! [`Conversation::to_messages`]), and its validation (roles alternate, the first
+//! turn is the user's, only user turns carry images and series). Pure: no model, no files read except the JSON
+//! itself. Must not: read images or series (`image_input` and the series loader do, through [`Conversation::images`]
+//! and [`Conversation::expand_series`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+mod json;
+
+pub use json::ConversationFile;
 
 /// Who speaks in a turn. Gemma 3 calls the assistant `model`; `assistant` is accepted as a synonym.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,20 +26,72 @@ pub enum Role {
     Model,
 }
 
-/// One message as written in JSON: `{"role": "user", "content": "...", "images": ["chest.png"]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One part of a turn's content, in prompt order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    /// An image file (PNG, JPEG, DICOM, ...).
+    Image(PathBuf),
+    /// A folder of DICOM slices. It never reaches the prompt builder: [`Conversation::expand_series`] replaces it
+    /// with the slices' images and texts first.
+    Series(PathBuf),
+}
+
+impl Serialize for Part {
+    /// `{"type": "text", "text": ...}`, `{"type": "image", "image": PATH}`, `{"type": "series", "series": DIR}`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        match self {
+            Part::Text(text) => {
+                map.serialize_entry("type", "text")?;
+                map.serialize_entry("text", text)?;
+            }
+            Part::Image(path) => {
+                map.serialize_entry("type", "image")?;
+                map.serialize_entry("image", path)?;
+            }
+            Part::Series(path) => {
+                map.serialize_entry("type", "series")?;
+                map.serialize_entry("series", path)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A message's `content` as written in JSON: a string, or a list of parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Content::Text(String::new())
+    }
+}
+
+/// One message as written in JSON: `{"role": "user", "content": "...", "images": ["chest.png"]}`, or with the
+/// content as a list of parts: `{"role": "user", "content": [{"type": "text", "text": "..."}, {"type": "image",
+/// "image": "chest.png"}, ...]}`.
+///
+/// `images` means images before the content (today's shape); the JSON reader refuses it next to a list content
+/// (ambiguous), and [`Conversation::from_messages`] puts such images first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     pub role: Role,
-    #[serde(default)]
-    pub content: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Content,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<PathBuf>,
     /// For model turns: the token ids the model generated, so that a reloaded conversation puts exactly the same
     /// tokens back in the context (re-tokenizing the text need not give the same ids).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Vec<i32>>,
     /// For model turns: the answer was stopped (Ctrl-C) before the model finished it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
 }
 
@@ -40,7 +99,7 @@ impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Message {
             role,
-            content: content.into(),
+            content: Content::Text(content.into()),
             images: Vec::new(),
             tokens: None,
             interrupted: false,
@@ -52,19 +111,31 @@ impl Message {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub role: Role,
-    pub text: String,
-    pub images: Vec<PathBuf>,
+    /// The content in prompt order. Model turns hold only text parts.
+    pub parts: Vec<Part>,
     /// Model turns: the generated token ids (see [`Message::tokens`]).
     pub tokens: Option<Vec<i32>>,
     pub interrupted: bool,
 }
 
 impl Turn {
+    /// A user turn in today's shape: the images, then the text (always one text part, even empty).
     pub fn user(text: impl Into<String>, images: Vec<PathBuf>) -> Self {
+        let mut parts: Vec<Part> = images.into_iter().map(Part::Image).collect();
+        parts.push(Part::Text(text.into()));
         Turn {
             role: Role::User,
-            text: text.into(),
-            images,
+            parts,
+            tokens: None,
+            interrupted: false,
+        }
+    }
+
+    /// A user turn with its parts in the given order.
+    pub fn user_parts(parts: Vec<Part>) -> Self {
+        Turn {
+            role: Role::User,
+            parts,
             tokens: None,
             interrupted: false,
         }
@@ -73,11 +144,46 @@ impl Turn {
     pub fn model(text: impl Into<String>, tokens: Option<Vec<i32>>, interrupted: bool) -> Self {
         Turn {
             role: Role::Model,
-            text: text.into(),
-            images: Vec::new(),
+            parts: vec![Part::Text(text.into())],
             tokens,
             interrupted,
         }
+    }
+
+    /// The turn's text parts joined (as the template joins them: nothing in between), for display and checks.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The turn's image and series parts, in order (what goes with the next message when this one is taken back).
+    pub fn media(&self) -> impl Iterator<Item = &Part> {
+        self.parts.iter().filter(|p| !matches!(p, Part::Text(_)))
+    }
+
+    /// Whether the turn says nothing: no image or series, and its text is blank.
+    fn is_empty(&self) -> bool {
+        self.media().next().is_none() && self.text().trim().is_empty()
+    }
+
+    /// The content in today's shape (`images` then one text) when the parts have it: what is saved as a string.
+    fn plain(&self) -> Option<(Vec<PathBuf>, &str)> {
+        let (Part::Text(text), leading) = self.parts.split_last()? else {
+            return None;
+        };
+        let images = leading
+            .iter()
+            .map(|p| match p {
+                Part::Image(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((images, text))
     }
 }
 
@@ -99,8 +205,13 @@ pub enum ConversationError {
         index + 1
     )]
     NotAlternating { index: usize, found: Role },
-    #[error("message {}: only user messages can carry images", index + 1)]
+    #[error("message {}: only user messages can carry images or series", index + 1)]
     ImagesOnModelTurn { index: usize },
+    #[error(
+        "message {}: a system message's content must be text (a string, or a list of one text part)",
+        index + 1
+    )]
+    SystemNotText { index: usize },
     #[error("message {}: only model messages can carry token ids", index + 1)]
     TokensOnUserTurn { index: usize },
     #[error("the conversation has no user message")]
@@ -124,12 +235,23 @@ impl Conversation {
     pub fn from_messages(messages: Vec<Message>) -> Result<Self, ConversationError> {
         let mut conversation = Conversation::default();
         for (index, message) in messages.into_iter().enumerate() {
+            let has_media = !message.images.is_empty()
+                || match &message.content {
+                    Content::Parts(parts) => parts.iter().any(|p| !matches!(p, Part::Text(_))),
+                    Content::Text(_) => false,
+                };
             match message.role {
                 Role::System if index == 0 => {
-                    if !message.images.is_empty() {
+                    if has_media {
                         return Err(ConversationError::ImagesOnModelTurn { index });
                     }
-                    conversation.system = Some(message.content);
+                    conversation.system = Some(match message.content {
+                        Content::Text(text) => text,
+                        Content::Parts(mut parts) => match (parts.pop(), parts.is_empty()) {
+                            (Some(Part::Text(text)), true) => text,
+                            _ => return Err(ConversationError::SystemNotText { index }),
+                        },
+                    });
                 }
                 Role::System => return Err(ConversationError::LateSystem { index }),
                 role => {
@@ -141,16 +263,20 @@ impl Conversation {
                     if role != expected {
                         return Err(ConversationError::NotAlternating { index, found: role });
                     }
-                    if role == Role::Model && !message.images.is_empty() {
+                    if role == Role::Model && has_media {
                         return Err(ConversationError::ImagesOnModelTurn { index });
                     }
                     if role == Role::User && message.tokens.is_some() {
                         return Err(ConversationError::TokensOnUserTurn { index });
                     }
+                    let mut parts: Vec<Part> = message.images.into_iter().map(Part::Image).collect();
+                    match message.content {
+                        Content::Text(text) => parts.push(Part::Text(text)),
+                        Content::Parts(list) => parts.extend(list),
+                    }
                     conversation.turns.push(Turn {
                         role,
-                        text: message.content,
-                        images: message.images,
+                        parts,
                         tokens: message.tokens,
                         interrupted: message.interrupted,
                     });
@@ -165,210 +291,87 @@ impl Conversation {
         match self.turns.last() {
             None => Err(ConversationError::Empty),
             Some(turn) if turn.role == Role::Model => Err(ConversationError::EndsWithModel),
-            Some(turn) if turn.text.trim().is_empty() && turn.images.is_empty() => {
-                Err(ConversationError::EmptyLastMessage {
-                    index: self.turns.len() - 1 + usize::from(self.system.is_some()),
-                })
-            }
+            Some(turn) if turn.is_empty() => Err(ConversationError::EmptyLastMessage {
+                index: self.turns.len() - 1 + usize::from(self.system.is_some()),
+            }),
             Some(_) => Ok(()),
         }
     }
 
-    /// Every image of the conversation, in prompt order.
+    /// Every image of the conversation, in prompt order (the order [`crate::prompt::render`] numbers them in).
+    /// Series are not included: [`Conversation::expand_series`] turns them into images first.
     pub fn images(&self) -> impl Iterator<Item = &PathBuf> {
-        self.turns.iter().flat_map(|t| t.images.iter())
+        self.turns.iter().flat_map(|t| &t.parts).filter_map(|p| match p {
+            Part::Image(path) => Some(path),
+            _ => None,
+        })
     }
 
-    /// Resolves relative image paths against `base` (the folder of the JSON file they came from).
+    /// A copy where each series part is replaced by the parts `f` returns for its folder (e.g. each slice's image
+    /// followed by its label), in order. The first error of `f` is returned.
+    pub fn expand_series<E>(&self, mut f: impl FnMut(&Path) -> Result<Vec<Part>, E>) -> Result<Conversation, E> {
+        let mut out = self.clone();
+        for turn in &mut out.turns {
+            if !turn.parts.iter().any(|p| matches!(p, Part::Series(_))) {
+                continue;
+            }
+            let mut parts = Vec::with_capacity(turn.parts.len());
+            for part in std::mem::take(&mut turn.parts) {
+                match part {
+                    Part::Series(dir) => parts.extend(f(&dir)?),
+                    other => parts.push(other),
+                }
+            }
+            turn.parts = parts;
+        }
+        Ok(out)
+    }
+
+    /// Resolves relative image and series paths against `base` (the folder of the JSON file they came from).
     pub fn resolve_images(&mut self, base: &Path) {
         for turn in &mut self.turns {
-            for image in &mut turn.images {
-                if image.is_relative() {
-                    *image = base.join(&*image);
+            for part in &mut turn.parts {
+                if let Part::Image(path) | Part::Series(path) = part {
+                    if path.is_relative() {
+                        *path = base.join(&*path);
+                    }
                 }
             }
         }
     }
 
-    /// The conversation as messages again (for saving).
+    /// Makes image and series paths absolute (relative to the current folder), for saving.
+    pub fn absolute_paths(&mut self) {
+        for turn in &mut self.turns {
+            for part in &mut turn.parts {
+                if let Part::Image(path) | Part::Series(path) = part {
+                    if let Ok(abs) = std::path::absolute(&*path) {
+                        *path = abs;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The conversation as messages again (for saving). A turn in today's shape (images, then one text) is written
+    /// as `content` + `images`, so that older readers still read it; any other turn as a list of parts.
     pub fn to_messages(&self) -> Vec<Message> {
         let system = self.system.iter().map(|s| Message::new(Role::System, s.clone()));
-        let turns = self.turns.iter().map(|t| Message {
-            role: t.role,
-            content: t.text.clone(),
-            images: t.images.clone(),
-            tokens: t.tokens.clone(),
-            interrupted: t.interrupted,
+        let turns = self.turns.iter().map(|t| {
+            let (content, images) = match t.plain() {
+                Some((images, text)) => (Content::Text(text.to_string()), images),
+                None => (Content::Parts(t.parts.clone()), Vec::new()),
+            };
+            Message {
+                role: t.role,
+                content,
+                images,
+                tokens: t.tokens.clone(),
+                interrupted: t.interrupted,
+            }
         });
         system.chain(turns).collect()
     }
-}
-
-/// The JSON forms accepted for a conversation file: a bare list of messages, or `{"messages": [...]}`.
-///
-/// Read through [`messages_from_value`], so that a schema error says which message and which field is wrong
-/// rather than serde's "did not match any variant".
-#[derive(Debug, Clone)]
-pub struct ConversationFile(Vec<Message>);
-
-impl ConversationFile {
-    pub fn into_messages(self) -> Vec<Message> {
-        self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for ConversationFile {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        messages_from_value(value)
-            .map(ConversationFile)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// What is wrong with the shape of a conversation's JSON. Messages are counted from 1.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SchemaError {
-    #[error("expected a list of messages ([{{\"role\": \"user\", \"content\": \"...\"}}, ...]) or {{\"messages\": [...]}}, found {found}")]
-    NotAList { found: &'static str },
-    #[error("\"messages\" must be a list of messages, found {found}")]
-    MessagesNotAList { found: &'static str },
-    #[error("message {number}: must be an object {{\"role\": ..., \"content\": ...}}, found {found}")]
-    NotAnObject { number: usize, found: &'static str },
-    #[error("message {number}: missing \"role\" (use system, user or model)")]
-    MissingRole { number: usize },
-    #[error("message {number}: unknown role {role} (use system, user or model)")]
-    UnknownRole { number: usize, role: String },
-    #[error("message {number}: \"{field}\" must be {expected}, found {found}")]
-    WrongType {
-        number: usize,
-        field: &'static str,
-        expected: &'static str,
-        found: &'static str,
-    },
-    #[error("message {number}: unknown field \"{field}\" (a message has role, content and images)")]
-    UnknownField { number: usize, field: String },
-}
-
-fn kind(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Reads the messages of a conversation from JSON in either accepted form, checking each message's fields
-/// (an unknown field is refused: a misspelt "images" would otherwise drop the images without a word).
-pub fn messages_from_value(value: serde_json::Value) -> Result<Vec<Message>, SchemaError> {
-    use serde_json::Value;
-    let list = match value {
-        Value::Array(list) => list,
-        Value::Object(mut object) => match object.remove("messages") {
-            Some(Value::Array(list)) => list,
-            Some(other) => return Err(SchemaError::MessagesNotAList { found: kind(&other) }),
-            None => {
-                return Err(SchemaError::NotAList {
-                    found: "an object without \"messages\"",
-                })
-            }
-        },
-        other => return Err(SchemaError::NotAList { found: kind(&other) }),
-    };
-    list.into_iter()
-        .enumerate()
-        .map(|(i, v)| message_from_value(i + 1, v))
-        .collect()
-}
-
-fn message_from_value(number: usize, value: serde_json::Value) -> Result<Message, SchemaError> {
-    use serde_json::Value;
-    let Value::Object(object) = &value else {
-        return Err(SchemaError::NotAnObject {
-            number,
-            found: kind(&value),
-        });
-    };
-    let wrong = |field, expected, v: &Value| SchemaError::WrongType {
-        number,
-        field,
-        expected,
-        found: kind(v),
-    };
-    const FIELDS: [&str; 5] = ["role", "content", "images", "tokens", "interrupted"];
-    if let Some(field) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(SchemaError::UnknownField {
-            number,
-            field: field.clone(),
-        });
-    }
-    let role = match object.get("role") {
-        None => return Err(SchemaError::MissingRole { number }),
-        Some(Value::String(r)) => match r.as_str() {
-            "system" => Role::System,
-            "user" => Role::User,
-            "model" | "assistant" => Role::Model,
-            _ => {
-                return Err(SchemaError::UnknownRole {
-                    number,
-                    role: format!("{r:?}"),
-                })
-            }
-        },
-        Some(other) => {
-            return Err(SchemaError::UnknownRole {
-                number,
-                role: other.to_string(),
-            })
-        }
-    };
-    let content = match object.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(wrong("content", "a string", other)),
-    };
-    let images = match object.get("images") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(PathBuf::from)
-                    .ok_or_else(|| wrong("images", "a list of file paths", i))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => return Err(wrong("images", "a list of file paths", other)),
-    };
-    let tokens = match object.get("tokens") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .map(|t| {
-                    t.as_i64()
-                        .and_then(|t| i32::try_from(t).ok())
-                        .ok_or_else(|| wrong("tokens", "a list of token ids", t))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(other) => return Err(wrong("tokens", "a list of token ids", other)),
-    };
-    let interrupted = match object.get("interrupted") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(wrong("interrupted", "true or false", other)),
-    };
-    Ok(Message {
-        role,
-        content,
-        images,
-        tokens,
-        interrupted,
-    })
 }
 
 #[cfg(test)]
@@ -429,53 +432,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_both_json_forms_and_assistant_alias() {
-        let a: ConversationFile =
-            serde_json::from_str(r#"[{"role":"user","content":"hi","images":["x.png"]}]"#).unwrap();
-        let b: ConversationFile = serde_json::from_str(
-            r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(a.into_messages()[0].images, vec![PathBuf::from("x.png")]);
-        assert_eq!(b.into_messages()[1].role, Role::Model);
-    }
-
-    fn schema_error(json: &str) -> String {
-        let err = serde_json::from_str::<ConversationFile>(json).unwrap_err().to_string();
-        assert!(!err.contains("variant"), "{err}");
-        err
-    }
-
-    #[test]
-    fn schema_errors_say_what_and_where() {
-        let e = schema_error(r#"[{"role":"user","content":"a"},{"role":"robot","content":"b"}]"#);
-        assert!(
-            e.starts_with("message 2: unknown role \"robot\" (use system, user or model)"),
-            "{e}"
-        );
-        let e = schema_error(r#"{"messages":[{"role":"user","content":5}]}"#);
-        assert!(
-            e.starts_with("message 1: \"content\" must be a string, found a number"),
-            "{e}"
-        );
-        let e = schema_error(r#"[{"content":"hi"}]"#);
-        assert!(e.starts_with("message 1: missing \"role\""), "{e}");
-        let e = schema_error(r#"[{"role":"user","images":"a.png"}]"#);
-        assert!(
-            e.starts_with("message 1: \"images\" must be a list of file paths, found a string"),
-            "{e}"
-        );
-        let e = schema_error(r#"["hi"]"#);
-        assert!(e.starts_with("message 1: must be an object"), "{e}");
-        let e = schema_error(r#"{"turns":[]}"#);
-        assert!(e.contains("or {\"messages\": [...]}"), "{e}");
-        let e = schema_error(r#"{"messages":"hi"}"#);
-        assert!(e.starts_with("\"messages\" must be a list"), "{e}");
-        let e = schema_error(r#"[{"role":"model","content":"x","tokens":[1,"a"]}]"#);
-        assert!(e.contains("\"tokens\" must be a list of token ids"), "{e}");
-    }
-
-    #[test]
     fn saved_fields_read_back() {
         let mut m = Message::new(Role::Model, "ok");
         m.tokens = Some(vec![1, 2]);
@@ -486,13 +442,134 @@ mod tests {
     }
 
     #[test]
-    fn resolves_relative_images() {
+    fn resolves_relative_images_and_series() {
         let mut c = Conversation::single(None, "q".into(), vec!["a.png".into(), "/abs/b.png".into()]);
+        c.turns[0].parts.push(Part::Series("ct".into()));
         c.resolve_images(Path::new("/data/jobs"));
         let images: Vec<_> = c.images().cloned().collect();
         assert_eq!(
             images,
             vec![PathBuf::from("/data/jobs/a.png"), PathBuf::from("/abs/b.png")]
         );
+        assert_eq!(c.turns[0].parts[3], Part::Series("/data/jobs/ct".into()));
+    }
+
+    #[test]
+    fn parts_other_than_text_only_in_user_turns() {
+        let read = |json: &str| {
+            let file: ConversationFile = serde_json::from_str(json).unwrap();
+            Conversation::from_messages(file.into_messages())
+        };
+        let e = read(
+            r#"[{"role": "user", "content": "q"}, {"role": "model", "content": [{"type": "image", "image": "a.png"}]}]"#,
+        );
+        assert_eq!(e, Err(ConversationError::ImagesOnModelTurn { index: 1 }));
+        let e = read(
+            r#"[{"role": "system", "content": [{"type": "series", "series": "ct"}]}, {"role": "user", "content": "q"}]"#,
+        );
+        assert_eq!(e, Err(ConversationError::ImagesOnModelTurn { index: 0 }));
+        let e =
+            read(r#"[{"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]"#);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "message 1: a system message's content must be text (a string, or a list of one text part)"
+        );
+        // A user turn of parts that say nothing cannot be answered; one image alone can.
+        let c = read(r#"[{"role": "user", "content": [{"type": "text", "text": "  "}]}]"#).unwrap();
+        assert_eq!(
+            c.check_ready_to_answer(),
+            Err(ConversationError::EmptyLastMessage { index: 0 })
+        );
+        let c = read(r#"[{"role": "user", "content": []}]"#).unwrap();
+        assert!(c.check_ready_to_answer().is_err());
+        let c = read(r#"[{"role": "user", "content": [{"type": "series", "series": "ct"}]}]"#).unwrap();
+        assert_eq!(c.check_ready_to_answer(), Ok(()));
+    }
+
+    fn round_trip(c: &Conversation) -> Vec<serde_json::Value> {
+        let json = serde_json::to_string(&c.to_messages()).unwrap();
+        let back: ConversationFile = serde_json::from_str(&json).unwrap();
+        assert_eq!(&Conversation::from_messages(back.into_messages()).unwrap(), c);
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn plain_turns_save_in_the_old_shape_and_interleaved_ones_as_parts() {
+        let mut c = Conversation::single(Some("s".into()), "q".into(), vec!["/a.png".into()]);
+        c.turns.push(Turn::model("answer", Some(vec![4, 5]), false));
+        c.turns.push(Turn::user_parts(vec![
+            Part::Text("First".into()),
+            Part::Image("/b.png".into()),
+            Part::Text("SLICE 1".into()),
+            Part::Series("/ct".into()),
+        ]));
+        let saved = round_trip(&c);
+        assert_eq!(
+            saved[1],
+            serde_json::json!({"role": "user", "content": "q", "images": ["/a.png"]})
+        );
+        assert_eq!(saved[2]["content"], "answer");
+        assert_eq!(
+            saved[3]["content"],
+            serde_json::json!([
+                {"type": "text", "text": "First"},
+                {"type": "image", "image": "/b.png"},
+                {"type": "text", "text": "SLICE 1"},
+                {"type": "series", "series": "/ct"},
+            ])
+        );
+        // Shapes at the edges: an image without text, no parts at all, texts on a model turn.
+        let c = Conversation {
+            system: None,
+            turns: vec![
+                Turn::user_parts(vec![Part::Image("/a.png".into())]),
+                Turn {
+                    parts: vec![Part::Text("a".into()), Part::Text("b".into())],
+                    ..Turn::model("", None, true)
+                },
+                Turn::user_parts(vec![]),
+                Turn::model("", None, false),
+                Turn::user("", vec![]),
+            ],
+        };
+        let saved = round_trip(&c);
+        assert_eq!(
+            saved[0]["content"],
+            serde_json::json!([{"type": "image", "image": "/a.png"}])
+        );
+        assert_eq!(saved[4], serde_json::json!({"role": "user", "content": ""}));
+    }
+
+    #[test]
+    fn expand_series_replaces_each_series_in_place() {
+        let c = Conversation {
+            system: None,
+            turns: vec![Turn::user_parts(vec![
+                Part::Text("Look".into()),
+                Part::Series("/ct".into()),
+                Part::Image("/x.png".into()),
+                Part::Series("/mr".into()),
+            ])],
+        };
+        let expanded = c
+            .expand_series(|dir| {
+                Ok::<_, String>(
+                    (1..=2)
+                        .flat_map(|k| {
+                            [
+                                Part::Image(dir.join(format!("{k}.dcm"))),
+                                Part::Text(format!("SLICE {k}")),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
+            .unwrap();
+        assert!(!expanded.turns[0].parts.iter().any(|p| matches!(p, Part::Series(_))));
+        let images: Vec<_> = expanded.images().map(|p| p.display().to_string()).collect();
+        assert_eq!(images, ["/ct/1.dcm", "/ct/2.dcm", "/x.png", "/mr/1.dcm", "/mr/2.dcm"]);
+        assert_eq!(expanded.turns[0].text(), "LookSLICE 1SLICE 2SLICE 1SLICE 2");
+        let e = c.expand_series(|dir| Err::<Vec<Part>, _>(dir.display().to_string()));
+        assert_eq!(e, Err("/ct".to_string()));
     }
 }

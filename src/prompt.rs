@@ -6,7 +6,7 @@
 //! token: control tokens are emitted only as [`PromptPiece`] variants, never as text, and text runs are tokenized
 //! by the engine with special-token parsing off. Pure: no model, no tokenizer.
 
-use crate::conversation::{Conversation, Role};
+use crate::conversation::{Conversation, Part, Role};
 
 /// A structural token of the Gemma 3 template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,15 @@ pub enum PromptPiece {
 /// Renders `conversation` with the Gemma 3 chat template. With `add_generation_prompt`, the prompt ends with
 /// `<start_of_turn>model\n` so that the model answers next.
 ///
-/// Within a user turn, images come before the text (`[image..., text]`, as MedGemma 1.5's examples do); each image
-/// is surrounded by blank lines as the reference processor inserts them (`\n\n<start_of_image>...<end_of_image>\n\n`).
-/// Text is trimmed like the template's `| trim`; the system prompt is not.
+/// A turn's parts are rendered in order, as the template renders a content list: each text part trimmed (the
+/// template's `| trim`, per part, with nothing between parts), each image surrounded by blank lines as the
+/// reference processor inserts them (`\n\n<start_of_image>...<end_of_image>\n\n`). [`Turn::user`](crate::conversation::Turn::user) puts the images
+/// before the text, as MedGemma 1.5's examples do. The system prompt is not trimmed. A model turn with token ids
+/// is put back as those tokens instead of its text.
+///
+/// Series parts must have been expanded ([`Conversation::expand_series`]) before: one that reaches here is a
+/// programming error, caught by a debug assertion and skipped in release builds (the image numbering follows
+/// [`Conversation::images`], which skips series too).
 pub fn render(conversation: &Conversation, add_generation_prompt: bool) -> Vec<PromptPiece> {
     let mut pieces = vec![PromptPiece::Control(ControlToken::Bos)];
     let mut image_index = 0;
@@ -74,15 +80,23 @@ pub fn render(conversation: &Conversation, add_generation_prompt: bool) -> Vec<P
                 pieces.push(PromptPiece::Text(format!("{system}\n\n")));
             }
         }
-        for _ in &turn.images {
-            pieces.push(PromptPiece::Text("\n\n".into()));
-            pieces.push(PromptPiece::Image(image_index));
-            pieces.push(PromptPiece::Text("\n\n".into()));
-            image_index += 1;
-        }
-        match &turn.tokens {
-            Some(tokens) if turn.role == Role::Model => pieces.push(PromptPiece::Tokens(tokens.clone())),
-            _ => pieces.push(PromptPiece::Text(turn.text.trim().to_string())),
+        if let (Role::Model, Some(tokens)) = (turn.role, &turn.tokens) {
+            pieces.push(PromptPiece::Tokens(tokens.clone()));
+        } else {
+            for part in &turn.parts {
+                match part {
+                    Part::Text(text) => pieces.push(PromptPiece::Text(text.trim().to_string())),
+                    Part::Image(_) => {
+                        pieces.push(PromptPiece::Text("\n\n".into()));
+                        pieces.push(PromptPiece::Image(image_index));
+                        pieces.push(PromptPiece::Text("\n\n".into()));
+                        image_index += 1;
+                    }
+                    Part::Series(dir) => {
+                        debug_assert!(false, "series {} reached the prompt unexpanded", dir.display());
+                    }
+                }
+            }
         }
         pieces.push(PromptPiece::Control(ControlToken::EndOfTurn));
         pieces.push(PromptPiece::Text("\n".into()));
@@ -137,7 +151,7 @@ pub fn split_protected<'t>(text: &'t str, literals: &[String]) -> Vec<&'t str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conversation::{Message, Turn};
+    use crate::conversation::{Message, Part, Turn};
     use ControlToken::*;
     use PromptPiece::*;
 
@@ -228,6 +242,71 @@ mod tests {
                 text("\n"),
             ]
         );
+    }
+
+    #[test]
+    fn interleaved_parts_render_in_order_each_text_trimmed() {
+        let c = Conversation {
+            system: Some("Sys".into()),
+            turns: vec![Turn::user_parts(vec![
+                Part::Text(" Compare: ".into()),
+                Part::Image("a.png".into()),
+                Part::Text("SLICE 1".into()),
+                Part::Text(" and ".into()),
+                Part::Image("b.png".into()),
+                Part::Text("SLICE 2\n".into()),
+                Part::Image("c.png".into()),
+            ])],
+        };
+        assert_eq!(
+            render(&c, true),
+            vec![
+                Control(Bos),
+                Control(StartOfTurn),
+                text("user\nSys\n\nCompare:\n\n"),
+                Image(0),
+                text("\n\nSLICE 1and\n\n"),
+                Image(1),
+                text("\n\nSLICE 2\n\n"),
+                Image(2),
+                text("\n\n"),
+                Control(EndOfTurn),
+                text("\n"),
+                Control(StartOfTurn),
+                text("model\n"),
+            ]
+        );
+        // Turn::user is today's shape: the same pieces as the images-first list.
+        let plain = Conversation::single(None, "q".into(), vec!["a.png".into()]);
+        let listed = Conversation {
+            system: None,
+            turns: vec![Turn::user_parts(vec![
+                Part::Image("a.png".into()),
+                Part::Text("q".into()),
+            ])],
+        };
+        assert_eq!(render(&plain, true), render(&listed, true));
+    }
+
+    /// A series part must be expanded before rendering; in a release build one that slips through is skipped
+    /// (no image slot, no panic), and the images after it keep the numbers `Conversation::images` gives them.
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn an_unexpanded_series_is_skipped() {
+        let c = Conversation {
+            system: None,
+            turns: vec![Turn::user_parts(vec![
+                Part::Series("ct".into()),
+                Part::Image("a.png".into()),
+                Part::Text("q".into()),
+            ])],
+        };
+        let images: Vec<_> = render(&c, false)
+            .into_iter()
+            .filter(|p| matches!(p, Image(_)))
+            .collect();
+        assert_eq!(images, vec![Image(0)]);
+        assert_eq!(c.images().count(), 1);
     }
 
     #[test]

@@ -432,3 +432,49 @@ fn a_failing_decode_fails_only_its_job() {
         }
     }
 }
+
+/// Issue 10: a job's messages may interleave text and images. A content list with the images first answers as the
+/// same job written with "prompt" + "images"; an interleaved one runs; a "series" job is refused with an error
+/// record naming the folder until series are read (the other jobs still run).
+#[test]
+fn jobs_with_content_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("images/chest.png"), dir.path().join("chest.png")).unwrap();
+    std::fs::copy(fixtures().join("images/skin.png"), dir.path().join("skin.png")).unwrap();
+    let jobs = [
+        json!({"id": "prompt", "prompt": "Compare.", "images": ["chest.png", "skin.png"]}),
+        json!({"id": "list", "messages": [{"role": "user", "content": [
+            {"type": "image", "image": "chest.png"}, {"type": "image_url", "image_url": {"url": "skin.png"}},
+            {"type": "text", "text": "Compare."}]}]}),
+        json!({"id": "interleaved", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "First:"}, {"type": "image", "image": "chest.png"},
+            {"type": "text", "text": "Second:"}, {"type": "image", "path": "skin.png"},
+            {"type": "text", "text": "Compare."}]}]}),
+        json!({"id": "series", "prompt": "Describe.", "series": "ct"}),
+        json!({"id": "web", "messages": [{"role": "user", "content": [
+            {"type": "image", "url": "http://example.com/a.png"}]}]}),
+    ];
+    let input = dir.path().join("jobs.jsonl");
+    let lines: Vec<String> = jobs.iter().map(Value::to_string).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let (status, _, stderr) = output(&mut batch_cmd(&input, &out, &[]));
+    assert_eq!(status.status.code(), Some(1), "two jobs fail: {stderr}");
+    let records = records(&out);
+    let by_id: HashMap<&str, &Value> = records.iter().map(|r| (r["id"].as_str().unwrap(), r)).collect();
+    assert_eq!(by_id.len(), 5);
+    for id in ["prompt", "list", "interleaved"] {
+        assert_ne!(by_id[id]["finish_reason"], "error", "{id}: {}", by_id[id]);
+    }
+    assert_eq!(by_id["list"]["text"], by_id["prompt"]["text"]);
+    let series_error = by_id["series"]["error"].as_str().unwrap();
+    assert!(
+        series_error.contains(&format!("series {}", dir.path().join("ct").display())),
+        "{series_error}"
+    );
+    let web_error = by_id["web"]["error"].as_str().unwrap();
+    assert!(
+        web_error.starts_with("line 5: message 1, part 1: \"http://example.com/a.png\" is a web address"),
+        "{web_error}"
+    );
+}

@@ -325,3 +325,41 @@ fn terminal_commands_image_clear_undo_retry_save_load() {
     assert_eq!(transcript["messages"].as_array().unwrap().len(), 2);
     assert_eq!(transcript["images"][0]["sha256"].as_str().unwrap().len(), 64);
 }
+
+/// Issue 10: a chat loaded from a conversation with an interleaved turn answers it as `run --messages` does, and
+/// `/save` writes that turn back as a list of parts (a plain turn keeps the old shape), which loads again.
+#[test]
+fn interleaved_turns_load_answer_and_save() {
+    let g = mm();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let chest = fixtures().join("images/chest.png");
+    let skin = fixtures().join("images/skin.png");
+    let messages = serde_json::json!([
+        {"role": "user", "content": "Look at this.", "images": [chest]},
+        {"role": "model", "content": "I see it."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Now this one:"}, {"type": "image", "image": skin},
+            {"type": "text", "text": "Is it the same?"}]}]);
+    let conversation = dir.path().join("conv.json");
+    std::fs::write(&conversation, messages.to_string()).unwrap();
+    let mmproj = g.mmproj.as_ref().unwrap().to_str().unwrap();
+    let saved = dir.path().join("saved.json");
+    let (code, stdout, stderr) = chat(
+        &g,
+        &["--mmproj", mmproj],
+        format!("/load {}\n/save {}\n", conversation.display(), saved.display()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let run = run_messages(&g, &messages, &["--mmproj", mmproj]);
+    assert_eq!(stdout.trim_end(), run["text"].as_str().unwrap().trim_end());
+
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let m = &file["messages"];
+    assert_eq!(m[0]["content"], "Look at this.");
+    assert_eq!(m[0]["images"], serde_json::json!([chest]));
+    assert_eq!(m[2]["content"], messages[2]["content"]);
+    assert_eq!(m[3]["role"], "model");
+    let (code, _, stderr) = chat(&g, &["--mmproj", mmproj], format!("/load {}\n", saved.display()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("loaded 4 turns"), "{stderr}");
+}

@@ -114,7 +114,7 @@ fn conversation_schema_errors_say_what_and_where() {
         ),
         (
             r#"{"messages":[{"role":"user","content":["a"]}]}"#,
-            "message 1: \"content\" must be a string, found a list",
+            "message 1, part 1: must be an object {\"type\": \"text\", \"text\": \"...\"}, found a string",
         ),
         (r#"[{"content":"hi"}]"#, "message 1: missing \"role\""),
         (
@@ -239,4 +239,162 @@ fn info_refuses_duplicate_keys_tensors_and_overflowing_counts() {
         err.contains("the element counts of the tensors overflow a 64-bit count at tensor \"blk.0.attn_"),
         "{err}"
     );
+}
+
+fn mm() -> Gguf {
+    converted("tiny-medgemma-mm", "f32")
+}
+
+/// `medgemma run --messages FILE --json` on the tiny multimodal model (`--logits-out` beside it); returns the
+/// report and the last-position logits.
+fn run_mm_messages(messages: &Value, dir: &Path, name: &str) -> (Value, Vec<f64>) {
+    let g = mm();
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, serde_json::to_vec_pretty(messages).unwrap()).unwrap();
+    let logits = dir.join(format!("{name}.logits.json"));
+    let mut cmd = medgemma();
+    cmd.arg("run")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--mmproj")
+        .arg(g.mmproj.as_ref().unwrap())
+        .arg("--messages")
+        .arg(&file)
+        .args(["--json", "--temp", "0", "-n", "1", "-t", "2", "--logits-out"])
+        .arg(&logits);
+    let report = serde_json::from_str(&ok(&mut cmd)).unwrap();
+    let logits = serde_json::from_str(&std::fs::read_to_string(&logits).unwrap()).unwrap();
+    (report, logits)
+}
+
+/// A reference case's messages with image paths made absolute: plain paths for "image"/"path"/"url" parts,
+/// file:// URLs for OpenAI's "image_url" parts (so both spellings reach the binary).
+fn absolute_parts(messages: &Value) -> Value {
+    let mut messages = messages.clone();
+    for m in messages.as_array_mut().unwrap() {
+        let Some(parts) = m.get_mut("content").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for part in parts {
+            for key in ["image", "path", "url"] {
+                if let Some(p) = part.get_mut(key) {
+                    *p = json!(fixtures().join(p.as_str().unwrap()));
+                }
+            }
+            if let Some(url) = part.pointer_mut("/image_url/url") {
+                *url = json!(format!("file://{}", fixtures().join(url.as_str().unwrap()).display()));
+            }
+        }
+    }
+    messages
+}
+
+/// Issue 10: a message's content may interleave text and images. The prompt token ids equal those of the Hugging
+/// Face processor (Gemma3Processor, transformers; scripts/processor_prompt_ids.py wrote the reference and checked
+/// that it reproduces every committed reference case first). Our -1 marks an image-embedding position, where the
+/// processor has the image soft token.
+#[test]
+fn interleaved_prompt_ids_equal_the_hf_processor() {
+    let path = fixtures().join("reference/tiny-medgemma-mm-interleaved.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let image_token = reference["image_token_id"].as_i64().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    assert!(cases.len() >= 2);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (report, _) = run_mm_messages(&absolute_parts(&case["messages"]), dir.path(), name);
+        let expected: Vec<i64> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_i64().unwrap())
+            .map(|id| if id == image_token { -1 } else { id })
+            .collect();
+        let ours: Vec<i64> = report["prompt_token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_i64().unwrap())
+            .collect();
+        assert_eq!(ours, expected, "{name}: prompt token ids differ from the processor's");
+    }
+}
+
+/// The order of the parts reaches the model: the same texts and images, images first (today's shape) or
+/// interleaved, give different prompts and different last-position logits; the images-first list gives exactly
+/// what the old `"images"` field gives.
+#[test]
+fn part_order_reaches_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let chest = fixtures().join("images/chest.png");
+    let skin = fixtures().join("images/skin.png");
+    let interleaved = json!([{"role": "user", "content": [
+        {"type": "text", "text": "First:"}, {"type": "image", "image": chest},
+        {"type": "text", "text": "Second:"}, {"type": "image", "image": skin},
+        {"type": "text", "text": "Compare."}]}]);
+    let images_first = json!([{"role": "user", "content": [
+        {"type": "image", "image": chest}, {"type": "image", "image": skin},
+        {"type": "text", "text": "First:Second:Compare."}]}]);
+    let old_shape = json!([{"role": "user", "content": "First:Second:Compare.", "images": [chest, skin]}]);
+    let (a, logits_a) = run_mm_messages(&interleaved, dir.path(), "interleaved");
+    let (b, logits_b) = run_mm_messages(&images_first, dir.path(), "images_first");
+    let (c, logits_c) = run_mm_messages(&old_shape, dir.path(), "old_shape");
+    assert_ne!(a["prompt_token_ids"], b["prompt_token_ids"]);
+    let diff = logits_a
+        .iter()
+        .zip(&logits_b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(diff > 0.1, "the logits hardly move with the order ({diff})");
+    assert_eq!(b["prompt_token_ids"], c["prompt_token_ids"]);
+    assert_eq!(logits_b, logits_c);
+}
+
+/// Bad content lists exit 1 with the message and part number and what to do; the model is never loaded.
+#[test]
+fn bad_parts_name_the_message_and_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            json!({"type": "image", "image": "https://example.com/x.png"}),
+            "message 2, part 1: \"https://example.com/x.png\" is a web address: medgemma works offline",
+        ),
+        (
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}),
+            "message 2, part 1: data: URLs are not supported",
+        ),
+        (
+            json!({"type": "video", "video": "x.mp4"}),
+            "message 2, part 1: unknown part type \"video\"",
+        ),
+    ];
+    for (part, expected) in cases {
+        let messages = json!([{"role": "system", "content": "s"}, {"role": "user", "content": [part]}]);
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, messages.to_string()).unwrap();
+        let stderr = fails(
+            medgemma()
+                .arg("run")
+                .arg("-m")
+                .arg(text_model())
+                .arg("--messages")
+                .arg(&file),
+        );
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    }
+    let messages = json!([{"role": "user", "content": "q"},
+        {"role": "model", "content": [{"type": "image", "image": "a.png"}]}, {"role": "user", "content": "q"}]);
+    let file = dir.path().join("model-image.json");
+    std::fs::write(&file, messages.to_string()).unwrap();
+    let err = fails(
+        medgemma()
+            .arg("run")
+            .arg("-m")
+            .arg(text_model())
+            .arg("--messages")
+            .arg(&file),
+    );
+    assert!(err.contains("message 2: only user messages can carry images"), "{err}");
 }

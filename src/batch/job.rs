@@ -2,13 +2,19 @@
 //!
 //! Owns: parsing and checking each line (a bad line becomes a failed job with its line number, never a crash),
 //! unique ids, `--shard K/N`, and turning a job into a [`Conversation`]. Pure except for listing a folder.
+//!
+//! A job line: `{"id": ..., "prompt": TEXT, "images": [PATH, ...], "series": DIR, "system": TEXT, "max_tokens":
+//! N, "temperature": T, "seed": S}`, or `"messages": [...]` (the `run --messages` format, content lists included)
+//! instead of `"prompt"`. A `"series"` job's conversation is one user turn `[Series(DIR), Text(prompt)]`: the
+//! series loader replaces the series part with its slices ([`Conversation::expand_series`]) before the prompt is
+//! built.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::conversation::{Conversation, ConversationError, ConversationFile};
+use crate::conversation::{Conversation, ConversationError, ConversationFile, Part, Role, Turn};
 use crate::settings::{Allowed, ValueError};
 
 /// One job as written in the input file.
@@ -22,6 +28,9 @@ struct JobLine {
     messages: Option<ConversationFile>,
     #[serde(default)]
     images: Vec<PathBuf>,
+    /// A folder of DICOM slices, asked about with `prompt`.
+    #[serde(default)]
+    series: Option<PathBuf>,
     #[serde(default)]
     system: Option<String>,
     /// Checked by [`crate::settings::max_tokens`], like `--max-tokens`.
@@ -73,6 +82,10 @@ pub enum JobProblem {
     SystemTwice,
     #[error("\"images\" needs a user message")]
     ImagesWithoutUserMessage,
+    #[error("\"series\" goes with \"prompt\"; in \"messages\", put it in a user message's content as {{\"type\": \"series\", \"series\": \"DIR\"}}")]
+    SeriesWithMessages,
+    #[error("give \"series\" or \"images\", not both; to ask about both, use \"messages\" with a content list")]
+    SeriesAndImages,
     #[error(transparent)]
     Messages(#[from] ConversationError),
 }
@@ -278,10 +291,21 @@ fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, JobProble
     let mut conversation = match (&job.prompt, &job.messages) {
         (Some(_), Some(_)) => return Err(JobProblem::PromptAndMessages),
         (None, None) => return Err(JobProblem::NoPrompt),
-        (Some(prompt), None) if prompt.trim().is_empty() && job.images.is_empty() => {
+        (_, Some(_)) if job.series.is_some() => return Err(JobProblem::SeriesWithMessages),
+        (Some(_), None) if job.series.is_some() && !job.images.is_empty() => return Err(JobProblem::SeriesAndImages),
+        (Some(prompt), None) if prompt.trim().is_empty() && job.images.is_empty() && job.series.is_none() => {
             return Err(JobProblem::EmptyPrompt)
         }
-        (Some(prompt), None) => Conversation::single(job.system.clone(), prompt.clone(), job.images.clone()),
+        (Some(prompt), None) => match &job.series {
+            Some(dir) => Conversation {
+                system: job.system.clone(),
+                turns: vec![Turn::user_parts(vec![
+                    Part::Series(dir.clone()),
+                    Part::Text(prompt.clone()),
+                ])],
+            },
+            None => Conversation::single(job.system.clone(), prompt.clone(), job.images.clone()),
+        },
         (None, Some(messages)) => {
             let mut c = Conversation::from_messages(messages.clone().into_messages())?;
             if job.system.is_some() {
@@ -291,14 +315,11 @@ fn conversation_of(job: &JobLine, base: &Path) -> Result<Conversation, JobProble
                 c.system = job.system.clone();
             }
             if !job.images.is_empty() {
-                let last = c
-                    .turns
-                    .iter_mut()
-                    .rev()
-                    .find(|t| t.role == crate::conversation::Role::User);
-                last.ok_or(JobProblem::ImagesWithoutUserMessage)?
-                    .images
-                    .extend(job.images.clone());
+                // After the turn's leading images, before anything else: where "images" puts them in a message.
+                let last = c.turns.iter_mut().rev().find(|t| t.role == Role::User);
+                let parts = &mut last.ok_or(JobProblem::ImagesWithoutUserMessage)?.parts;
+                let at = parts.iter().take_while(|p| matches!(p, Part::Image(_))).count();
+                parts.splice(at..at, job.images.iter().cloned().map(Part::Image));
             }
             c
         }
@@ -420,7 +441,7 @@ not json
         let jobs = parse_jobs(text.as_bytes(), Path::new("/data"));
         assert_eq!(jobs.len(), 8);
         let a = jobs[0].input.as_ref().unwrap();
-        assert_eq!(a.turns[0].images, vec![PathBuf::from("/data/x.png")]);
+        assert_eq!(a.images().collect::<Vec<_>>(), [&PathBuf::from("/data/x.png")]);
         assert_eq!(jobs[0].max_tokens, Some(5));
         assert_eq!(jobs[1].input.as_ref().unwrap().system.as_deref(), Some("S"));
         assert_eq!(jobs[2].id, "line:3");
@@ -501,6 +522,46 @@ not json
             "line 7: \"prompt\" is empty and the job has no \"images\": give a question"
         );
         assert!(jobs[7].input.is_ok());
+    }
+
+    #[test]
+    fn content_lists_and_series() {
+        let text = r#"{"id": "list", "messages": [{"role": "user", "content": [{"type": "text", "text": "A"}, {"type": "image", "image": "x.png"}]}]}
+{"id": "extra", "images": ["z.png"], "messages": [{"role": "user", "content": [{"type": "image", "image": "y.png"}, {"type": "text", "text": "B"}, {"type": "image", "image": "w.png"}]}]}
+{"id": "series", "prompt": "Describe.", "series": "ct", "system": "S"}
+{"id": "series-empty", "prompt": "", "series": "ct"}
+{"id": "series-messages", "messages": [{"role": "user", "content": "q"}], "series": "ct"}
+{"id": "series-images", "prompt": "q", "series": "ct", "images": ["x.png"]}
+{"id": "bad-part", "messages": [{"role": "user", "content": [{"type": "image", "image": "data:image/png;base64,AA"}]}]}"#;
+        let jobs = parse_jobs(text.as_bytes(), Path::new("/data"));
+        let parts = |i: usize| jobs[i].input.as_ref().unwrap().turns[0].parts.clone();
+        assert_eq!(parts(0), [Part::Text("A".into()), Part::Image("/data/x.png".into())]);
+        // "images" go after the leading images of the last user message, as in a message's own "images".
+        let images: Vec<_> = jobs[1].input.as_ref().unwrap().images().cloned().collect();
+        assert_eq!(images, ["/data/y.png", "/data/z.png", "/data/w.png"].map(PathBuf::from));
+        let series = jobs[2].input.as_ref().unwrap();
+        assert_eq!(series.system.as_deref(), Some("S"));
+        assert_eq!(
+            series.turns[0].parts,
+            [Part::Series("/data/ct".into()), Part::Text("Describe.".into())]
+        );
+        assert!(jobs[3].input.is_ok(), "a series alone is a question");
+        let err = |i: usize| jobs[i].input.as_ref().unwrap_err().to_string();
+        assert!(
+            err(4).starts_with("line 5: \"series\" goes with \"prompt\""),
+            "{}",
+            err(4)
+        );
+        assert!(
+            err(5).starts_with("line 6: give \"series\" or \"images\", not both"),
+            "{}",
+            err(5)
+        );
+        assert!(
+            err(6).starts_with("line 7: message 1, part 1: data: URLs are not supported"),
+            "{}",
+            err(6)
+        );
     }
 
     #[test]

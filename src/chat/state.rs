@@ -1,7 +1,7 @@
 //! The chat's conversation as messages, answers and slash commands change it: what `/undo`, `/retry`, `/drop`,
 //! `/clear`, `/system`, `/load`, `/image` and `/set` do, and when the model must answer.
 //!
-//! Owns: the [`Conversation`], the images waiting for the next message, the sampling settings `/set` changes and
+//! Owns: the [`Conversation`], the images (and series) waiting for the next message, the sampling settings `/set` changes and
 //! the retry count that varies the seed of a sampled `/retry`. Each transition returns what happened: an
 //! [`Answer`] to produce, how many turns are left, or a [`ChatStateError`] when there is nothing to do.
 //! Must not: touch the model or the KV cache, read files or print; `commands/chat.rs` does that with what the
@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use crate::chat::command::Setting;
-use crate::conversation::{Conversation, Role, Turn};
+use crate::conversation::{Conversation, Part, Role, Turn};
 use crate::settings::SamplingSettings;
 
 /// A command that had nothing to act on; the chat goes on unchanged.
@@ -46,8 +46,9 @@ impl Answer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatState {
     conversation: Conversation,
-    /// Images attached with `/image` (or `--image`) that the next message will carry.
-    pending_images: Vec<PathBuf>,
+    /// Images attached with `/image` (or `--image`) that the next message will carry before its text, in order;
+    /// also the images and series of a message taken back.
+    pending: Vec<Part>,
     sampling: SamplingSettings,
     show_thinking: bool,
     retries: u32,
@@ -61,7 +62,7 @@ impl ChatState {
                 system,
                 turns: Vec::new(),
             },
-            pending_images: Vec::new(),
+            pending: Vec::new(),
             sampling,
             show_thinking: false,
             retries: 0,
@@ -81,21 +82,22 @@ impl ChatState {
         self.show_thinking
     }
 
-    /// A message: it becomes the user's turn, with the pending images. Nothing to answer for a blank message
-    /// without images. A message left unanswered (its `/retry` or a loaded chat's answer failed) is taken back
-    /// first, as a failed answer takes back a message just sent, and its images go with this one: turns must
-    /// alternate.
+    /// A message: it becomes the user's turn, the pending images first, then the text. Nothing to answer for a
+    /// blank message without images. A message left unanswered (its `/retry` or a loaded chat's answer failed) is
+    /// taken back first, as a failed answer takes back a message just sent, and its images (and series) go with
+    /// this one: turns must alternate.
     pub fn send(&mut self, text: String) -> Option<Answer> {
-        if text.trim().is_empty() && self.pending_images.is_empty() {
+        if text.trim().is_empty() && self.pending.is_empty() {
             return None;
         }
-        let mut images = std::mem::take(&mut self.pending_images);
+        let mut parts = std::mem::take(&mut self.pending);
         if self.conversation.turns.last().is_some_and(|t| t.role == Role::User) {
             if let Some(unanswered) = self.conversation.turns.pop() {
-                images.splice(0..0, unanswered.images);
+                parts.splice(0..0, unanswered.media().cloned());
             }
         }
-        self.conversation.turns.push(Turn::user(text, images));
+        parts.push(Part::Text(text));
+        self.conversation.turns.push(Turn::user_parts(parts));
         self.retries = 0;
         Some(self.answer(true))
     }
@@ -112,7 +114,7 @@ impl ChatState {
     pub fn answer_failed(&mut self, answer: Answer) {
         if answer.sent && self.conversation.turns.last().is_some_and(|t| t.role == Role::User) {
             if let Some(turn) = self.conversation.turns.pop() {
-                self.pending_images = turn.images;
+                self.pending = turn.media().cloned().collect();
             }
         }
     }
@@ -120,7 +122,7 @@ impl ChatState {
     /// `/image`: these images go with the next message. Returns how many were attached.
     pub fn attach(&mut self, paths: Vec<PathBuf>) -> usize {
         let n = paths.len();
-        self.pending_images.extend(paths);
+        self.pending.extend(paths.into_iter().map(Part::Image));
         n
     }
 
@@ -133,7 +135,7 @@ impl ChatState {
     /// `/clear`: forgets every turn and the pending images; the system prompt and settings stay.
     pub fn clear(&mut self) {
         self.conversation.turns.clear();
-        self.pending_images.clear();
+        self.pending.clear();
     }
 
     /// `/undo`: removes the last exchange (the last user message and its answer, if any). Returns the turns left.
@@ -172,7 +174,7 @@ impl ChatState {
     /// dropped; settings stay. When it ends with a user message, the model answers it.
     pub fn load(&mut self, conversation: Conversation) -> Option<Answer> {
         self.conversation = conversation;
-        self.pending_images.clear();
+        self.pending.clear();
         self.retries = 0;
         let ends_with_user = self.conversation.turns.last().is_some_and(|t| t.role == Role::User);
         ends_with_user.then(|| self.answer(false))
@@ -214,8 +216,8 @@ mod tests {
         state.answered(answer, reply, vec![1, 2], false);
     }
 
-    fn texts(state: &ChatState) -> Vec<&str> {
-        state.conversation().turns.iter().map(|t| t.text.as_str()).collect()
+    fn texts(state: &ChatState) -> Vec<String> {
+        state.conversation().turns.iter().map(Turn::text).collect()
     }
 
     #[test]
@@ -347,7 +349,7 @@ mod tests {
         s.attach(vec!["x.png".into()]);
         s.clear();
         assert!(s.conversation().turns.is_empty());
-        assert!(s.pending_images.is_empty());
+        assert!(s.pending.is_empty());
         assert_eq!(s.conversation().system.as_deref(), Some("Be brief."));
         assert_eq!(s.sampling().max_tokens, 7);
     }
@@ -376,7 +378,7 @@ mod tests {
         };
         assert_eq!(s.load(saved.clone()), None, "nothing to answer");
         assert_eq!(s.conversation(), &saved);
-        assert!(s.pending_images.is_empty());
+        assert!(s.pending.is_empty());
         assert_eq!(s.sampling().temperature, 0.5, "settings stay");
 
         let mut unanswered = saved.clone();
@@ -393,7 +395,7 @@ mod tests {
         let answer = s.send("q".into()).unwrap();
         s.answered(answer, "partial ans", vec![4, 5], true);
         let turn = &s.conversation().turns[1];
-        assert_eq!((turn.text.as_str(), turn.interrupted), ("partial ans", true));
+        assert_eq!((turn.text().as_str(), turn.interrupted), ("partial ans", true));
         assert!(s.retry().is_ok(), "an interrupted answer can be retried");
     }
 
@@ -404,9 +406,9 @@ mod tests {
         assert_eq!(s.attach(vec!["c.png".into()]), 1);
         exchange(&mut s, "Describe these.", "ok");
         exchange(&mut s, "And now?", "ok");
-        let images: Vec<_> = s.conversation().turns.iter().map(|t| t.images.len()).collect();
+        let images: Vec<_> = s.conversation().turns.iter().map(|t| t.media().count()).collect();
         assert_eq!(images, [3, 0, 0, 0]);
-        assert!(s.pending_images.is_empty());
+        assert!(s.pending.is_empty());
         s.attach(vec!["d.png".into()]);
         assert!(s.send(String::new()).is_some(), "images alone are a message");
     }
@@ -419,7 +421,7 @@ mod tests {
         let answer = s.send("q2".into()).unwrap();
         s.answer_failed(answer);
         assert_eq!(texts(&s), ["q1", "a1"]);
-        assert_eq!(s.pending_images, [PathBuf::from("x.png")]);
+        assert_eq!(s.pending, [Part::Image("x.png".into())]);
     }
 
     #[test]
@@ -434,7 +436,7 @@ mod tests {
             .unwrap();
         s.answer_failed(answer);
         assert_eq!(texts(&s), ["l"]);
-        assert!(s.pending_images.is_empty());
+        assert!(s.pending.is_empty());
     }
 
     /// Found by fuzzing (fuzz::chat): after a failed `/retry` (or a loaded chat whose answer failed), the next
@@ -453,8 +455,8 @@ mod tests {
         s.answered(answer, "a3", vec![], false);
         assert_eq!(texts(&s), ["q1", "a1", "q3", "a3"]);
         assert_eq!(
-            s.conversation().turns[2].images,
-            [PathBuf::from("x.png"), PathBuf::from("y.png")]
+            s.conversation().images().collect::<Vec<_>>(),
+            [&PathBuf::from("x.png"), &PathBuf::from("y.png")]
         );
         assert!(Conversation::from_messages(s.conversation().to_messages()).is_ok());
     }

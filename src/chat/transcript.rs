@@ -1,15 +1,16 @@
 //! Saving and loading a chat: the conversation as JSON, with each image by path and SHA-256 so that a changed or
 //! missing image is noticed on load.
 //!
-//! Owns: the file format `{"format": "medgemma-chat/1", "messages": [...], "images": [{"path", "sha256"}]}` and
-//! its checks, and which existing files a save may replace (only saved chats). Writes atomically; never touches
+//! Owns: the file format `{"format": "medgemma-chat/1", "messages": [...], "images": [{"path", "sha256"}]}` (the
+//! messages as `run --messages` reads them: a turn with images then text in the old shape, an interleaved one as a
+//! list of parts) and its checks, and which existing files a save may replace (only saved chats). Writes atomically; never touches
 //! the model.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::conversation::{Conversation, ConversationError, Message};
+use crate::conversation::{Conversation, ConversationError, ConversationFile, Message};
 use crate::files::write_atomically;
 
 const FORMAT: &str = "medgemma-chat/1";
@@ -46,10 +47,19 @@ struct ImageRecord {
     sha256: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A saved chat as written.
+#[derive(Debug, Serialize)]
+struct SavedTranscript {
+    format: &'static str,
+    messages: Vec<Message>,
+    images: Vec<ImageRecord>,
+}
+
+/// A saved chat as read: the messages through the conversation reader, so that a bad one is named.
+#[derive(Debug, Deserialize)]
 struct Transcript {
     format: String,
-    messages: Vec<Message>,
+    messages: ConversationFile,
     #[serde(default)]
     images: Vec<ImageRecord>,
 }
@@ -64,13 +74,7 @@ fn sha256_of(path: &Path) -> Result<String, TranscriptError> {
 /// Saves `conversation` to `path` (image paths made absolute).
 pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptError> {
     let mut conversation = conversation.clone();
-    for turn in &mut conversation.turns {
-        for image in &mut turn.images {
-            if let Ok(abs) = std::path::absolute(&*image) {
-                *image = abs;
-            }
-        }
-    }
+    conversation.absolute_paths();
     let images = conversation
         .images()
         .map(|p| {
@@ -80,8 +84,8 @@ pub fn save(conversation: &Conversation, path: &Path) -> Result<(), TranscriptEr
             })
         })
         .collect::<Result<Vec<_>, TranscriptError>>()?;
-    let transcript = Transcript {
-        format: FORMAT.into(),
+    let transcript = SavedTranscript {
+        format: FORMAT,
         messages: conversation.to_messages(),
         images,
     };
@@ -127,13 +131,12 @@ pub fn load(path: &Path) -> Result<Conversation, TranscriptError> {
                 found: t.format,
             });
         }
-        (t.messages, t.images)
+        (t.messages.into_messages(), t.images)
     } else {
-        let f: crate::conversation::ConversationFile =
-            serde_json::from_value(value).map_err(|error| TranscriptError::NotConversation {
-                path: path_buf(),
-                error,
-            })?;
+        let f: ConversationFile = serde_json::from_value(value).map_err(|error| TranscriptError::NotConversation {
+            path: path_buf(),
+            error,
+        })?;
         (f.into_messages(), Vec::new())
     };
     let mut conversation = Conversation::from_messages(messages).map_err(|error| TranscriptError::Invalid {
@@ -180,6 +183,35 @@ mod tests {
                 "image {} changed since the chat was saved (SHA-256 differs)",
                 img.display()
             )
+        );
+    }
+
+    /// An interleaved turn is saved as a list of parts and comes back the same; the plain turn keeps the old shape.
+    #[test]
+    fn interleaved_turns_round_trip() {
+        use crate::conversation::Part;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let mut c = Conversation::single(None, "q".into(), vec![a.clone()]);
+        c.turns.push(Turn::model("ok", Some(vec![7]), false));
+        c.turns.push(Turn::user_parts(vec![
+            Part::Text("First".into()),
+            Part::Image(b.clone()),
+            Part::Text("SLICE 1".into()),
+            Part::Image(a.clone()),
+        ]));
+        let file = dir.path().join("chat.json");
+        save(&c, &file).unwrap();
+        assert_eq!(load(&file).unwrap(), c);
+        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(saved["messages"][0]["content"], "q");
+        assert_eq!(saved["messages"][2]["content"][1]["image"], b.display().to_string());
+        assert_eq!(
+            saved["images"].as_array().unwrap().len(),
+            3,
+            "each image of the prompt, in order"
         );
     }
 

@@ -288,7 +288,7 @@ fn prepare_job(
     defaults: &SamplingSettings,
     (image_fit, dicom): (ImageFit, DicomOptions),
 ) -> Result<(crate::engine::PreparedPrompt, SamplingSettings)> {
-    let conversation = job.input.clone()?;
+    let conversation = super::expand_series(&job.input.clone()?)?;
     if conversation.images().next().is_some() && !engine.has_vision() {
         bail!("the job has images but no --mmproj was given");
     }

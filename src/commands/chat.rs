@@ -115,6 +115,8 @@ enum ChatError {
     State(#[from] ChatStateError),
     #[error(transparent)]
     Transcript(#[from] TranscriptError),
+    #[error(transparent)]
+    Series(#[from] super::SeriesNotSupported),
     /// The image error's own text, without its source: that text already includes it, and `main` prints the chain.
     #[error("{0}")]
     Image(ImageError),
@@ -191,7 +193,7 @@ impl Chat<'_> {
                 eprintln!("saved to {}", path.display());
             }
             ChatInput::Load(path) => {
-                let loaded = transcript::load(&path)?;
+                let loaded = super::expand_series(&transcript::load(&path)?)?;
                 for image in loaded.images() {
                     self.image(image)?;
                 }

@@ -53,3 +53,21 @@ pub(crate) fn print_report<R: serde::Serialize>(
     out.flush()?;
     Ok(())
 }
+
+/// A series part that cannot be read yet.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "series {}: reading a folder of DICOM slices is not supported yet; give the slices as image parts instead",
+    dir.display()
+)]
+pub(crate) struct SeriesNotSupported {
+    dir: std::path::PathBuf,
+}
+
+/// The conversation with each series part replaced by its slices (run, chat, batch call this before reading the
+/// images). Until the series loader is wired in here, a series part is refused, never dropped.
+pub(crate) fn expand_series(
+    conversation: &crate::conversation::Conversation,
+) -> Result<crate::conversation::Conversation, SeriesNotSupported> {
+    conversation.expand_series(|dir| Err(SeriesNotSupported { dir: dir.to_path_buf() }))
+}

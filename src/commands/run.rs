@@ -30,7 +30,7 @@ struct RunReport<'a> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
-    let conversation = read_conversation(&args)?;
+    let conversation = super::expand_series(&read_conversation(&args)?)?;
     conversation
         .check_ready_to_answer()
         .with_context(|| match &args.messages {

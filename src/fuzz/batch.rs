@@ -40,6 +40,8 @@ fn valid_job(rng: &mut Rng) -> Value {
     }
     if rng.one_in(3) {
         job.insert("images".into(), json!(["x.png"]));
+    } else if rng.one_in(4) {
+        job.insert("series".into(), json!("ct/"));
     }
     if rng.one_in(3) {
         job.insert("system".into(), json!("Be brief."));
@@ -144,6 +146,11 @@ fn check(input: &Input) -> String {
                     .expect("an accepted job can be answered");
                 // Relative image paths are resolved against the job file's folder.
                 assert!(conversation.images().all(|p| p.is_absolute()));
+                let mut parts = conversation.turns.iter().flat_map(|t| &t.parts);
+                assert!(parts.all(|p| match p {
+                    crate::conversation::Part::Series(dir) => dir.is_absolute(),
+                    _ => true,
+                }));
                 assert_eq!(
                     Conversation::from_messages(conversation.to_messages()).as_ref(),
                     Ok(conversation)

@@ -35,7 +35,11 @@ pub fn valid_messages(rng: &mut Rng) -> Value {
                 m.insert("interrupted".into(), json!(rng.one_in(2)));
             }
         }
-        if !rng.one_in(8) {
+        if i % 2 == 0 && rng.one_in(3) {
+            m.remove("images");
+            let parts: Vec<Value> = (0..rng.small(5)).map(|_| valid_part(rng)).collect();
+            m.insert("content".into(), Value::Array(parts));
+        } else if !rng.one_in(8) {
             m.insert("content".into(), json!(hostile_text(rng)));
         }
         list.push(Value::Object(m));
@@ -44,6 +48,18 @@ pub fn valid_messages(rng: &mut Rng) -> Value {
         json!({ "messages": list })
     } else {
         Value::Array(list)
+    }
+}
+
+/// One part of a user message's content list, in each accepted shape.
+fn valid_part(rng: &mut Rng) -> Value {
+    match rng.below(7) {
+        0 | 1 => json!({"type": "text", "text": hostile_text(rng)}),
+        2 => json!({"type": "image", "image": "a.png"}),
+        3 => json!({"type": "image", (rng.pick(&["path", "url"])): "file:///scans/b%20c.png"}),
+        4 => json!({"type": "image_url", "image_url": {"url": "d.png"}}),
+        5 => json!({"type": "image_url", "image_url": "file://localhost/e.png"}),
+        _ => json!({"type": "series", "series": "ct/"}),
     }
 }
 
@@ -85,6 +101,12 @@ const FIELDS: &[&str] = &[
     "seed",
     "format",
     "colour",
+    "type",
+    "text",
+    "image",
+    "image_url",
+    "url",
+    "series",
 ];
 
 /// Mutates one place of a JSON document, chosen at random along a path from the root.
@@ -154,6 +176,12 @@ pub const JSON_DICTIONARY: &[&[u8]] = &[
     b"\xc3",
     b"\xed\xa0\x80",
     b"<start_of_turn>",
+    b"\"type\"",
+    b"\"image_url\"",
+    b"file://",
+    b"https://",
+    b"data:",
+    b"%",
 ];
 
 /// A JSON document as text: a valid one, mutated as a value, then sometimes as bytes.

@@ -8,7 +8,7 @@
 //! protected token's text whole.
 
 use super::Rng;
-use crate::conversation::{Conversation, Role, Turn};
+use crate::conversation::{Conversation, Part, Role, Turn};
 use crate::prompt::{self, ControlToken, PromptPiece, PROTECTED_TOKEN_TEXTS};
 
 /// Fragments hostile text is built from.
@@ -74,19 +74,33 @@ pub fn hostile_text(rng: &mut Rng) -> String {
     s
 }
 
-/// A valid conversation (alternating turns, images only on user turns) with hostile texts.
+/// A valid conversation (alternating turns, images only on user turns, some user turns interleaving texts and
+/// images in any order, some model turns of several texts) with hostile texts.
 pub fn hostile_conversation(rng: &mut Rng) -> Conversation {
     let system = rng.one_in(2).then(|| hostile_text(rng));
     let turns = (0..rng.small(6))
         .map(|i| {
             if i % 2 == 0 {
+                if rng.one_in(3) {
+                    let parts = (0..rng.small(5))
+                        .map(|k| match rng.one_in(2) {
+                            true => Part::Image(format!("{k}.png").into()),
+                            false => Part::Text(hostile_text(rng)),
+                        })
+                        .collect();
+                    return Turn::user_parts(parts);
+                }
                 let images = (0..rng.small(3)).map(|k| format!("{k}.png").into()).collect();
                 Turn::user(hostile_text(rng), images)
             } else {
                 let tokens = rng
                     .one_in(2)
                     .then(|| (0..rng.small(4)).map(|_| rng.next_u64() as i32).collect());
-                Turn::model(hostile_text(rng), tokens, rng.one_in(4))
+                let mut turn = Turn::model(hostile_text(rng), tokens, rng.one_in(4));
+                if rng.one_in(4) {
+                    turn.parts.push(Part::Text(hostile_text(rng)));
+                }
+                turn
             }
         })
         .collect();
@@ -124,12 +138,13 @@ fn skeleton(c: &Conversation, add_generation_prompt: bool) -> Vec<PromptPiece> {
     let mut image = 0;
     for turn in &c.turns {
         out.push(PromptPiece::Control(ControlToken::StartOfTurn));
-        for _ in &turn.images {
-            out.push(PromptPiece::Image(image));
-            image += 1;
-        }
         if let (Role::Model, Some(tokens)) = (turn.role, &turn.tokens) {
             out.push(PromptPiece::Tokens(tokens.clone()));
+        } else {
+            for _ in turn.parts.iter().filter(|p| matches!(p, Part::Image(_))) {
+                out.push(PromptPiece::Image(image));
+                image += 1;
+            }
         }
         out.push(PromptPiece::Control(ControlToken::EndOfTurn));
     }
@@ -149,13 +164,20 @@ fn reference(c: &Conversation, add_generation_prompt: bool) -> String {
         if let (0, Some(system)) = (i, &c.system) {
             s += &format!("{system}\n\n");
         }
-        for _ in &turn.images {
-            s += &format!("\n\n[image {image}]\n\n");
-            image += 1;
-        }
         match (&turn.tokens, turn.role) {
             (Some(tokens), Role::Model) => s += &format!("[tokens {tokens:?}]"),
-            _ => s += turn.text.trim(),
+            _ => {
+                for part in &turn.parts {
+                    match part {
+                        Part::Text(text) => s += text.trim(),
+                        Part::Image(_) => {
+                            s += &format!("\n\n[image {image}]\n\n");
+                            image += 1;
+                        }
+                        Part::Series(_) => unreachable!("not generated"),
+                    }
+                }
+            }
         }
         s += "<end_of_turn>\n";
     }
