@@ -37,8 +37,8 @@ mod contact_sheet;
 mod font;
 mod recipe;
 
-pub use contact_sheet::{contact_sheet, THUMB_SIDE};
-pub use recipe::{select_indices, CT_WINDOWS, GOOGLE_MAX_SLICES};
+pub use contact_sheet::contact_sheet;
+pub use recipe::{select_indices, GOOGLE_MAX_SLICES};
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
@@ -296,7 +296,11 @@ pub fn read_series(source: &Path, options: &SeriesOptions) -> Result<Series, Ser
     if modality != "CT" && modality != "MR" {
         return Err(SeriesError::UnsupportedModality {
             path: first.path.clone(),
-            modality: if modality.is_empty() { "unknown (no Modality attribute)".into() } else { modality },
+            modality: if modality.is_empty() {
+                "unknown (no Modality attribute)".into()
+            } else {
+                modality
+            },
         });
     }
     let n = instances.len();
@@ -405,7 +409,11 @@ fn folder_instances(
             .iter()
             .map(|(uid, hs)| {
                 let uid = if uid.is_empty() { "(none)" } else { uid };
-                let modality = if hs[0].modality.is_empty() { "unknown" } else { &hs[0].modality };
+                let modality = if hs[0].modality.is_empty() {
+                    "unknown"
+                } else {
+                    &hs[0].modality
+                };
                 let description = match hs[0].description.as_str() {
                     "" => String::new(),
                     d => format!(", \"{d}\""),
@@ -468,7 +476,10 @@ fn folder_instances(
         return Err(SeriesError::NoInstanceNumber { path: h.path.clone() });
     }
     headers.sort_by_key(|h| h.instance_number);
-    if let Some(w) = headers.windows(2).find(|w| w[0].instance_number == w[1].instance_number) {
+    if let Some(w) = headers
+        .windows(2)
+        .find(|w| w[0].instance_number == w[1].instance_number)
+    {
         return Err(SeriesError::DuplicateInstanceNumber {
             folder: folder.to_path_buf(),
             a: w[0].path.clone(),
@@ -501,7 +512,11 @@ fn check_instance(h: &FileHeader) -> Result<(), SeriesError> {
     if h.samples != 1 || h.photometric != "MONOCHROME2" {
         return Err(SeriesError::NotGreyscale {
             path: h.path.clone(),
-            photometric: if h.photometric.is_empty() { "no photometric interpretation".into() } else { h.photometric.clone() },
+            photometric: if h.photometric.is_empty() {
+                "no photometric interpretation".into()
+            } else {
+                h.photometric.clone()
+            },
             samples: h.samples,
         });
     }
@@ -580,13 +595,23 @@ fn read_file_header(path: &Path, budget: &mut u64) -> Result<Option<FileHeader>,
         match super::number(&obj, tag, name).map_err(file_error)? {
             None => Ok(None),
             Some(v) if v >= 0.0 && v <= f64::from(u32::MAX) && v.fract() == 0.0 => Ok(Some(v as u32)),
-            Some(v) => Err(file_error(DicomError::BadHeader(format!("its {name} is {v}, not a count")))),
+            Some(v) => Err(file_error(DicomError::BadHeader(format!(
+                "its {name} is {v}, not a count"
+            )))),
         }
     };
     let (Some(rows), Some(columns)) = (count(tags::ROWS, "Rows")?, count(tags::COLUMNS, "Columns")?) else {
         return Err(file_error(DicomError::NoPixelData {
-            modality: if modality.is_empty() { "unknown".into() } else { modality },
-            sop_class: obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string(),
+            modality: if modality.is_empty() {
+                "unknown".into()
+            } else {
+                modality
+            },
+            sop_class: obj
+                .meta()
+                .media_storage_sop_class_uid()
+                .trim_end_matches('\0')
+                .to_string(),
         }));
     };
     let instance_number = match super::number(&obj, tags::INSTANCE_NUMBER, "InstanceNumber").map_err(file_error)? {
@@ -608,7 +633,9 @@ fn read_file_header(path: &Path, budget: &mut u64) -> Result<Option<FileHeader>,
     };
     Ok(Some(FileHeader {
         path: path.to_path_buf(),
-        series_uid: super::text(&obj, tags::SERIES_INSTANCE_UID).trim_end_matches('\0').to_string(),
+        series_uid: super::text(&obj, tags::SERIES_INSTANCE_UID)
+            .trim_end_matches('\0')
+            .to_string(),
         description: super::text(&obj, tags::SERIES_DESCRIPTION),
         instance_number,
         rows,
@@ -647,9 +674,17 @@ impl OpenedFile {
         let object = super::open(&bytes, false).map_err(file_error)?;
         let no_pixels = || DicomError::NoPixelData {
             modality: header.modality.clone(),
-            sop_class: object.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string(),
+            sop_class: object
+                .meta()
+                .media_storage_sop_class_uid()
+                .trim_end_matches('\0')
+                .to_string(),
         };
-        let pixel_data = object.element_opt(tags::PIXEL_DATA).ok().flatten().ok_or_else(|| file_error(no_pixels()))?;
+        let pixel_data = object
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .ok_or_else(|| file_error(no_pixels()))?;
         let encapsulated = TransferSyntaxRegistry
             .get(&header.transfer_syntax)
             .is_some_and(|ts| ts.is_encapsulated_pixel_data());
@@ -690,10 +725,15 @@ impl OpenedFile {
             .map_err(|e| decode_error(e.to_string()))?;
         let n = self.header.rows as usize * self.header.columns as usize;
         if stored.len() < n {
-            return Err(decode_error("the decoded frame has fewer pixels than its header".into()));
+            return Err(decode_error(
+                "the decoded frame has fewer pixels than its header".into(),
+            ));
         }
         let (slope, intercept) = self.header.rescale;
-        Ok(stored[..n].iter().map(|&v| super::window::rescale(v, slope, intercept)).collect())
+        Ok(stored[..n]
+            .iter()
+            .map(|&v| super::window::rescale(v, slope, intercept))
+            .collect())
     }
 }
 
@@ -750,17 +790,33 @@ fn slice(label: usize, instance: &Instance, width: u32, height: u32, rgb: Vec<u8
 }
 
 /// CT: only the selected instances are decoded, each through the three windows.
-fn ct_slices(instances: &[Instance], chosen: &[usize], width: u32, height: u32) -> Result<Vec<SeriesSlice>, SeriesError> {
+fn ct_slices(
+    instances: &[Instance],
+    chosen: &[usize],
+    width: u32,
+    height: u32,
+) -> Result<Vec<SeriesSlice>, SeriesError> {
     let mut slices = Vec::with_capacity(chosen.len());
     for_each_values(instances, chosen.iter().copied(), width, height, |i, hu| {
-        slices.push(slice(slices.len() + 1, &instances[i], width, height, recipe::ct_rgb(&hu)));
+        slices.push(slice(
+            slices.len() + 1,
+            &instances[i],
+            width,
+            height,
+            recipe::ct_rgb(&hu),
+        ));
         Ok(())
     })?;
     Ok(slices)
 }
 
 /// MR: every instance is decoded for the volume's lowest and highest value; the selected ones are kept.
-fn mr_slices(instances: &[Instance], chosen: &[usize], width: u32, height: u32) -> Result<Vec<SeriesSlice>, SeriesError> {
+fn mr_slices(
+    instances: &[Instance],
+    chosen: &[usize],
+    width: u32,
+    height: u32,
+) -> Result<Vec<SeriesSlice>, SeriesError> {
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
     let mut kept: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for_each_values(instances, 0..instances.len(), width, height, |i, values| {

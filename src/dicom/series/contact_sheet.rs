@@ -66,9 +66,8 @@ mod tests {
         assert_eq!(sheet.get_pixel(100, THUMB_SIDE + 100).0, [150; 3]);
         assert_eq!(sheet.get_pixel(THUMB_SIDE + 100, THUMB_SIDE + 100).0, [0; 3]);
         // The label: white pixels on black in the corner of each cell.
-        let white = |x0: u32, y0: u32| {
-            (y0..y0 + 20).any(|y| (x0..x0 + 100).any(|x| sheet.get_pixel(x, y).0 == [255; 3]))
-        };
+        let white =
+            |x0: u32, y0: u32| (y0..y0 + 20).any(|y| (x0..x0 + 100).any(|x| sheet.get_pixel(x, y).0 == [255; 3]));
         assert!(white(0, 0) && white(THUMB_SIDE, 0) && white(0, THUMB_SIDE));
         assert_eq!(sheet.get_pixel(0, 0).0, [0; 3]);
     }
