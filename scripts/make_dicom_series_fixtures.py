@@ -9,7 +9,8 @@ unreadable, an unsupported modality, a multi-frame file among slices), plus `man
 the reference is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep
 `round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or,
 for MR, one min-max over the whole volume; it is written as raw RGB bytes (slice after slice, row by row) with
-the selected InstanceNumbers in the manifest.
+the selected InstanceNumbers (frame numbers for a multi-frame file) and each file's InstanceNumber in the
+manifest.
 Must not: run medgemma or judge its output (the Rust test does); write outside the output folder; hold any real
 patient's data (the names and IDs are made up, and the test checks they are never printed).
 
@@ -137,11 +138,13 @@ def reference(out: Path, name: str, source: Path, args: list[str], notices: list
         volume = [apply_modality_lut(ds.pixel_array, ds).astype(np.float64) for ds in datasets]
         numbers = [int(ds.InstanceNumber) for ds in datasets]
         modality = datasets[0].Modality
+        files = {Path(ds.filename).name: int(ds.InstanceNumber) for ds in datasets}
     else:
         ds = pydicom.dcmread(source)
         volume = list(apply_modality_lut(ds.pixel_array, ds).astype(np.float64))
         numbers = list(range(1, len(volume) + 1))
         modality = ds.Modality
+        files = {}
     chosen, rgb = recipe(volume, modality, max_slices)
     (out / f"{name}.rgb").write_bytes(rgb.tobytes())
     return {
@@ -151,6 +154,7 @@ def reference(out: Path, name: str, source: Path, args: list[str], notices: list
         "modality": modality,
         "n_instances": len(volume),
         "selected": [numbers[i] for i in chosen],
+        "instance_numbers": files,
         "width": int(rgb.shape[2]),
         "height": int(rgb.shape[1]),
         "reference": f"{name}.rgb",
