@@ -4,8 +4,8 @@ tests/dicom_series.rs (issue 10, series).
 
 Owns: the series fixtures (a shuffled 100-slice CT so that the 85-slice rule is used, an MR volume, a folder with
 two series, a multi-frame CT, a series whose InstanceNumber order disagrees with its positions) and the bad
-folders (empty, no DICOM, mixed sizes, missing or duplicate InstanceNumber, colour, truncated, no pixel data,
-unreadable, an unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case
+folders (missing, empty, no DICOM, a text file as the series, mixed sizes, missing or duplicate InstanceNumber,
+colour, truncated, no pixel data, unreadable, an unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case
 the reference is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep
 `round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or,
 for MR, one min-max over the whole volume; it is written as raw RGB bytes (slice after slice, row by row) with
@@ -300,6 +300,10 @@ def bad_cases(out: Path) -> list[dict[str, Any]]:
     ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
     write(out / "multiframe_in_folder" / "s1.dcm", ds)
     add("multiframe_in_folder", ["multi-frame file (3 frames)"], names="s1.dcm")
+
+    add("missing", ["not found"])
+    (out / "notes.txt").write_text("not DICOM\n")
+    add("notes.txt", ["not a DICOM file"])
     return cases
 
 

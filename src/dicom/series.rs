@@ -118,6 +118,11 @@ pub enum SeriesError {
     )]
     NoDicom { path: PathBuf, files: usize },
     #[error(
+        "series {}: not a DICOM file; give the folder of a CT or MR series, or one multi-frame DICOM file",
+        path.display()
+    )]
+    NotDicomFile { path: PathBuf },
+    #[error(
         "series {}: it holds more than {MAX_SERIES_FILES} files; give the folder of one series (a series has at \
          most a few thousand images)",
         path.display()
@@ -277,9 +282,8 @@ pub fn read_series(source: &Path, options: &SeriesOptions) -> Result<Series, Ser
         crate::files::check_regular_file(source).map_err(io)?;
         let mut budget = MAX_HEADER_BYTES;
         let Some(header) = read_file_header(source, &mut budget)? else {
-            return Err(SeriesError::NoDicom {
+            return Err(SeriesError::NotDicomFile {
                 path: source.to_path_buf(),
-                files: 1,
             });
         };
         check_instance(&header)?;
