@@ -57,7 +57,7 @@ pub fn positions_agree(positions: &[[f64; 3]], orientation: [f64; 6]) -> Option<
     let [rx, ry, rz, cx, cy, cz] = orientation;
     let normal = [ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx];
     let length = normal.iter().map(|v| v * v).sum::<f64>().sqrt();
-    if positions.len() < 2 || !(length > 1e-6) {
+    if positions.len() < 2 || length.is_nan() || length <= 1e-6 {
         return None;
     }
     let along: Vec<f64> = positions
