@@ -4,13 +4,13 @@ tests/dicom_series.rs (issue 10, series).
 
 Owns: the series fixtures (a shuffled 100-slice CT so that the 85-slice rule is used, an MR volume, a folder with
 two series, a multi-frame CT, a series whose InstanceNumber order disagrees with its positions) and the bad
-folders (missing, empty, no DICOM, a text file as the series, mixed sizes, missing or duplicate InstanceNumber,
-colour, truncated, no pixel data, unreadable, an unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case
-the reference is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep
-`round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or,
-for MR, one min-max over the whole volume; it is written as raw RGB bytes (slice after slice, row by row) with
-the selected InstanceNumbers (frame numbers for a multi-frame file) and each file's InstanceNumber in the
-manifest.
+folders (missing, empty, only subfolders, no DICOM, a text file as the series, mixed sizes, missing or duplicate
+InstanceNumber, colour, truncated, no pixel data, unreadable, an unsupported modality, a multi-frame file among
+slices), plus `manifest.json`. For each good case the reference is a numpy re-implementation of Google's CT
+notebook (sort by InstanceNumber, keep `round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three
+windows in float32, `np.round`, stack) or, for MR, one min-max over the whole volume; it is written as raw RGB
+bytes (slice after slice, row by row), with the selected InstanceNumbers (frame numbers for a multi-frame file)
+and each file's InstanceNumber in the manifest.
 Must not: run medgemma or judge its output (the Rust test does); write outside the output folder; hold any real
 patient's data (the names and IDs are made up, and the test checks they are never printed).
 
@@ -300,6 +300,10 @@ def bad_cases(out: Path) -> list[dict[str, Any]]:
     ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
     write(out / "multiframe_in_folder" / "s1.dcm", ds)
     add("multiframe_in_folder", ["multi-frame file (3 frames)"], names="s1.dcm")
+
+    for k, sub in enumerate(["series_a", "series_b"]):
+        write(out / "study" / sub / "s0.dcm", ct_slice(uid(25, k), 1, 0.0, 950 + k, ct_hu(16, 16, k, rng)))
+    add("study", ["only folders", "study/series_a", "study/series_b", "give the folder of one series"])
 
     add("missing", ["not found"])
     (out / "notes.txt").write_text("not DICOM\n")

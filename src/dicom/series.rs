@@ -25,9 +25,9 @@
 //!    (Google's serving code), grey in R, G and B. Only the selected slices are decoded for CT; MR decodes all.
 //!    Other modalities are refused: Google publishes no recipe for them (attach single images with --image).
 //!
-//! Refused, with the folder or file named: an empty folder, no DICOM in it, too many files or header bytes,
-//! slices of different sizes, colour or MONOCHROME1 slices, a multi-frame file inside a folder, a slice without
-//! pixel data, unreadable or truncated files, a --series-uid that matches nothing.
+//! Refused, with the folder or file named: an empty folder (or one with only subfolders), no DICOM in it, too
+//! many files or header bytes, slices of different sizes, colour or MONOCHROME1 slices, a multi-frame file inside
+//! a folder, a slice without pixel data, unreadable or truncated files, a --series-uid that matches nothing.
 //!
 //! Owns: reading, grouping, sorting and selecting a series, and its notices. Must not: print (notices are
 //! returned), fit slices to the model's square, or return or name a patient attribute (name, ID, birth date,
@@ -117,6 +117,12 @@ pub enum SeriesError {
         path.display()
     )]
     NoDicom { path: PathBuf, files: usize },
+    #[error(
+        "series {}: it holds no files, only folders ({folders}); give the folder of one series (files in \
+         subfolders are not read)",
+        path.display()
+    )]
+    OnlyFolders { path: PathBuf, folders: String },
     #[error(
         "series {}: not a DICOM file; give the folder of a CT or MR series, or one multi-frame DICOM file",
         path.display()
@@ -348,11 +354,16 @@ fn folder_instances(
         path: folder.to_path_buf(),
         error,
     };
-    let mut files = Vec::new();
+    let (mut files, mut folders) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(folder).map_err(io)? {
         let path = entry.map_err(io)?.path();
-        // Symbolic links to files count; subfolders, pipes and devices do not.
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        let metadata = std::fs::metadata(&path);
+        if metadata.as_ref().is_ok_and(|m| m.is_dir()) && folders.len() < MAX_SERIES_FILES {
+            folders.push(path);
+            continue;
+        }
+        // Symbolic links to files count; pipes and devices do not.
+        if metadata.is_ok_and(|m| m.is_file()) {
             if files.len() == MAX_SERIES_FILES {
                 return Err(SeriesError::TooManyFiles {
                     path: folder.to_path_buf(),
@@ -360,6 +371,17 @@ fn folder_instances(
             }
             files.push(path);
         }
+    }
+    if files.is_empty() && !folders.is_empty() {
+        folders.sort();
+        let mut names: Vec<String> = folders.iter().take(5).map(|p| p.display().to_string()).collect();
+        if folders.len() > 5 {
+            names.push(format!("and {} more", folders.len() - 5));
+        }
+        return Err(SeriesError::OnlyFolders {
+            path: folder.to_path_buf(),
+            folders: names.join(", "),
+        });
     }
     if files.is_empty() {
         return Err(SeriesError::Empty {
