@@ -3,8 +3,8 @@
 tests/dicom_series.rs (issue 10, series).
 
 Owns: the series fixtures (a shuffled 100-slice CT so that the 85-slice rule is used, an MR volume, a folder with
-two series, a multi-frame CT, a series whose InstanceNumber order disagrees with its positions) and the bad
-folders (missing, empty, only subfolders, no DICOM, a text file as the series, mixed sizes, missing or duplicate
+two series, a multi-frame CT, a folder holding one 90-frame MR, a series whose InstanceNumber order disagrees
+with its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file as the series, mixed sizes, missing or duplicate
 InstanceNumber, colour, truncated, no pixel data, unreadable, an unsupported modality, a multi-frame file among
 slices), plus `manifest.json`. For each good case the reference is a numpy re-implementation of Google's CT
 notebook (sort by InstanceNumber, keep `round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three
@@ -133,14 +133,19 @@ def reference(out: Path, name: str, source: Path, args: list[str], notices: list
     """Reads `source` back with pydicom, applies the recipe, writes NAME.rgb and returns the manifest entry."""
     uid_arg = args[args.index("--series-uid") + 1] if "--series-uid" in args else None
     max_slices = int(args[args.index("--max-slices") + 1]) if "--max-slices" in args else MAX_SLICES
-    if source.is_dir():
-        datasets = read_series(source, uid_arg)
+    datasets = read_series(source, uid_arg) if source.is_dir() else []
+    if len(datasets) == 1:  # a folder whose series is one file: its frames are the slices
+        source_file = Path(datasets[0].filename)
+        datasets = []
+    else:
+        source_file = source
+    if datasets:
         volume = [apply_modality_lut(ds.pixel_array, ds).astype(np.float64) for ds in datasets]
         numbers = [int(ds.InstanceNumber) for ds in datasets]
         modality = datasets[0].Modality
         files = {Path(ds.filename).name: int(ds.InstanceNumber) for ds in datasets}
     else:
-        ds = pydicom.dcmread(source)
+        ds = pydicom.dcmread(source_file)
         volume = list(apply_modality_lut(ds.pixel_array, ds).astype(np.float64))
         numbers = list(range(1, len(volume) + 1))
         modality = ds.Modality
@@ -219,6 +224,13 @@ def good_cases(out: Path) -> list[dict[str, Any]]:
     ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
     write(out / "ct_multiframe.dcm", ds)
     cases.append(reference(out, "ct_multiframe", out / "ct_multiframe.dcm", [], []))
+
+    # A folder holding one multi-frame MR (its frames are the slices), 90 frames so that 85 are chosen.
+    ds = instance(MR_IMAGE, "MR", uid(8), 1, 0.0, 401)
+    frames = rng.integers(0, 3000, (90, 12, 12)) + np.arange(90)[:, None, None] * 10
+    set_pixels(ds, frames.astype(np.uint16))
+    write(out / "mr_multiframe_folder" / "volume.dcm", ds)
+    cases.append(reference(out, "mr_multiframe_folder", out / "mr_multiframe_folder", [], []))
     return cases
 
 

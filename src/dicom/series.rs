@@ -12,7 +12,8 @@
 //!    study folder with one subfolder per series should be chosen from, not merged) that is DICOM by content.
 //!    Non-DICOM files are skipped (one notice counts them). A DICOMDIR is skipped with a notice. Only headers
 //!    are read here (up to the pixel data), at most [`MAX_SERIES_FILES`] files and [`MAX_HEADER_BYTES`] of
-//!    headers in all. `source` a file: its frames are the instances, in frame order.
+//!    headers in all. `source` a file, or a folder whose series is one file: its frames are the instances, in
+//!    frame order (a multi-frame file among other files of its series is refused).
 //! 2. Grouped by SeriesInstanceUID; with several, `series_uid` chooses (else an error lists each series: UID,
 //!    modality, image count, description).
 //! 3. Sorted by InstanceNumber (Google's notebook). A file without one, or two files with the same one, is
@@ -292,13 +293,19 @@ pub fn read_series(source: &Path, options: &SeriesOptions) -> Result<Series, Ser
                 path: source.to_path_buf(),
             });
         };
-        check_instance(&header)?;
-        let instances = (1..=header.frames)
-            .map(|f| Instance {
+        if let Some(uid) = options
+            .series_uid
+            .as_deref()
+            .filter(|uid| uid.trim() != header.series_uid)
+        {
+            return Err(SeriesError::NoSuchSeries {
                 path: source.to_path_buf(),
-                frame: Some(f),
-            })
-            .collect();
+                uid: uid.to_string(),
+                list: format!("  {}: {}, 1 file", header.series_uid, header.modality),
+            });
+        }
+        check_instance(&header)?;
+        let instances = frames_of(&header);
         (vec![header], instances)
     };
     let first = &headers[0];
@@ -468,6 +475,11 @@ fn folder_instances(
         }
         None => groups.into_values().next().expect("one series"),
     };
+    if let [only] = headers.as_slice() {
+        // One multi-frame file (or one slice) in the folder: its frames are the series.
+        check_instance(only)?;
+        return Ok((headers.clone(), frames_of(only)));
+    }
     for h in &headers {
         check_instance(h)?;
         if h.frames > 1 {
@@ -531,6 +543,16 @@ fn folder_instances(
         })
         .collect();
     Ok((headers, instances))
+}
+
+/// The frames of one file as the instances of a series, in frame order.
+fn frames_of(header: &FileHeader) -> Vec<Instance> {
+    (1..=header.frames)
+        .map(|f| Instance {
+            path: header.path.clone(),
+            frame: Some(f),
+        })
+        .collect()
 }
 
 /// The checks on one instance's header that need no pixels: greyscale, and a size an image may have.
