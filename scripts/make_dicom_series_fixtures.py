@@ -4,9 +4,9 @@ tests/dicom_series.rs (issue 10, series).
 
 Owns: the series fixtures (a shuffled 100-slice CT so that the 85-slice rule is used, an MR volume, a folder with
 two series, a multi-frame CT, a folder holding one 90-frame MR, a series whose InstanceNumber order disagrees
-with its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file as the series, mixed sizes, missing or duplicate
-InstanceNumber, colour, truncated, no pixel data, unreadable, an unsupported modality, a multi-frame file among
-slices), plus `manifest.json`. For each good case the reference is a numpy re-implementation of Google's CT
+with its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file as the series,
+mixed sizes or modalities, missing or duplicate InstanceNumber, colour, truncated, no pixel data, unreadable, an
+unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case the reference is a numpy re-implementation of Google's CT
 notebook (sort by InstanceNumber, keep `round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three
 windows in float32, `np.round`, stack) or, for MR, one min-max over the whole volume; it is written as raw RGB
 bytes (slice after slice, row by row), with the selected InstanceNumbers (frame numbers for a multi-frame file)
@@ -316,6 +316,12 @@ def bad_cases(out: Path) -> list[dict[str, Any]]:
     for k, sub in enumerate(["series_a", "series_b"]):
         write(out / "study" / sub / "s0.dcm", ct_slice(uid(25, k), 1, 0.0, 950 + k, ct_hu(16, 16, k, rng)))
     add("study", ["only folders", "study/series_a", "study/series_b", "give the folder of one series"])
+
+    write(out / "mixed_modalities" / "s0.dcm", ct_slice(uid(26), 1, 0.0, 960, ct_hu(16, 16, 0, rng)))
+    ds = instance(MR_IMAGE, "MR", uid(26), 2, 1.0, 961)
+    set_pixels(ds, np.full((16, 16), 300, np.uint16))
+    write(out / "mixed_modalities" / "s1.dcm", ds)
+    add("mixed_modalities", ["modalities differ", "is CT", "is MR"], names="s1.dcm")
 
     add("missing", ["not found"])
     (out / "notes.txt").write_text("not DICOM\n")
