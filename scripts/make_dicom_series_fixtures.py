@@ -6,11 +6,11 @@ Owns: the series fixtures (a shuffled 100-slice CT so that the 85-slice rule is 
 two series, a multi-frame CT, a folder holding one 90-frame MR, a series whose InstanceNumber order disagrees
 with its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file as the series,
 mixed sizes or modalities, missing or duplicate InstanceNumber, colour, truncated, no pixel data, unreadable, an
-unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case the reference is a numpy re-implementation of Google's CT
-notebook (sort by InstanceNumber, keep `round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three
-windows in float32, `np.round`, stack) or, for MR, one min-max over the whole volume; it is written as raw RGB
-bytes (slice after slice, row by row), with the selected InstanceNumbers (frame numbers for a multi-frame file)
-and each file's InstanceNumber in the manifest.
+unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case the reference
+is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep `round(i / 85 * (n - 1))`
+for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or, for MR, one min-max over
+the whole volume; it is written as raw RGB bytes (slice after slice, row by row), with the selected
+InstanceNumbers (frame numbers for a multi-frame file) and each file's InstanceNumber in the manifest.
 Must not: run medgemma or judge its output (the Rust test does); write outside the output folder; hold any real
 patient's data (the names and IDs are made up, and the test checks they are never printed).
 
@@ -194,7 +194,9 @@ def good_cases(out: Path) -> list[dict[str, Any]]:
         values.flat[0] = {0: 5, 3: 2000}.get(k, values.flat[0])
         set_pixels(ds, values.astype(np.uint16))
         write(folder / f"mr{k:02d}.dcm", ds)
-    write(folder / "DICOMDIR", base(DICOMDIR, "OT"))
+    dicomdir = base(DICOMDIR, "OT")
+    dicomdir.file_meta.MediaStorageSOPInstanceUID = dicomdir.SOPInstanceUID = uid(9, 99)
+    write(folder / "DICOMDIR", dicomdir)
     cases.append(
         reference(
             out, "mr_max_4", folder, ["--max-slices", "4"], ["skipped 1 DICOMDIR", "--max-slices 4"]
