@@ -3,14 +3,14 @@
 tests/dicom_series.rs (issue 10, series).
 
 Owns: the series fixtures (a shuffled 100-slice CT so that the 85-slice rule is used, an MR volume, a folder with
-two series, a multi-frame CT, a folder holding one 90-frame MR, a series whose InstanceNumber order disagrees
-with its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file as the series,
-mixed sizes or modalities, missing or duplicate InstanceNumber, colour, truncated, no pixel data, unreadable, an
-unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case the reference
-is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep `round(i / 85 * (n - 1))`
-for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or, for MR, one min-max over
-the whole volume; it is written as raw RGB bytes (slice after slice, row by row), with the selected
-InstanceNumbers (frame numbers for a multi-frame file) and each file's InstanceNumber in the manifest.
+two series, a multi-frame CT, a folder holding one 90-frame MR, a series whose InstanceNumber order disagrees with
+its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file or a DICOMDIR as the
+series, mixed sizes or modalities, missing or duplicate InstanceNumber, colour, truncated, no pixel data,
+unreadable, an unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case the
+reference is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep `round(i / 85 * (n -
+1))` for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or, for MR, one min-max over
+the whole volume; it is written as raw RGB bytes (slice after slice, row by row), with the selected InstanceNumbers
+(frame numbers for a multi-frame file) and each file's InstanceNumber in the manifest.
 Must not: run medgemma or judge its output (the Rust test does); write outside the output folder; hold any real
 patient's data (the names and IDs are made up, and the test checks they are never printed).
 
@@ -326,6 +326,10 @@ def bad_cases(out: Path) -> list[dict[str, Any]]:
     add("mixed_modalities", ["modalities differ", "is CT", "is MR"], names="s1.dcm")
 
     add("missing", ["not found"])
+    dicomdir = base(DICOMDIR, "OT")
+    dicomdir.file_meta.MediaStorageSOPInstanceUID = dicomdir.SOPInstanceUID = uid(9, 98)
+    write(out / "DICOMDIR", dicomdir)
+    add("DICOMDIR", ["it is a DICOMDIR", "give the folder of one series"])
     (out / "notes.txt").write_text("not DICOM\n")
     add("notes.txt", ["not a DICOM file"])
     return cases

@@ -135,7 +135,18 @@ pub fn read_series(source: &Path, options: &SeriesOptions) -> Result<Series, Ser
     } else {
         crate::files::check_regular_file(source).map_err(io)?;
         let mut budget = MAX_HEADER_BYTES;
-        let Some(header) = read_file_header(source, &mut budget)? else {
+        let header = match read_file_header(source, &mut budget) {
+            Err(SeriesError::File {
+                error: DicomError::Dicomdir,
+                ..
+            }) => {
+                return Err(SeriesError::DicomdirGiven {
+                    path: source.to_path_buf(),
+                })
+            }
+            other => other?,
+        };
+        let Some(header) = header else {
             return Err(SeriesError::NotDicomFile {
                 path: source.to_path_buf(),
             });

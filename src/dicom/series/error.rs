@@ -33,6 +33,11 @@ pub enum SeriesError {
     )]
     OnlyFolders { path: PathBuf, folders: String },
     #[error(
+        "series {}: it is a DICOMDIR (an index of DICOM files, no image); give the folder of one series instead",
+        path.display()
+    )]
+    DicomdirGiven { path: PathBuf },
+    #[error(
         "series {}: not a DICOM file; give the folder of a CT or MR series, or one multi-frame DICOM file",
         path.display()
     )]
