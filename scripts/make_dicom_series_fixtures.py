@@ -7,10 +7,10 @@ two series, a multi-frame CT, a folder holding one 90-frame MR, a series whose I
 its positions) and the bad folders (missing, empty, only subfolders, no DICOM, a text file or a DICOMDIR as the
 series, mixed sizes or modalities, missing or duplicate InstanceNumber, colour, truncated, no pixel data,
 unreadable, an unsupported modality, a multi-frame file among slices), plus `manifest.json`. For each good case the
-reference is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep `round(i / 85 * (n -
-1))` for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or, for MR, one min-max over
-the whole volume; it is written as raw RGB bytes (slice after slice, row by row), with the selected InstanceNumbers
-(frame numbers for a multi-frame file) and each file's InstanceNumber in the manifest.
+reference is a numpy re-implementation of Google's CT notebook (sort by InstanceNumber, keep
+`round(i / 85 * (n - 1))` for i = 1..85, Hounsfield units, the three windows in float32, `np.round`, stack) or, for
+MR, one min-max over the whole volume; it is written as raw RGB bytes (slice after slice, row by row), with the
+selected InstanceNumbers (frame numbers for a multi-frame file) and each file's InstanceNumber in the manifest.
 Must not: run medgemma or judge its output (the Rust test does); write outside the output folder; hold any real
 patient's data (the names and IDs are made up, and the test checks they are never printed).
 
