@@ -128,8 +128,21 @@ fn parse_window_arg(text: &str) -> Result<Window, String> {
 #[derive(Debug, Clone, Args)]
 pub struct PreviewArgs {
     /// An image (PNG, JPEG, BMP, TIFF, WebP or DICOM); repeat for several.
-    #[arg(long = "image", value_name = "FILE", required = true)]
+    #[arg(long = "image", value_name = "FILE", required_unless_present = "series")]
     pub images: Vec<PathBuf>,
+    /// A CT or MR series: a folder of its DICOM files (not its subfolders), or one multi-frame DICOM file. Its
+    /// slices are written after the images, as the model sees them (Google's MedGemma 1.5 recipe: up to 85
+    /// slices; CT in three windows as R, G, B; MR min-max over the volume), plus `contact-sheet.png`.
+    /// --window, --window-index and --frame apply to --image only.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub series: Option<PathBuf>,
+    /// Which series of a folder that holds several (the error for such a folder lists them).
+    #[arg(long = "series-uid", value_name = "UID", requires = "series")]
+    pub series_uid: Option<String>,
+    /// At most this many slices of the series [default: 85, Google's recipe].
+    #[arg(long = "max-slices", value_name = "N", requires = "series",
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_slices: Option<u32>,
     /// How a non-square image is made square (see `medgemma run --help`).
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
@@ -139,7 +152,8 @@ pub struct PreviewArgs {
     #[arg(long, value_name = "PIXELS", default_value_t = crate::image_input::DEFAULT_IMAGE_SIDE,
           value_parser = clap::value_parser!(u32).range(1..=8192))]
     pub side: u32,
-    /// The folder to write the PNGs into (created if missing; existing NNN.png files are not overwritten).
+    /// The folder to write the PNGs into (created if missing; existing NNN.png or contact-sheet.png files are
+    /// not overwritten).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }

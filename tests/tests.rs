@@ -12,6 +12,7 @@ mod chat;
 mod cli;
 mod convert;
 mod dicom;
+mod dicom_series;
 mod errors;
 mod eval_quant;
 mod gguf_check;

@@ -1,37 +1,101 @@
 //! `medgemma preview`: writes the RGB images the model would see, after DICOM windowing and fitting to a square,
-//! as `DIR/001.png`, `002.png`, ... in the order given, so a person can check the windowing before a run.
+//! as `DIR/001.png`, `002.png`, ... in prompt order (the `--image` files first, then the slices of `--series`),
+//! plus `DIR/contact-sheet.png` for a series (its slices as labelled thumbnails), so a person can check the
+//! windowing and the choice of slices before a run.
 //!
-//! Owns: the output folder and its numbering. Must not: load a model, or overwrite a file (an existing
-//! `NNN.png` is refused before anything is written).
+//! Owns: the output folder and its numbering. Must not: load a model, or overwrite a file (every name is checked
+//! before anything is written, and an existing one is refused).
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use image::RgbImage;
 
 use crate::cli::PreviewArgs;
-use crate::image_input::ImageInput;
+use crate::dicom::series::{self, SeriesOptions};
+use crate::image_input::{fit_square, ImageInput};
 
 pub fn run(args: PreviewArgs) -> Result<()> {
-    let names: Vec<_> = (1..=args.images.len())
-        .map(|i| args.out.join(format!("{i:03}.png")))
-        .collect();
-    if let Some(existing) = names.iter().find(|p| p.exists()) {
-        anyhow::bail!(
-            "preview: {} already exists; choose an empty --out folder",
-            existing.display()
-        );
-    }
     let options = args.dicom.options();
     let images = args
         .images
         .iter()
         .map(|p| ImageInput::load_with(p, args.image_fit, args.side, &options))
         .collect::<Result<Vec<_>, _>>()?;
+    let series = match &args.series {
+        Some(source) => {
+            let options = SeriesOptions {
+                series_uid: args.series_uid.clone(),
+                max_slices: args.max_slices.map(|n| n as usize),
+            };
+            let series = series::read_series(source, &options)?;
+            for notice in &series.notices {
+                eprintln!("{notice}");
+            }
+            Some(series)
+        }
+        None => None,
+    };
+    let slices: Vec<(usize, RgbImage)> = series
+        .iter()
+        .flat_map(|s| &s.slices)
+        .map(|slice| {
+            let fitted = fit_square(
+                image::DynamicImage::ImageRgb8(slice.rgb.clone()),
+                args.image_fit,
+                args.side.max(1),
+            );
+            (slice.label, fitted)
+        })
+        .collect();
+
+    let name = |i: usize| args.out.join(format!("{i:03}.png"));
+    let image_names: Vec<PathBuf> = (1..=images.len()).map(name).collect();
+    let slice_names: Vec<PathBuf> = (images.len() + 1..=images.len() + slices.len()).map(name).collect();
+    let sheet_name = series.as_ref().map(|_| args.out.join("contact-sheet.png"));
+    if let Some(existing) = image_names
+        .iter()
+        .chain(&slice_names)
+        .chain(&sheet_name)
+        .find(|p| p.exists())
+    {
+        anyhow::bail!(
+            "preview: {} already exists; choose an empty --out folder",
+            existing.display()
+        );
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("preview: cannot create {}", args.out.display()))?;
-    for (image, name) in images.iter().zip(&names) {
-        image
-            .rgb
-            .save_with_format(name, image::ImageFormat::Png)
-            .with_context(|| format!("preview: cannot write {}", name.display()))?;
+    let save = |rgb: &RgbImage, name: &PathBuf| {
+        rgb.save_with_format(name, image::ImageFormat::Png)
+            .with_context(|| format!("preview: cannot write {}", name.display()))
+    };
+    for (image, name) in images.iter().zip(&image_names) {
+        save(&image.rgb, name)?;
         eprintln!("{} -> {}", image.path.display(), name.display());
+    }
+    if let (Some(series), Some(sheet_name)) = (&series, &sheet_name) {
+        for ((slice, (_, rgb)), name) in series.slices.iter().zip(&slices).zip(&slice_names) {
+            save(rgb, name)?;
+            let frame = slice.frame.map(|f| format!(" frame {f}")).unwrap_or_default();
+            eprintln!(
+                "SLICE {}: {}{frame} -> {}",
+                slice.label,
+                slice.file.display(),
+                name.display()
+            );
+        }
+        let labelled: Vec<(usize, &RgbImage)> = slices.iter().map(|(label, rgb)| (*label, rgb)).collect();
+        save(&series::contact_sheet(&labelled), sheet_name)?;
+        eprintln!(
+            "{} ({}, {} images) -> {} slices, {} to {}; contact sheet {}",
+            series.source.display(),
+            series.modality,
+            series.n_instances,
+            slices.len(),
+            slice_names[0].display(),
+            slice_names[slice_names.len() - 1].display(),
+            sheet_name.display()
+        );
     }
     Ok(())
 }

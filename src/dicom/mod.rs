@@ -17,6 +17,7 @@
 //! Must not: print or return patient identifiers (name, ID, birth date): errors and notices name the file, the
 //! problem and technical attributes only. It never calls llama.cpp.
 
+pub mod series;
 mod window;
 
 pub use window::{parse_window, Window};
