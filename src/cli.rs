@@ -124,6 +124,32 @@ fn parse_window_arg(text: &str) -> Result<Window, String> {
     crate::dicom::parse_window(text)
 }
 
+/// Which slices of a CT or MR series the model sees (Google's MedGemma 1.5 recipe unless changed).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SeriesArgs {
+    /// Which series of a folder that holds several (the error for such a folder lists them).
+    #[arg(long = "series-uid", value_name = "UID")]
+    pub series_uid: Option<String>,
+    /// At most this many slices of a series, for a quicker look [default: 85, Google's recipe; fewer differs
+    /// from it].
+    #[arg(long = "max-slices", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_slices: Option<u32>,
+}
+
+impl SeriesArgs {
+    pub fn options(&self) -> crate::dicom::series::SeriesOptions {
+        crate::dicom::series::SeriesOptions {
+            series_uid: self.series_uid.clone(),
+            max_slices: self.max_slices.map(|n| n as usize),
+        }
+    }
+
+    /// Whether a series flag was given (they need a series to apply to).
+    pub fn any(&self) -> bool {
+        self.series_uid.is_some() || self.max_slices.is_some()
+    }
+}
+
 /// `medgemma preview`
 #[derive(Debug, Clone, Args)]
 pub struct PreviewArgs {
@@ -136,13 +162,8 @@ pub struct PreviewArgs {
     /// --window, --window-index and --frame apply to --image only.
     #[arg(long, value_name = "DIR|FILE")]
     pub series: Option<PathBuf>,
-    /// Which series of a folder that holds several (the error for such a folder lists them).
-    #[arg(long = "series-uid", value_name = "UID", requires = "series")]
-    pub series_uid: Option<String>,
-    /// At most this many slices of the series [default: 85, Google's recipe].
-    #[arg(long = "max-slices", value_name = "N", requires = "series",
-          value_parser = clap::value_parser!(u32).range(1..=10000))]
-    pub max_slices: Option<u32>,
+    #[command(flatten)]
+    pub series_select: SeriesArgs,
     /// How a non-square image is made square (see `medgemma run --help`).
     #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
     pub image_fit: ImageFit,
@@ -300,12 +321,25 @@ pub struct RunArgs {
     pub image_fit: ImageFit,
     #[command(flatten)]
     pub dicom: DicomArgs,
+    /// A CT or MR series: a folder of its DICOM files, or one multi-frame DICOM file. The prompt becomes Google's
+    /// layout: an instruction, each slice followed by "SLICE k", then the question (up to 85 slices; CT in three
+    /// windows as R, G, B; MR min-max over the volume). Needs --mmproj and a model that knows CT/MRI
+    /// (MedGemma 1.5).
+    #[arg(long, value_name = "DIR|FILE", conflicts_with = "images")]
+    pub series: Option<PathBuf>,
+    /// The text before a series' slices, instead of Google's ("You are an instructor teaching medical
+    /// students. You are analyzing a contiguous block of CT slices. ...").
+    #[arg(long = "series-instruction", value_name = "TEXT", requires = "series")]
+    pub series_instruction: Option<String>,
+    #[command(flatten)]
+    pub series_select: SeriesArgs,
     /// A system prompt, e.g. "You are an expert radiologist.".
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
     /// A whole conversation as JSON instead of PROMPT: [{"role":"system"|"user"|"model","content":"...",
-    /// "images":["a.png"]}, ...]; image paths are relative to the file.
-    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["prompt", "images", "system"])]
+    /// "images":["a.png"]}, ...], or a content list of {"type":"text"|"image"|"series",...} parts; paths are
+    /// relative to the file.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["prompt", "images", "system", "series"])]
     pub messages: Option<PathBuf>,
     /// Print the thinking block (MedGemma 1.5 and 27B) on stderr; it is hidden by default.
     #[arg(long = "show-thinking")]
@@ -483,6 +517,9 @@ pub struct BatchArgs {
     pub image_fit: ImageFit,
     #[command(flatten)]
     pub dicom: DicomArgs,
+    /// For the jobs' "series" (a job line's `"series": DIR`, or a series part of its messages).
+    #[command(flatten)]
+    pub series_select: SeriesArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -502,6 +539,12 @@ pub struct ChatArgs {
     pub image_fit: ImageFit,
     #[command(flatten)]
     pub dicom: DicomArgs,
+    /// A CT or MR series (a folder of DICOM files, or a multi-frame file) for the first message, laid out as in
+    /// `run --series`; /series attaches one later.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub series: Option<PathBuf>,
+    #[command(flatten)]
+    pub series_select: SeriesArgs,
     /// A system prompt, e.g. "You are a helpful medical assistant."; /system changes it later.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,

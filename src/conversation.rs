@@ -6,7 +6,7 @@
 //! [`Conversation::to_messages`]), and its validation (roles alternate, the first
 //! turn is the user's, only user turns carry images and series). Pure: no model, no files read except the JSON
 //! itself. Must not: read images or series (`image_input` and the series loader do, through [`Conversation::images`]
-//! and [`Conversation::expand_series`]).
+//! and [`crate::prompt_images::ImageLoader::load`]).
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ pub enum Part {
     Text(String),
     /// An image file (PNG, JPEG, DICOM, ...).
     Image(PathBuf),
-    /// A folder of DICOM slices. It never reaches the prompt builder: [`Conversation::expand_series`] replaces it
+    /// A folder of DICOM slices. It never reaches the prompt builder: [`crate::prompt_images::ImageLoader::load`] replaces it
     /// with the slices' images and texts first.
     Series(PathBuf),
 }
@@ -299,32 +299,12 @@ impl Conversation {
     }
 
     /// Every image of the conversation, in prompt order (the order [`crate::prompt::render`] numbers them in).
-    /// Series are not included: [`Conversation::expand_series`] turns them into images first.
+    /// Series are not included: [`crate::prompt_images::ImageLoader::load`] turns them into images first.
     pub fn images(&self) -> impl Iterator<Item = &PathBuf> {
         self.turns.iter().flat_map(|t| &t.parts).filter_map(|p| match p {
             Part::Image(path) => Some(path),
             _ => None,
         })
-    }
-
-    /// A copy where each series part is replaced by the parts `f` returns for its folder (e.g. each slice's image
-    /// followed by its label), in order. The first error of `f` is returned.
-    pub fn expand_series<E>(&self, mut f: impl FnMut(&Path) -> Result<Vec<Part>, E>) -> Result<Conversation, E> {
-        let mut out = self.clone();
-        for turn in &mut out.turns {
-            if !turn.parts.iter().any(|p| matches!(p, Part::Series(_))) {
-                continue;
-            }
-            let mut parts = Vec::with_capacity(turn.parts.len());
-            for part in std::mem::take(&mut turn.parts) {
-                match part {
-                    Part::Series(dir) => parts.extend(f(&dir)?),
-                    other => parts.push(other),
-                }
-            }
-            turn.parts = parts;
-        }
-        Ok(out)
     }
 
     /// Resolves relative image and series paths against `base` (the folder of the JSON file they came from).
@@ -538,38 +518,5 @@ mod tests {
             serde_json::json!([{"type": "image", "image": "/a.png"}])
         );
         assert_eq!(saved[4], serde_json::json!({"role": "user", "content": ""}));
-    }
-
-    #[test]
-    fn expand_series_replaces_each_series_in_place() {
-        let c = Conversation {
-            system: None,
-            turns: vec![Turn::user_parts(vec![
-                Part::Text("Look".into()),
-                Part::Series("/ct".into()),
-                Part::Image("/x.png".into()),
-                Part::Series("/mr".into()),
-            ])],
-        };
-        let expanded = c
-            .expand_series(|dir| {
-                Ok::<_, String>(
-                    (1..=2)
-                        .flat_map(|k| {
-                            [
-                                Part::Image(dir.join(format!("{k}.dcm"))),
-                                Part::Text(format!("SLICE {k}")),
-                            ]
-                        })
-                        .collect(),
-                )
-            })
-            .unwrap();
-        assert!(!expanded.turns[0].parts.iter().any(|p| matches!(p, Part::Series(_))));
-        let images: Vec<_> = expanded.images().map(|p| p.display().to_string()).collect();
-        assert_eq!(images, ["/ct/1.dcm", "/ct/2.dcm", "/x.png", "/mr/1.dcm", "/mr/2.dcm"]);
-        assert_eq!(expanded.turns[0].text(), "LookSLICE 1SLICE 2SLICE 1SLICE 2");
-        let e = c.expand_series(|dir| Err::<Vec<Part>, _>(dir.display().to_string()));
-        assert_eq!(e, Err("/ct".to_string()));
     }
 }

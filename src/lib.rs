@@ -23,6 +23,7 @@ mod interrupt;
 mod model_info;
 mod output_guard;
 mod prompt;
+mod prompt_images;
 mod quant_eval;
 mod sandbox;
 mod settings;

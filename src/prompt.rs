@@ -62,7 +62,7 @@ pub enum PromptPiece {
 /// before the text, as MedGemma 1.5's examples do. The system prompt is not trimmed. A model turn with token ids
 /// is put back as those tokens instead of its text.
 ///
-/// Series parts must have been expanded ([`Conversation::expand_series`]) before: one that reaches here is a
+/// Series parts must have been expanded ([`crate::prompt_images::ImageLoader::load`]) before: one that reaches here is a
 /// programming error, caught by a debug assertion and skipped in release builds (the image numbering follows
 /// [`Conversation::images`], which skips series too).
 pub fn render(conversation: &Conversation, add_generation_prompt: bool) -> Vec<PromptPiece> {

@@ -289,7 +289,7 @@ pub fn fit_context(
         return Err(PromptOverTrainedLength {
             prompt_tokens,
             images,
-            per_image: if images == 0 { 0 } else { prompt_tokens / images },
+            per_image: prompt_tokens.checked_div(images).unwrap_or(0),
             max_tokens,
             needed,
             trained,
@@ -300,6 +300,20 @@ pub fn fit_context(
         return Ok(None);
     }
     Ok(Some(u32::try_from(size).unwrap_or(u32::MAX)))
+}
+
+/// KV positions one series slice takes at most: 256 image embeddings, the image's two marker tokens, the blank
+/// lines around it and its `SLICE k` label (measured: 264 to 266 with the Gemma 3 tokenizer).
+pub const POSITIONS_PER_SLICE: usize = 270;
+
+/// A context for a series prompt of up to `slices` slices when its exact length is not known yet (batch sizes its
+/// sequences before reading the jobs' series): the slices, 1024 positions of instruction, system prompt and
+/// question, and a full answer, rounded up to a multiple of 256, at most the trained length.
+pub fn series_context(slices: usize, max_tokens: usize, trained: Option<u64>) -> u32 {
+    let needed = (slices * POSITIONS_PER_SLICE + 1024 + max_tokens) as u64;
+    let size = needed.div_ceil(256) * 256;
+    let size = trained.filter(|&t| t > 0).map_or(size, |t| size.min(t));
+    u32::try_from(size).unwrap_or(u32::MAX)
 }
 
 /// The number of physical cores this process may use (hyper-threads of one core count once): the thread count
@@ -465,5 +479,13 @@ mod tests {
         assert_eq!((e.needed, e.trained, e.per_image), (23_122, 8192, 266));
         assert!(fit_context(None, 2048, 0, 1, Some(2048)).is_err());
         assert!(e.to_string().contains("85 image(s)"), "{e}");
+    }
+
+    #[test]
+    fn a_series_context_holds_85_slices_and_the_answer() {
+        // 85 x 270 + 1024 + 512 = 24486 -> 24576.
+        assert_eq!(series_context(85, 512, Some(131_072)), 24_576);
+        assert_eq!(series_context(85, 512, Some(8192)), 8192);
+        assert_eq!(series_context(4, 16, None), 2304);
     }
 }

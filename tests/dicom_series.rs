@@ -295,15 +295,19 @@ fn too_many_files_are_refused() {
     assert!(!dir.path().join("never").exists());
 }
 
-/// `--series-uid` and `--max-slices` need `--series`; `--max-slices 0` is a usage error.
+/// `--series-uid` and `--max-slices` need a series (exit 1, naming the flag to add); `--max-slices 0` is a usage
+/// error (exit 2).
 #[test]
 fn series_flags_need_a_series() {
-    for args in [
-        vec!["--image", "a.png", "--series-uid", "1.2"],
-        vec!["--image", "a.png", "--max-slices", "4"],
-        vec!["--series", "x", "--max-slices", "0"],
+    for (args, code) in [
+        (vec!["--image", "a.png", "--series-uid", "1.2"], 1),
+        (vec!["--image", "a.png", "--max-slices", "4"], 1),
+        (vec!["--series", "x", "--max-slices", "0"], 2),
     ] {
         let (result, _, stderr) = output(medgemma().arg("preview").args(&args).args(["--out", "never"]));
-        assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(result.status.code(), Some(code), "{args:?}: {stderr}");
+        if code == 1 {
+            assert!(stderr.contains("add --series"), "{args:?}: {stderr}");
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! A job line: `{"id": ..., "prompt": TEXT, "images": [PATH, ...], "series": DIR, "system": TEXT, "max_tokens":
 //! N, "temperature": T, "seed": S}`, or `"messages": [...]` (the `run --messages` format, content lists included)
 //! instead of `"prompt"`. A `"series"` job's conversation is one user turn `[Series(DIR), Text(prompt)]`: the
-//! series loader replaces the series part with its slices ([`Conversation::expand_series`]) before the prompt is
-//! built.
+//! image loader ([`crate::prompt_images::ImageLoader::load`]) puts Google's instruction before the series and
+//! replaces it with its slices and their labels before the prompt is built.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

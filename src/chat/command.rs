@@ -23,6 +23,7 @@ pub enum ChatInput {
     Message(String),
     Help,
     Image(Vec<PathBuf>),
+    Series(PathBuf),
     System(String),
     Clear,
     Undo,
@@ -39,6 +40,8 @@ pub enum ChatInput {
 pub const HELP: &str = "\
 Commands:
   /image PATH...        attach images to the next message (needs --mmproj)
+  /series DIR           attach a CT/MR series (a folder of DICOM files, or a multi-frame file) to the next
+                        message: Google's instruction, each slice with \"SLICE k\", then your question
   /system TEXT          set or replace the system prompt
   /clear                forget the conversation
   /undo                 drop the last exchange
@@ -60,6 +63,8 @@ pub enum CommandError {
     NoArguments { name: String },
     #[error("usage: /image PATH... (then type the message)")]
     ImageUsage,
+    #[error("usage: /series DIR (a folder of DICOM slices, or a multi-frame DICOM file; then type the question)")]
+    SeriesUsage,
     #[error("usage: /{name} FILE")]
     FileUsage { name: String },
     #[error("unknown command /{name}; /help lists the commands (start a message with // to send a literal /)")]
@@ -106,6 +111,8 @@ pub fn parse(input: &str) -> Result<ChatInput, CommandError> {
             }
             Ok(ChatInput::Image(paths))
         }
+        "series" if args.is_empty() => Err(CommandError::SeriesUsage),
+        "series" => Ok(ChatInput::Series(PathBuf::from(args))),
         "system" => Ok(ChatInput::System(args.to_string())),
         "clear" => no_args(ChatInput::Clear),
         "undo" => no_args(ChatInput::Undo),
@@ -225,5 +232,14 @@ mod tests {
         assert_eq!(error("/image"), "usage: /image PATH... (then type the message)");
         assert_eq!(error("/load"), "usage: /load FILE");
         assert_eq!(error("/clear now"), "/clear takes no arguments");
+    }
+
+    #[test]
+    fn series_takes_one_path_with_spaces() {
+        assert_eq!(
+            parse("/series CT scans/series 2"),
+            Ok(ChatInput::Series("CT scans/series 2".into()))
+        );
+        assert_eq!(parse("/series"), Err(CommandError::SeriesUsage));
     }
 }

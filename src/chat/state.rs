@@ -126,6 +126,11 @@ impl ChatState {
         n
     }
 
+    /// `/series DIR`: this series goes with the next message (after any images attached before it).
+    pub fn attach_series(&mut self, path: PathBuf) {
+        self.pending.push(Part::Series(path));
+    }
+
     /// `/system TEXT`: sets the system prompt, or removes it when `text` is empty. Returns whether one is set.
     pub fn set_system(&mut self, text: String) -> bool {
         self.conversation.system = (!text.is_empty()).then_some(text);

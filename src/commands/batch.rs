@@ -15,9 +15,9 @@ use crate::batch::sha256_cache::Sha256Cache;
 use crate::batch::sidecar::Sidecar;
 use crate::cli::BatchArgs;
 use crate::engine::{Engine, FinishReason, Finished, LlamaScheduler, Scheduler};
-use crate::image_input::{DicomOptions, ImageFit, ImageInput};
 use crate::interrupt;
 use crate::output_guard::OutputGuard;
+use crate::prompt_images::{ImageLoader, ImageOptions};
 use crate::settings::{ContextSettings, SamplingSettings};
 use crate::terminal::JobProgress;
 
@@ -46,7 +46,22 @@ pub fn run(args: BatchArgs) -> Result<()> {
 
     // Describe the run before touching the results; refuse a file that is not ours, and results of another model.
     let sampling = args.sampling.settings();
-    let context = args.context.settings();
+    let mut context = args.context.settings();
+    if context.ctx_size.is_none() && mine.iter().any(|j| j.input.as_ref().is_ok_and(super::has_series)) {
+        // Each sequence must hold a whole series prompt; sized from the jobs before anything runs, the same on
+        // every resume (the sidecar records it).
+        let slices = args
+            .series_select
+            .max_slices
+            .map_or(crate::dicom::series::GOOGLE_MAX_SLICES, |n| n as usize);
+        let estimate = crate::settings::series_context(slices, sampling.max_tokens, super::trained_length(&model));
+        eprintln!(
+            "medgemma: jobs with a series: {estimate} context positions per sequence (up to {slices} slices of about \
+             {} positions; -c/--ctx-size to choose)",
+            crate::settings::POSITIONS_PER_SLICE
+        );
+        context.ctx_size = Some(estimate);
+    }
     let sidecar = Sidecar::describe(
         &model,
         files.mmproj.as_deref(),
@@ -74,7 +89,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
         crate::sandbox::Policy::new("batch")
             .read_model(&files.model)
             .read_all(&files.mmproj)
-            .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(|c| c.images())))
+            .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(super::media_paths)))
             .verbose(args.model.verbose)
             .enter()?;
         interrupt::install();
@@ -87,7 +102,12 @@ pub fn run(args: BatchArgs) -> Result<()> {
             &sampling,
             &context,
             parallel,
-            (args.image_fit, args.dicom.options()),
+            &ImageOptions {
+                fit: args.image_fit,
+                side: crate::image_input::DEFAULT_IMAGE_SIDE,
+                dicom: args.dicom.options(),
+                series: args.series_select.options(),
+            },
         )?;
         if interrupted {
             let done = mine.iter().filter(|j| results.is_done(&j.id)).count();
@@ -157,7 +177,7 @@ fn run_jobs(
     sampling: &SamplingSettings,
     context: &ContextSettings,
     parallel: usize,
-    image_fit: (ImageFit, DicomOptions),
+    images: &ImageOptions,
 ) -> Result<bool> {
     let mut scheduler: LlamaScheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
     let progress = JobProgress::new(todo.len() as u64);
@@ -187,7 +207,7 @@ fn run_jobs(
                 prompt_tokens: 0,
             };
             next += 1;
-            let outcome = match prepare_job(engine, job, sampling, image_fit) {
+            let outcome = match prepare_job(engine, job, sampling, images) {
                 Err(e) => Err(e),
                 Ok((prompt, job_sampling)) => {
                     let tag = JobTag {
@@ -286,17 +306,19 @@ fn prepare_job(
     engine: &Engine,
     job: &Job,
     defaults: &SamplingSettings,
-    (image_fit, dicom): (ImageFit, DicomOptions),
+    options: &ImageOptions,
 ) -> Result<(crate::engine::PreparedPrompt, SamplingSettings)> {
-    let conversation = super::expand_series(&job.input.clone()?)?;
-    if conversation.images().next().is_some() && !engine.has_vision() {
-        bail!("the job has images but no --mmproj was given");
+    let conversation = job.input.clone()?;
+    if !super::media_paths(&conversation).is_empty() && !engine.has_vision() {
+        bail!("the job has images or a series but no --mmproj was given");
     }
     let side = engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
-    let images = conversation
-        .images()
-        .map(|p| ImageInput::load_with(p, image_fit, side, &dicom))
-        .collect::<Result<Vec<_>, _>>()?;
+    // One loader per job: a series' slices are not kept in memory after its job is prepared.
+    let mut loader = ImageLoader::new(ImageOptions {
+        side,
+        ..options.clone()
+    });
+    let (conversation, images) = loader.load(&conversation)?;
     let prompt = engine.prepare(&conversation, &images)?;
     let mut sampling = defaults.clone();
     // Already held to the ranges of --max-tokens and --temp when the job was read.

@@ -5,7 +5,6 @@
 //! What each message or command does to the conversation is decided by [`ChatState`]; this file carries it out on
 //! the engine session. Must not: change the conversation other than through `ChatState`.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -18,9 +17,9 @@ use crate::chat::state::{Answer, ChatState, ChatStateError};
 use crate::chat::transcript::{self, TranscriptError};
 use crate::cli::ChatArgs;
 use crate::engine::{Engine, EngineError, FinishReason, GeneratedToken, Generation, Session, SessionStats};
-use crate::image_input::{ImageError, ImageFit, ImageInput};
 use crate::interrupt;
 use crate::output_guard::{OutputGuard, OutputInTheWay, OutputIsInput};
+use crate::prompt_images::{ImageLoader, ImageOptions, PromptImageError};
 use crate::settings::SamplingSettings;
 use crate::terminal::{self, ImageProgress};
 
@@ -28,12 +27,25 @@ pub fn run(args: ChatArgs) -> Result<()> {
     crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
-    if !args.images.is_empty() && files.mmproj.is_none() {
-        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
+    if (!args.images.is_empty() || args.series.is_some()) && files.mmproj.is_none() {
+        bail!(super::NEEDS_MMPROJ);
     }
     let interactive = std::io::stdin().is_terminal();
     eprintln!("{}", terminal::NOTICE);
-    let context = args.context.settings();
+    let mut context = args.context.settings();
+    if args.series.is_some() && context.ctx_size.is_none() {
+        // Room for the series, the question and an answer; later turns share what is left.
+        let slices = args
+            .series_select
+            .max_slices
+            .map_or(crate::dicom::series::GOOGLE_MAX_SLICES, |n| n as usize);
+        let sampling = args.sampling.settings();
+        context.ctx_size = Some(crate::settings::series_context(
+            slices,
+            sampling.max_tokens,
+            super::trained_length(&files.model),
+        ));
+    }
     let keep_history =
         !args.no_history && std::env::var_os("MEDGEMMA_NO_HISTORY").is_none_or(|v| v.is_empty() || v == "0");
     let mut input = InputSource::new(interactive, keep_history)?;
@@ -43,6 +55,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         .read_model(&files.model)
         .read_all(&files.mmproj)
         .read_all(&args.images)
+        .read_all(&args.series)
         .write_beneath(".")
         .write_beside_each(&history_dir)
         .verbose(args.model.verbose)
@@ -63,14 +76,20 @@ pub fn run(args: ChatArgs) -> Result<()> {
         engine: &engine,
         session,
         state: ChatState::new(args.system.clone(), args.sampling.settings()),
-        image_cache: HashMap::new(),
-        image_fit: args.image_fit,
-        dicom: args.dicom.options(),
+        loader: ImageLoader::new(ImageOptions {
+            fit: args.image_fit,
+            side: engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE),
+            dicom: args.dicom.options(),
+            series: args.series_select.options(),
+        }),
         verbose: args.model.verbose,
         last_stats: None,
     };
     if !args.images.is_empty() {
         chat.attach(args.images.clone())?;
+    }
+    if let Some(series) = &args.series {
+        chat.attach_series(series.clone())?;
     }
     if interactive {
         eprintln!("Type a message, /help for commands, /quit or Ctrl-D to leave.");
@@ -115,11 +134,9 @@ enum ChatError {
     State(#[from] ChatStateError),
     #[error(transparent)]
     Transcript(#[from] TranscriptError),
-    #[error(transparent)]
-    Series(#[from] super::SeriesNotSupported),
     /// The image error's own text, without its source: that text already includes it, and `main` prints the chain.
     #[error("{0}")]
-    Image(ImageError),
+    Image(PromptImageError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -140,9 +157,8 @@ struct Chat<'e> {
     protected: OutputGuard,
     session: Session<'e>,
     state: ChatState,
-    image_cache: HashMap<PathBuf, ImageInput>,
-    image_fit: ImageFit,
-    dicom: crate::image_input::DicomOptions,
+    /// Every image and series of the chat, read once.
+    loader: ImageLoader,
     verbose: bool,
     last_stats: Option<SessionStats>,
 }
@@ -157,6 +173,7 @@ impl Chat<'_> {
             }
             ChatInput::Help => eprintln!("{}", command::HELP),
             ChatInput::Image(paths) => self.attach(paths)?,
+            ChatInput::Series(path) => self.attach_series(path)?,
             ChatInput::System(text) => {
                 let set = self.state.set_system(text);
                 eprintln!("system prompt {}", if set { "set" } else { "removed" });
@@ -183,7 +200,7 @@ impl Chat<'_> {
             }
             ChatInput::Save(path) => {
                 let mut guard = self.protected.clone();
-                for image in self.image_cache.keys() {
+                for image in self.loader.image_paths() {
                     guard.protect(image, "an image of this chat");
                 }
                 guard.check("/save", &path)?;
@@ -193,10 +210,9 @@ impl Chat<'_> {
                 eprintln!("saved to {}", path.display());
             }
             ChatInput::Load(path) => {
-                let loaded = super::expand_series(&transcript::load(&path)?)?;
-                for image in loaded.images() {
-                    self.image(image)?;
-                }
+                let loaded = transcript::load(&path)?;
+                // Every image and series is read (and checked) before the loaded chat replaces this one.
+                self.loader.load(&loaded).map_err(ChatError::Image)?;
                 let turns = loaded.turns.len();
                 match self.state.load(loaded) {
                     Some(answer) => self.answer(answer)?,
@@ -217,29 +233,26 @@ impl Chat<'_> {
         Ok(())
     }
 
-    /// Reads (once) and checks an image.
-    fn image(&mut self, path: &PathBuf) -> Result<ImageInput, ChatError> {
-        if let Some(img) = self.image_cache.get(path) {
-            return Ok(img.clone());
-        }
-        let side = self
-            .engine
-            .image_size()
-            .unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);
-        let img = ImageInput::load_with(path, self.image_fit, side, &self.dicom).map_err(ChatError::Image)?;
-        self.image_cache.insert(path.clone(), img.clone());
-        Ok(img)
-    }
-
     fn attach(&mut self, paths: Vec<PathBuf>) -> Result<(), ChatError> {
         if !self.engine.has_vision() {
             return Err(EngineError::ImagesWithoutMmproj.into());
         }
         for p in &paths {
-            self.image(p)?;
+            self.loader.image(p).map_err(ChatError::Image)?;
         }
         let n = self.state.attach(paths);
         eprintln!("{n} image(s) attached to the next message");
+        Ok(())
+    }
+
+    /// `/series DIR` (or `--series`): read and checked now, laid out with the next message.
+    fn attach_series(&mut self, path: PathBuf) -> Result<(), ChatError> {
+        if !self.engine.has_vision() {
+            return Err(EngineError::ImagesWithoutMmproj.into());
+        }
+        let n = self.loader.series(&path).map_err(ChatError::Image)?.slices.len();
+        self.state.attach_series(path);
+        eprintln!("series of {n} slice(s) attached to the next message (type the question)");
         Ok(())
     }
 
@@ -277,9 +290,8 @@ impl Chat<'_> {
     /// Evaluates what is new in the conversation and generates the answer: its text to stdout (ending with a
     /// newline), the thinking to stderr when shown. Ctrl-C stops it.
     fn generate(&mut self, sampling: &SamplingSettings) -> Result<Generation, ChatError> {
-        let paths = self.state.conversation().images().cloned().collect::<Vec<_>>();
-        let images = paths.iter().map(|p| self.image(p)).collect::<Result<Vec<_>, _>>()?;
-        let prompt = self.session.prepare(self.state.conversation(), &images)?;
+        let (conversation, images) = self.loader.load(self.state.conversation()).map_err(ChatError::Image)?;
+        let prompt = self.session.prepare(&conversation, &images)?;
         if self.session.check_fits(&prompt).is_err() {
             return Err(ChatError::NoLongerFits {
                 prompt_tokens: prompt.n_tokens(),

@@ -54,20 +54,30 @@ pub(crate) fn print_report<R: serde::Serialize>(
     Ok(())
 }
 
-/// A series part that cannot be read yet.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "series {}: reading a folder of DICOM slices is not supported yet; give the slices as image parts instead",
-    dir.display()
-)]
-pub(crate) struct SeriesNotSupported {
-    dir: std::path::PathBuf,
+/// Whether `conversation` holds a series part (`--series-uid` and `--max-slices` need one).
+pub(crate) fn has_series(conversation: &crate::conversation::Conversation) -> bool {
+    conversation
+        .turns
+        .iter()
+        .flat_map(|t| &t.parts)
+        .any(|p| matches!(p, crate::conversation::Part::Series(_)))
 }
 
-/// The conversation with each series part replaced by its slices (run, chat, batch call this before reading the
-/// images). Until the series loader is wired in here, a series part is refused, never dropped.
-pub(crate) fn expand_series(
-    conversation: &crate::conversation::Conversation,
-) -> Result<crate::conversation::Conversation, SeriesNotSupported> {
-    conversation.expand_series(|dir| Err(SeriesNotSupported { dir: dir.to_path_buf() }))
+/// Every image file and series (folder or file) that `conversation` names, for the sandbox's read rules.
+pub(crate) fn media_paths(conversation: &crate::conversation::Conversation) -> Vec<std::path::PathBuf> {
+    use crate::conversation::Part;
+    conversation
+        .turns
+        .iter()
+        .flat_map(|t| &t.parts)
+        .filter_map(|p| match p {
+            Part::Image(path) | Part::Series(path) => Some(path.clone()),
+            Part::Text(_) => None,
+        })
+        .collect()
 }
+
+/// What to add when a prompt has images or series but no vision projector was given.
+pub(crate) const NEEDS_MMPROJ: &str =
+    "images and series need a vision projector: add --mmproj MMPROJ.gguf (the mmproj \
+     file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)";

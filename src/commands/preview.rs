@@ -12,10 +12,13 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 
 use crate::cli::PreviewArgs;
-use crate::dicom::series::{self, SeriesOptions};
+use crate::dicom::series;
 use crate::image_input::{fit_square, ImageInput};
 
 pub fn run(args: PreviewArgs) -> Result<()> {
+    if args.series_select.any() && args.series.is_none() {
+        anyhow::bail!("--series-uid and --max-slices choose slices of a series: add --series DIR");
+    }
     let options = args.dicom.options();
     let images = args
         .images
@@ -24,11 +27,7 @@ pub fn run(args: PreviewArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let series = match &args.series {
         Some(source) => {
-            let options = SeriesOptions {
-                series_uid: args.series_uid.clone(),
-                max_slices: args.max_slices.map(|n| n as usize),
-            };
-            let series = series::read_series(source, &options)?;
+            let series = series::read_series(source, &args.series_select.options())?;
             for notice in &series.notices {
                 eprintln!("{notice}");
             }

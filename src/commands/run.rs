@@ -8,12 +8,11 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::cli::RunArgs;
-use crate::conversation::{Conversation, ConversationFile};
+use crate::conversation::{Conversation, ConversationFile, Part, Turn};
 use crate::engine::{Engine, FinishReason, PromptItem, Session, SessionStats};
 use crate::files::write_atomically;
-use crate::gguf::GgufHeader;
-use crate::image_input::ImageInput;
 use crate::output_guard::OutputGuard;
+use crate::prompt_images::{ImageLoader, ImageOptions};
 use crate::terminal::{self, ImageProgress};
 
 #[derive(Serialize)]
@@ -30,19 +29,32 @@ struct RunReport<'a> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
-    let conversation = super::expand_series(&read_conversation(&args)?)?;
+    let conversation = read_conversation(&args)?;
     conversation
         .check_ready_to_answer()
         .with_context(|| match &args.messages {
             Some(path) => format!("--messages {}: cannot answer this conversation", path.display()),
             None => "cannot answer this conversation".into(),
         })?;
+    if args.series_select.any() && !super::has_series(&conversation) {
+        bail!("--series-uid and --max-slices choose slices of a series: add --series DIR (or a series part in --messages)");
+    }
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
-    let n_images = conversation.images().count();
-    if n_images > 0 && files.mmproj.is_none() {
-        bail!("--image needs a vision projector: add --mmproj MMPROJ.gguf (the mmproj file published with the model), or use a multimodal model by name (e.g. -m medgemma-4b-it)");
+    let has_media = conversation.turns.iter().any(|t| t.media().next().is_some());
+    if has_media && files.mmproj.is_none() {
+        bail!(super::NEEDS_MMPROJ);
     }
+
+    // Images and series are read (and checked) before the model loads.
+    let mut loader = ImageLoader::new(ImageOptions {
+        fit: args.image_fit,
+        side: crate::prompt_images::projector_side(files.mmproj.as_deref()),
+        dicom: args.dicom.options(),
+        series: args.series_select.options(),
+    });
+    let (conversation, images) = loader.load(&conversation)?;
+    let n_images = images.len();
     if let Some(path) = &args.logits_out {
         // Checked before the model loads: nothing the run reads may be written over.
         let mut guard = OutputGuard::new();
@@ -60,17 +72,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         crate::output_guard::check_new("--logits-out", path, args.force, "", Some("--force"))?;
     }
     terminal::research_notice();
-
-    let side = files
-        .mmproj
-        .as_deref()
-        .and_then(|p| GgufHeader::read(p).ok())
-        .and_then(|h| h.get_u64("clip.vision.image_size"))
-        .map_or(crate::image_input::DEFAULT_IMAGE_SIDE, |s| s as u32);
-    let images = conversation
-        .images()
-        .map(|p| ImageInput::load_with(p, args.image_fit, side, &args.dicom.options()))
-        .collect::<Result<Vec<_>, _>>()?;
 
     let mut context = args.context.settings();
     crate::sandbox::Policy::new("run")
@@ -171,6 +172,23 @@ fn read_conversation(args: &RunArgs) -> Result<Conversation> {
         None if !std::io::stdin().is_terminal() => read_stdin()?,
         None => bail!("no prompt: give it as an argument (medgemma run \"question\"), on standard input, or with --messages FILE.json"),
     };
+    if let Some(series) = &args.series {
+        if text.trim().is_empty() {
+            bail!(
+                "the prompt is empty: give a question about --series {} (it comes after the slices)",
+                series.display()
+            );
+        }
+        // Google's layout: [instruction, slices with their labels, question]; without --series-instruction the
+        // image loader puts Google's instruction first (see prompt_images).
+        let mut parts: Vec<Part> = args.series_instruction.iter().cloned().map(Part::Text).collect();
+        parts.push(Part::Series(series.clone()));
+        parts.push(Part::Text(text));
+        return Ok(Conversation {
+            system: args.system.clone(),
+            turns: vec![Turn::user_parts(parts)],
+        });
+    }
     if text.trim().is_empty() && args.images.is_empty() {
         bail!("the prompt is empty: give a question as an argument or on standard input");
     }

@@ -17,8 +17,8 @@ use crate::conversation::{Conversation, Role};
 use crate::settings::SamplingSettings;
 
 const COMMANDS: &[&str] = &[
-    "/help", "/?", "/image", "/system", "/clear", "/undo", "/retry", "/drop", "/save", "/load", "/set", "/show",
-    "/stats", "/quit", "/exit", "/bye", "//", "/", "/unknown", "/UNDO",
+    "/help", "/?", "/image", "/series", "/system", "/clear", "/undo", "/retry", "/drop", "/save", "/load", "/set",
+    "/show", "/stats", "/quit", "/exit", "/bye", "//", "/", "/unknown", "/UNDO",
 ];
 
 const SET_ARGS: &[&str] = &[
@@ -138,6 +138,7 @@ fn check(input: &Input) -> String {
                 let n = paths.len();
                 assert_eq!(state.attach(paths), n);
             }
+            ChatInput::Series(path) => state.attach_series(path),
             ChatInput::System(text) => {
                 let set = state.set_system(text.clone());
                 assert_eq!(set, !text.is_empty());
