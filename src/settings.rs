@@ -250,7 +250,9 @@ pub fn check_trained_length(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the prompt is {prompt_tokens} positions ({images} image(s) of about {per_image} positions each, plus the text), \
-     more than the {trained} this model was trained for (with the answer, -n {max_tokens}, it needs {needed})"
+     more than the {trained} this model was trained for (with the answer, -n {max_tokens}, it needs {needed}): \
+     give fewer images (--max-slices N for a series), or -c N with --allow-long-context to go past the trained \
+     length"
 )]
 pub struct PromptOverTrainedLength {
     pub prompt_tokens: usize,

@@ -88,8 +88,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         n_images,
         args.sampling.max_tokens,
         super::trained_length(&files.model),
-    )
-    .context("the prompt does not fit this model: give fewer images (or --max-slices N for a series), or -c N with --allow-long-context to go past the trained length")?;
+    )?;
     let mut session = Session::new(&engine, &context)?;
     session.check_fits(&prompt)?;
     session.evaluate(&prompt, &mut ImageProgress::new(n_images, args.model.verbose))?;
