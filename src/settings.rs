@@ -304,8 +304,9 @@ pub fn fit_context(
     Ok(Some(u32::try_from(size).unwrap_or(u32::MAX)))
 }
 
-/// KV positions one series slice takes at most: 256 image embeddings, the image's two marker tokens, the blank
-/// lines around it and its `SLICE k` label (measured: 264 to 266 with the Gemma 3 tokenizer).
+/// KV positions one series slice takes, rounded up: 256 image embeddings, the image's two marker tokens, the blank
+/// line tokens around it and its `SLICE k` label (a handful of tokens; Gemma splits digits one by one), about 265
+/// in all with Gemma 3's tokenizer. A bound, for sizing a context before the series is read.
 pub const POSITIONS_PER_SLICE: usize = 270;
 
 /// A context for a series prompt of up to `slices` slices when its exact length is not known yet (batch sizes its
