@@ -200,3 +200,31 @@ fn chat_in(gguf: &Gguf, cwd: &Path, script: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `preview` reads its images, then enters the sandbox: it writes its PNGs, and cannot read anything else.
+#[test]
+fn preview_writes_its_pngs_inside_the_sandbox_and_reads_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("a.png");
+    image::RgbImage::from_pixel(40, 20, image::Rgb([200, 100, 50]))
+        .save(&image)
+        .unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "not for preview").unwrap();
+    let out = dir.path().join("out");
+    let (result, _, stderr) = output(
+        medgemma()
+            .args(["--sandbox", "preview", "--image"])
+            .arg(&image)
+            .arg("--out")
+            .arg(&out)
+            .env("MEDGEMMA_SANDBOX_PROBE", &secret),
+    );
+    assert!(result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sandbox probe") && stderr.contains("denied"),
+        "{stderr}"
+    );
+    let written = image::open(out.join("001.png")).unwrap().to_rgb8();
+    assert_eq!(written.dimensions(), (40, 40), "padded to a square");
+}

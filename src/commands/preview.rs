@@ -4,7 +4,8 @@
 //! windowing and the choice of slices before a run.
 //!
 //! Owns: the output folder and its numbering. Must not: load a model, or overwrite a file (every name is checked
-//! before anything is written, and an existing one is refused).
+//! before anything is written, and an existing one is refused). Enters the sandbox once every input is read: only
+//! the output folder can be written then.
 
 use std::path::PathBuf;
 
@@ -64,9 +65,16 @@ pub fn run(args: PreviewArgs) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("preview: cannot create {}", args.out.display()))?;
-    let save = |rgb: &RgbImage, name: &PathBuf| {
-        rgb.save_with_format(name, image::ImageFormat::Png)
-            .with_context(|| format!("preview: cannot write {}", name.display()))
+    // Everything is read: from here on only the output folder may be written.
+    crate::sandbox::Policy::new("preview")
+        .write_beneath(&args.out)
+        .enter()?;
+    let save = |rgb: &RgbImage, name: &PathBuf| -> Result<()> {
+        let mut png = Vec::new();
+        rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .with_context(|| format!("preview: cannot encode {}", name.display()))?;
+        // Whole files only: an interrupted preview leaves no half-written PNG.
+        crate::files::write_atomically(name, &png).with_context(|| format!("preview: cannot write {}", name.display()))
     };
     for (image, name) in images.iter().zip(&image_names) {
         save(&image.rgb, name)?;
