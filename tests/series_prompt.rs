@@ -371,14 +371,18 @@ fn batch_series_jobs_answer_as_run_does() {
         json!({"id": "xray", "prompt": "Describe.", "images": [fixtures().join("images/chest.png")]}),
         json!({"id": "two", "prompt": question, "series": source("two_series")}),
     ];
-    std::fs::write(&jobs, lines.map(|l| l.to_string()).join("\n") + "\n").unwrap();
+    std::fs::write(
+        &jobs,
+        lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
     let out = dir.path().join("results.jsonl");
     let (code, stdout, stderr) = exec(&mut batch(&jobs, &out, &["--max-slices", "4"]), "");
     assert_eq!(code, 1, "one failed job makes the exit code 1: {stderr}");
     assert!(stdout.is_empty(), "{stdout}");
-    let records = records(&out);
-    assert_eq!(records.len(), 4, "{records:?}");
-    let record = |id: &str| records.iter().find(|r| r["id"] == id).unwrap().clone();
+    let results = records(&out);
+    assert_eq!(results.len(), 4, "{results:?}");
+    let record = |id: &str| results.iter().find(|r| r["id"] == id).unwrap().clone();
     for id in ["ct", "mr", "xray"] {
         assert_ne!(record(id)["finish_reason"], "error", "{id}: {:?}", record(id));
     }
@@ -410,6 +414,16 @@ fn batch_series_jobs_answer_as_run_does() {
         let slices = ids(&run).iter().filter(|&&i| i == -1).count();
         assert_eq!(slices, 4 * 16, "{id}: --max-slices 4");
     }
+
+    // Without --max-slices the CT's 85 slices do not fit: its record says to take fewer (a larger -c, the
+    // engine's own advice, is refused past the 2048 positions the model was trained for).
+    let ct_only = dir.path().join("ct.jsonl");
+    std::fs::write(&ct_only, lines[0].to_string() + "\n").unwrap();
+    let out = dir.path().join("ct-results.jsonl");
+    let (code, _, stderr) = exec(&mut batch(&ct_only, &out, &[]), "");
+    assert_eq!(code, 1, "{stderr}");
+    let error = records(&out)[0]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("--max-slices") && error.contains("2048"), "{error}");
 }
 
 /// Chat: `/series DIR` then a question answers as `run --series`; `/series` alone prints the usage and a bad
