@@ -415,6 +415,20 @@ fn batch_series_jobs_answer_as_run_does() {
         assert_eq!(slices, 4 * 16, "{id}: --max-slices 4");
     }
 
+    // Three jobs at a time (the two series share the beginning of Google's instruction in the KV cache): the same
+    // records.
+    let parallel = dir.path().join("parallel.jsonl");
+    let (code, _, stderr) = exec(
+        &mut batch(&jobs, &parallel, &["--max-slices", "4", "--parallel", "3"]),
+        "",
+    );
+    assert_eq!(code, 1, "{stderr}");
+    for r in records(&parallel) {
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(r["text"], record(id)["text"], "{id}: --parallel 3 answers differently");
+        assert_eq!(r["error"], record(id)["error"], "{id}");
+    }
+
     // Without --max-slices the CT's 85 slices do not fit: its record says to take fewer (a larger -c, the
     // engine's own advice, is refused past the 2048 positions the model was trained for).
     let ct_only = dir.path().join("ct.jsonl");
