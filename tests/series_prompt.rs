@@ -477,6 +477,30 @@ fn chat_series_answers_as_run_does() {
     let (code, stdout, stderr) = chat(&["--series", "mr"], &format!("{question}\n"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, expected, "chat --series and run --series answer differently");
+
+    // Three turns, the last with two series (the KV cache keeps the first series across turns): each answer is
+    // what a fresh `run --messages` of the conversation so far gives.
+    let dir = tempfile::tempdir_in(&series().dir).unwrap();
+    let saved = dir.path().join("chat.json");
+    let script = format!(
+        "/series mr\n{question}\nAnd the darkest?\n/series ct_multiframe.dcm\n/series disagree\nCompare them.\n/save {}\n",
+        saved.display()
+    );
+    let (code, _, stderr) = chat(&[], &script);
+    assert_eq!(code, 0, "{stderr}");
+    let transcript: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let messages = transcript["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 6, "{messages:?}");
+    for turn in [1, 3, 5] {
+        let so_far = messages_file(dir.path(), &format!("turn-{turn}"), &json!(messages[..turn]));
+        let fresh = report(run_mm().args(["-n", "6", "--messages"]).arg(&so_far));
+        assert_eq!(
+            fresh["generated_token_ids"],
+            messages[turn]["tokens"],
+            "answer {}: chat and a fresh run differ",
+            turn.div_ceil(2)
+        );
+    }
 }
 
 /// Every refusal exits 1 (2 for a usage error) naming the file or flag and the fix, with nothing on stdout.
