@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Reference prompt token ids for interleaved conversations (text and images in any order within a message), made
-by the Hugging Face processor of the tiny multimodal fixture, for tests/messages.rs.
+by the Hugging Face processor of the tiny multimodal fixture, for tests/messages.rs and tests/series_prompt.rs.
 
 Owns: the interleaved cases (content lists in the Hugging Face and OpenAI shapes, image paths relative to
 tests/fixtures), turning them into transformers' form (image parts -> {"type": "image"}, images in prompt order),
 rendering them with the checkpoint's own chat template (add_generation_prompt, no second <bos>) and running the
-checkpoint's processor (AutoProcessor: Gemma3Processor) on the text and the images. Before writing, it recomputes
+checkpoint's processor (AutoProcessor: Gemma3Processor) on the text and the images; the series cases, laid out
+exactly as Google's MedGemma 1.5 CT notebook lays out a series (instruction, each slice's image followed by
+"SLICE k", the question), with the slice count of one series of scripts/make_dicom_series_fixtures.py. Before writing, it recomputes
 every case of reference/tiny-medgemma-mm.json the same way and stops if one differs from the committed ids, so the
 processor here is the one that made the fixtures. Must not: download anything, or load a model (no torch needed).
 
@@ -46,6 +48,39 @@ CASES: list[dict[str, Any]] = [
             {"type": "image", "url": "images/skin.png"},
             {"type": "text", "text": "Is it the same patient?"}]}]},
 ]
+
+# A series prompt as `medgemma run --series SOURCE [--system S] [--series-instruction I] QUESTION` builds it from
+# a folder of scripts/make_dicom_series_fixtures.py: SOURCE, its modality and how many slices the recipe keeps.
+# The image parts repeat one committed picture: the processor's ids depend on the number of images, not their
+# pixels (tests/series_prompt.rs checks the pixels separately, against `medgemma preview`).
+SERIES_CASES: list[dict[str, Any]] = [
+    {"name": "series_mr_10", "source": "mr", "modality": "MR", "slices": 10,
+     "system": "You are an expert radiologist.", "instruction": None,
+     "question": "Which slice is the brightest?"},
+    {"name": "series_ct_multiframe_6", "source": "ct_multiframe.dcm", "modality": "CT", "slices": 6,
+     "system": None, "instruction": None, "question": " Is there free fluid? \n"},
+    {"name": "series_ct_own_instruction", "source": "disagree", "modality": "CT", "slices": 5,
+     "system": None, "instruction": "Look at these five axial slices.", "question": "Describe them."},
+]
+SLICE_PICTURE = "images/chest.png"
+
+
+def google_instruction(modality: str) -> str:
+    """The text Google's CT notebook puts before the slices (MRI for MR)."""
+    kind = "MRI" if modality == "MR" else modality
+    return (f"You are an instructor teaching medical students. You are analyzing a contiguous block of {kind} "
+            "slices. Please review the slices provided below carefully.")
+
+
+def series_messages(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation of a series case: [system], one user turn [instruction, (image, "SLICE k")..., question]."""
+    instruction = case["instruction"] or google_instruction(case["modality"])
+    content: list[dict[str, Any]] = [{"type": "text", "text": instruction}]
+    for k in range(1, case["slices"] + 1):
+        content += [{"type": "image", "image": SLICE_PICTURE}, {"type": "text", "text": f"SLICE {k}"}]
+    content.append({"type": "text", "text": case["question"]})
+    system = [{"role": "system", "content": case["system"]}] if case["system"] else []
+    return [*system, {"role": "user", "content": content}]
 
 
 def die(message: str) -> None:
@@ -129,10 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     reference = {
         "checkpoint": CHECKPOINT, "transformers_version": transformers.__version__,
         "image_token_id": tokenizer.convert_tokens_to_ids(tokenizer.image_token),
-        "cases": [{**case, "prompt_ids": prompt_ids(processor, args.fixtures, case["messages"])} for case in CASES]}
+        "cases": [{**case, "prompt_ids": prompt_ids(processor, args.fixtures, case["messages"])} for case in CASES],
+        "series_cases": [{**case, "messages": series_messages(case),
+                          "prompt_ids": prompt_ids(processor, args.fixtures, series_messages(case))}
+                         for case in SERIES_CASES]}
     out = args.fixtures / "reference" / f"{CHECKPOINT}-interleaved.json"
     out.write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {out} ({len(CASES)} cases; the {len(committed['cases'])} committed cases reproduced)")
+    print(f"wrote {out} ({len(CASES)} cases, {len(SERIES_CASES)} series cases; the {len(committed['cases'])} "
+          "committed cases reproduced)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::util::{fails, medgemma, output, root};
 
 /// The first candidate interpreter that can import pydicom and numpy.
-fn pydicom_python() -> PathBuf {
+pub(crate) fn pydicom_python() -> PathBuf {
     let candidates: Vec<PathBuf> = ["MEDGEMMA_DICOM_PYTHON", "MEDGEMMA_PYTHON"]
         .iter()
         .filter_map(std::env::var_os)

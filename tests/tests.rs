@@ -25,3 +25,4 @@ mod output_guard;
 mod parity;
 mod quantize;
 mod sandbox;
+mod series_prompt;

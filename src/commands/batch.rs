@@ -14,7 +14,7 @@ use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
 use crate::batch::sha256_cache::Sha256Cache;
 use crate::batch::sidecar::Sidecar;
 use crate::cli::BatchArgs;
-use crate::engine::{Engine, FinishReason, Finished, LlamaScheduler, Scheduler};
+use crate::engine::{Engine, EngineError, FinishReason, Finished, LlamaScheduler, Scheduler};
 use crate::interrupt;
 use crate::output_guard::OutputGuard;
 use crate::prompt_images::{ImageLoader, ImageOptions};
@@ -216,7 +216,7 @@ fn run_jobs(
                     };
                     match scheduler.submit(tag, &prompt, &job_sampling, &mut on_token) {
                         Ok(done) => Ok(done),
-                        Err((_, e)) => Err(anyhow::Error::from(e)),
+                        Err((_, e)) => Err(with_series_fix(job, e)),
                     }
                 }
             };
@@ -239,6 +239,20 @@ fn run_jobs(
     }
     progress.finish();
     Ok(false)
+}
+
+/// A job's refusal by the engine; a series job too long for its sequence is told to take fewer slices (the
+/// engine's own advice, a larger -c/--ctx-size, is refused past the trained length, where the sequences already
+/// are for series jobs).
+fn with_series_fix(job: &Job, e: EngineError) -> anyhow::Error {
+    let series_too_long =
+        matches!(e, EngineError::PromptTooLong { .. }) && job.input.as_ref().is_ok_and(super::has_series);
+    let e = anyhow::Error::from(e);
+    if series_too_long {
+        e.context("the series' slices do not fit the context: take fewer with --max-slices N")
+    } else {
+        e
+    }
 }
 
 /// What the scheduler carries for a job: its index in the to-do list, when it started, its prompt's length.
