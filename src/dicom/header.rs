@@ -71,6 +71,16 @@ impl Header {
             * u64::from(self.bits_allocated).div_ceil(8)
     }
 
+    /// Uncompressed YBR_FULL_422 at 8 bits: two bytes a pixel, read by this crate, not by dicom-pixeldata.
+    pub(super) fn native_ybr_422(&self) -> bool {
+        self.photometric == "YBR_FULL_422"
+            && self.samples == 3
+            && self.bits_allocated == 8
+            && TransferSyntaxRegistry
+                .get(&self.transfer_syntax)
+                .is_some_and(|ts| !ts.is_encapsulated_pixel_data())
+    }
+
     /// Checks `frame` (1-based) against the frame count.
     pub(super) fn check_frame(&self, frame: u32) -> Result<(), DicomError> {
         if frame == 0 || frame > self.frames {

@@ -121,6 +121,17 @@ mod tests {
         assert_eq!(lut.max_output(), 255.0);
     }
 
+    /// An 8-bit table of more than 256 entries: input 300 reads entry 300 (PS3.3 C.11.2.1.1). pydicom 3.0.2's
+    /// `apply_voi` computes the index in the table's dtype and reads entry 44 (300 mod 256) instead.
+    #[test]
+    fn an_8_bit_table_of_4096_entries_is_indexed_without_wrapping() {
+        let data: Vec<u16> = (0..4096u16).map(|i| i.min(255)).collect();
+        let lut = Lut::from_item(&item([4096, 0, 8], &data), false, "VOI LUT Sequence").unwrap();
+        assert_eq!(lut.lookup(300.0), 255.0);
+        assert_eq!(lut.lookup(256.0), 255.0);
+        assert_eq!(lut.lookup(44.0), 44.0);
+    }
+
     #[test]
     fn signed_first_value_and_zero_entries_meaning_65536() {
         let data: Vec<u16> = (0..=u16::MAX).collect();

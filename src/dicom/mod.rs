@@ -205,6 +205,8 @@ fn open_pixels(bytes: &[u8], header: &Header) -> Result<DefaultDicomObject, Dico
         let actual = pixel_data.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
         let expected = if header.bits_allocated == 1 {
             (u64::from(header.rows) * u64::from(header.columns) * u64::from(header.frames)).div_ceil(8)
+        } else if header.native_ybr_422() {
+            ybr_422_frame_bytes(header) as u64 * u64::from(header.frames)
         } else {
             header.pixel_bytes()
         };
@@ -231,9 +233,25 @@ fn decode_frame<'a>(obj: &'a DefaultDicomObject, frame: u32) -> Result<DecodedPi
 
 /// A decoded grey frame in modality units: stored values through the frame's modality transform.
 fn modality_of(decoded: &DecodedPixelData, header: &Header, frame: u32) -> Result<Vec<f64>, DicomError> {
-    let stored: Vec<f64> = decoded
-        .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
-        .map_err(|e| DicomError::Decode(e.to_string()))?;
+    let stored: Vec<f64> = if decoded.bits_allocated() == 32 {
+        // dicom-pixeldata converts 1, 8 and 16 bits only; 32-bit integers (e.g. RT dose) are read here.
+        let data = decoded.frame_data(0).map_err(|e| DicomError::Decode(e.to_string()))?;
+        let unused = 32 - u32::from(header.bits_stored.clamp(1, 32));
+        data.chunks_exact(4)
+            .map(|b| {
+                let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) << unused;
+                if header.signed {
+                    f64::from((v as i32) >> unused)
+                } else {
+                    f64::from(v >> unused)
+                }
+            })
+            .collect()
+    } else {
+        decoded
+            .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
+            .map_err(|e| DicomError::Decode(e.to_string()))?
+    };
     let expected = header.rows as usize * header.columns as usize;
     if stored.len() < expected {
         return Err(DicomError::Decode(
@@ -274,6 +292,9 @@ pub fn decode(
     header.check_frame(frame)?;
     let (voi, _) = header.voi_for(options, frame)?;
     let obj = open_pixels(bytes, header)?;
+    if header.native_ybr_422() {
+        return native_ybr_422(&obj, header, frame);
+    }
     let decoded = decode_frame(&obj, frame)?;
     let (w, h) = (header.columns, header.rows);
     let photometric = decoded.photometric_interpretation().as_str().to_string();
@@ -315,6 +336,40 @@ pub fn decode(
             decoded.bits_allocated()
         ))),
     }
+}
+
+/// The bytes of one uncompressed YBR_FULL_422 frame: each pair of pixels in a row is stored as Y1 Y2 Cb Cr
+/// (PS3.3 C.7.6.3.1.2), an odd last pixel with a pair of its own.
+fn ybr_422_frame_bytes(header: &Header) -> usize {
+    header.rows as usize * (header.columns as usize).div_ceil(2) * 4
+}
+
+/// An uncompressed YBR_FULL_422 frame as RGB: each chroma pair is used for both pixels it covers (as pydicom
+/// does), then the same YCbCr conversion as YBR_FULL. dicom-pixeldata expects 3 bytes a pixel and cannot read it.
+fn native_ybr_422(obj: &DefaultDicomObject, header: &Header, frame: u32) -> Result<DynamicImage, DicomError> {
+    let data = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_bytes().ok())
+        .ok_or_else(|| DicomError::Decode("its pixel data cannot be read".into()))?;
+    let size = ybr_422_frame_bytes(header);
+    let start = (frame as usize - 1) * size;
+    let frame = data
+        .get(start..start + size)
+        .ok_or_else(|| DicomError::Decode("the frame lies past the end of the pixel data".into()))?;
+    let (w, h) = (header.columns as usize, header.rows as usize);
+    let row_bytes = w.div_ceil(2) * 4;
+    let mut rgb = Vec::with_capacity(3 * w * h);
+    for row in frame.chunks_exact(row_bytes).take(h) {
+        for x in 0..w {
+            let pair = &row[(x / 2) * 4..(x / 2) * 4 + 4];
+            rgb.extend(window::ybr_full_to_rgb(pair[x % 2], pair[2], pair[3]));
+        }
+    }
+    Ok(DynamicImage::ImageRgb8(
+        RgbImage::from_raw(header.columns, header.rows, rgb).expect("3 bytes per pixel"),
+    ))
 }
 
 /// The notice when a frame (or a 16-bit grey PNG/TIFF) has no window and is min-max scaled.
