@@ -16,6 +16,7 @@ Usage: make_dicom_fixtures.py OUT_DIR   (needs pydicom >= 3 and numpy)
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import struct
 import warnings
@@ -101,7 +102,7 @@ def flatten_frame(ds: Dataset, frame: int) -> Dataset:
     """A copy of an enhanced multi-frame dataset with frame `frame`'s functional group values (its own Pixel Value
     Transformation and Frame VOI LUT, else the shared ones) written as top-level attributes, which pydicom's
     apply_modality_lut / apply_voi_lut read; pydicom 3 does not apply functional groups itself."""
-    flat = ds.copy()
+    flat = copy.deepcopy(ds)  # Dataset.copy() shares the elements: deleting from it would delete from `ds`
     for attr in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
         if attr in flat:
             delattr(flat, attr)
@@ -150,7 +151,7 @@ def reference(ds: Dataset, frame: int = 1, window_index: int = 1, window: tuple[
         rgb = arr.astype(np.uint8)
         return {"width": int(ds.Columns), "height": int(ds.Rows), "channels": 3, "pixels": rgb.ravel().tolist()}
     if window is not None:
-        ds = ds.copy()
+        ds = copy.deepcopy(ds)
         ds.WindowCenter, ds.WindowWidth = window
         for attr in ("VOILUTFunction", "VOILUTSequence"):
             if attr in ds:
@@ -216,7 +217,7 @@ def good_cases(out: Path) -> list[dict[str, Any]]:
     set_pixels(mr, ramp(64, 64, 0, 1600, 4).astype(np.uint16))
     mr.WindowCenter, mr.WindowWidth = 600, 1600
     add("mr", mr, [], reference(mr))
-    mr_sigmoid = mr.copy()
+    mr_sigmoid = copy.deepcopy(mr)
     mr_sigmoid.VOILUTFunction = "SIGMOID"
     add("mr_sigmoid", mr_sigmoid, [], reference(mr_sigmoid))
 
@@ -263,6 +264,9 @@ def lut_cases(out: Path) -> list[dict[str, Any]]:
     # medgemma follows PS3.3 C.11.2.1.1 there (a unit test in src/dicom/lut.rs pins it).
     falling = 1023 - np.arange(1024)
     dx.VOILUTSequence = Sequence([lut_item([3000, 500, 16], gamma), lut_item([1024, 1000, 10], falling, vr="US")])
+    without_lut = copy.deepcopy(dx)
+    del without_lut.VOILUTSequence
+    assert reference(dx) != reference(without_lut), "the VOI LUT changes nothing"
     add_case(out, cases, "dx_voi_lut", dx, [], reference(dx))
     add_case(out, cases, "dx_voi_lut_index_2", dx, ["--window-index", "2"], reference(dx, window_index=2))
     add_case(out, cases, "dx_voi_lut_overridden", dx, ["--window", "1000,500"], reference(dx, window=(1000, 500)))
@@ -277,6 +281,9 @@ def lut_cases(out: Path) -> list[dict[str, Any]]:
     mr.ModalityLUTSequence = Sequence([lut_item([3000, 100, 16], np.arange(3000) * 7 + 300)])
     mr.ModalityLUTSequence[0].ModalityLUTType = "US"
     mr.WindowCenter, mr.WindowWidth = 8000, 12000
+    without_lut = copy.deepcopy(mr)
+    del without_lut.ModalityLUTSequence
+    assert reference(mr) != reference(without_lut), "the Modality LUT changes nothing"
     add_case(out, cases, "mr_modality_lut", mr, [], reference(mr))
 
     ot = base(SC_IMAGE, "OT")
@@ -328,7 +335,13 @@ def enhanced_cases(out: Path) -> list[dict[str, Any]]:
     )
     for frame in (1, 2, 3):
         args = [] if frame == 1 else ["--frame", str(frame)]
-        add_case(out, cases, f"enhanced_ct_frame_{frame}", ct, args, reference(ct, frame=frame))
+        ref = reference(ct, frame=frame)
+        # The groups must matter: without them the frame would be min-max scaled.
+        plain = copy.deepcopy(ct)
+        del plain.SharedFunctionalGroupsSequence, plain.PerFrameFunctionalGroupsSequence
+        assert ref != reference(plain, frame=frame), f"frame {frame}: the functional groups change nothing"
+        add_case(out, cases, f"enhanced_ct_frame_{frame}", ct, args, ref)
+    assert "PerFrameFunctionalGroupsSequence" in dcmread(out / "enhanced_ct_frame_3.dcm")
     return cases
 
 
@@ -379,7 +392,8 @@ def grey16_cases(out: Path) -> list[dict[str, Any]]:
 
 def wheel_cases(out: Path) -> list[dict[str, Any]]:
     """pydicom's own test files (shipped inside the installed wheel, nothing downloaded): CT_small (rescale, no
-    window: min-max), MR_small and its RLE, implicit VR and big endian copies (window 600/1600), a deflated file,
+    window: min-max), MR_small and its RLE, implicit VR and big endian copies (window 600/1600), a deflated file, a 1-bit
+    segmentation, an MR with a window of 450/200 (and an overlay, which is not drawn),
     the 15-frame 32-bit RT dose, RLE RGB, uncompressed YBR_FULL_422, a copy of CT_small without its preamble, and
     a JPEG baseline YCbCr 4:2:2 file.
 
@@ -413,6 +427,9 @@ def wheel_cases(out: Path) -> list[dict[str, Any]]:
     ybr_ref = {"width": 100, "height": 100, "channels": 3, "pixels": rgb.ravel().tolist()}
     add_wheel("pydicom_ybr_full_422", "SC_ybr_full_422_uncompressed.dcm", [], ybr_ref)
     add_wheel("pydicom_jpeg_baseline_422", "SC_rgb_dcmtk_+eb+cy+n2.dcm", [], ybr_ref)
+
+    add_wheel("pydicom_segmentation_1_bit", "liver_1frame.dcm", [], ref_of("liver_1frame.dcm"))
+    add_wheel("pydicom_overlay_mr", "examples_overlay.dcm", [], ref_of("examples_overlay.dcm"))
 
     no_preamble = Path(get_testdata_file("CT_small.dcm")).read_bytes()[128:]
     (out / "no_preamble.dcm").write_bytes(no_preamble)

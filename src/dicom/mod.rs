@@ -226,9 +226,20 @@ fn open_pixels(bytes: &[u8], header: &Header) -> Result<DefaultDicomObject, Dico
 }
 
 /// Decodes frame `frame` (1-based, already checked) of an opened object.
-fn decode_frame<'a>(obj: &'a DefaultDicomObject, frame: u32) -> Result<DecodedPixelData<'a>, DicomError> {
-    obj.decode_pixel_data_frame(frame - 1)
-        .map_err(|e| DicomError::Decode(e.to_string()))
+fn decode_frame<'a>(
+    obj: &'a DefaultDicomObject,
+    header: &Header,
+    frame: u32,
+) -> Result<DecodedPixelData<'a>, DicomError> {
+    obj.decode_pixel_data_frame(frame - 1).map_err(|e| {
+        let syntax = TransferSyntaxRegistry
+            .get(&header.transfer_syntax)
+            .map_or("unknown", |ts| ts.name());
+        DicomError::Decode(format!(
+            "{e}; transfer syntax {syntax}: if another viewer opens it, convert it to an uncompressed transfer \
+             syntax (e.g. `dcmdjpeg` or `gdcmconv --raw`)"
+        ))
+    })
 }
 
 /// A decoded grey frame in modality units: stored values through the frame's modality transform.
@@ -247,6 +258,11 @@ fn modality_of(decoded: &DecodedPixelData, header: &Header, frame: u32) -> Resul
                 }
             })
             .collect()
+    } else if decoded.bits_allocated() == 1 {
+        // 1-bit pixels (segmentations): dicom-pixeldata unpacks them to one byte each, 0 or 255, but converts
+        // only 8 and 16 bits to numbers; the stored values are 0 and 1.
+        let data = decoded.frame_data(0).map_err(|e| DicomError::Decode(e.to_string()))?;
+        data.iter().map(|&b| if b > 0 { 1.0 } else { 0.0 }).collect()
     } else {
         decoded
             .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
@@ -270,7 +286,7 @@ fn modality_of(decoded: &DecodedPixelData, header: &Header, frame: u32) -> Resul
 pub(crate) fn frame_modality_values(bytes: &[u8], header: &Header, frame: u32) -> Result<Vec<f64>, DicomError> {
     header.check_frame(frame)?;
     let obj = open_pixels(bytes, header)?;
-    let decoded = decode_frame(&obj, frame)?;
+    let decoded = decode_frame(&obj, header, frame)?;
     let photometric = decoded.photometric_interpretation().as_str().to_string();
     if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2") {
         return Err(DicomError::UnsupportedPhotometric(format!(
@@ -295,7 +311,7 @@ pub fn decode(
     if header.native_ybr_422() {
         return native_ybr_422(&obj, header, frame);
     }
-    let decoded = decode_frame(&obj, frame)?;
+    let decoded = decode_frame(&obj, header, frame)?;
     let (w, h) = (header.columns, header.rows);
     let photometric = decoded.photometric_interpretation().as_str().to_string();
     match photometric.as_str() {
