@@ -2,13 +2,15 @@
 """Writes small DICOM test files and pydicom's reference pixels for them, for tests/dicom.rs (issue 10).
 
 Owns: the fixtures (a CT with slope/intercept and two windows, a MONOCHROME1 radiograph, an MR with a window and
-one with a SIGMOID VOI LUT Function, a multi-frame file without a window, an RLE-encoded CT, an RGB image) and the
-bad files (no pixel data, truncated pixel data, only a slope, a DICOMDIR, an unsupported transfer syntax), plus
+one with a SIGMOID VOI LUT Function, a multi-frame file without a window, an RLE-encoded CT, an RGB image, VOI LUT
+and Modality LUT Sequences, an enhanced multi-frame CT with functional groups, 16-bit grey PNG and TIFF, and
+pydicom's own test files) and the bad files (no pixel data, truncated pixel data, only a slope, a DICOMDIR, an
+unsupported transfer syntax, a truncated LUT, palette colour, JPEG-LS, 12-bit JPEG, a truncated file), plus
 `manifest.json`: for each good case the file, the medgemma flags, and a reference JSON of 8-bit pixels computed
 with pydicom's `apply_modality_lut` + `apply_voi_lut` (+ MONOCHROME1 inversion, + min-max without a window); for
 each bad case the substrings its error must contain.
 Must not: run medgemma or judge its output (the Rust test does); write outside the output folder; hold any real
-patient's data (every name and ID here is made up).
+patient's data (every name and ID written here is made up; pydicom's test files are its public, anonymised samples).
 
 Usage: make_dicom_fixtures.py OUT_DIR   (needs pydicom >= 3 and numpy)
 """
@@ -468,6 +470,20 @@ def bad_cases(out: Path) -> list[dict[str, Any]]:
     j2k.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 60])
     j2k["PixelData"].VR = "OB"
     add("jpeg2000", j2k, ["JPEG 2000", "1.2.840.10008.1.2.4.90"])
+
+    short_lut = base(DX_IMAGE, "DX")
+    set_pixels(short_lut, ramp(16, 16, 0, 4095, 9).astype(np.uint16), bits_stored=12)
+    short_lut.VOILUTSequence = Sequence([lut_item([4096, 0, 16], np.arange(100))])
+    add("voi_lut_truncated_table", short_lut, ["VOI LUT Sequence", "100 LUT Data values", "4096", "truncated"])
+
+    for name, test_file, expect in (
+        ("pydicom_mr_truncated", "MR_truncated.dcm", ["damaged or truncated"]),
+        ("pydicom_palette", "examples_palette.dcm", ["PALETTE COLOR", "not supported"]),
+        ("pydicom_jpeg_ls", "MR_small_jpeg_ls_lossless.dcm", ["JPEG-LS", "1.2.840.10008.1.2.4.80", "convert"]),
+        ("pydicom_jpeg_12_bit", "JPGExtended.dcm", ["cannot be decoded", "JPEG Extended", "convert"]),
+    ):
+        (out / f"{name}.dcm").write_bytes(Path(get_testdata_file(test_file)).read_bytes())
+        cases.append({"name": name, "file": f"{name}.dcm", "expect": expect})
 
     huge = base(CT_IMAGE, "CT")
     set_pixels(huge, np.zeros((4, 4), np.uint16))
