@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the bad-input matrix of issue 14: malformed GGUF models and mmprojs, broken images and DICOM files,
-hostile flags, batch JSONL, --messages files, piped chat input and output paths, plus `manifest.json`, the list of cases that
-tests/bad_inputs.rs runs against the real binary.
+hostile flags, batch JSONL, --messages files, piped chat input and output paths, plus `manifest.json`, the list of
+cases that tests/bad_inputs.rs runs against the real binary.
 
 Owns: every malformed file of the matrix (made by editing valid fixture GGUFs given on the command line, with a
 small GGUF reader/writer of its own: no numpy, no gguf package) and, for each case, what medgemma must do: its

@@ -20,7 +20,9 @@
 mod describe;
 mod frames;
 mod header;
+mod lengths;
 mod lut;
+mod rle;
 mod window;
 
 #[allow(unused_imports)] // called by run/preview under --verbose (wired by the commands, not here)
@@ -53,6 +55,9 @@ pub struct DicomOptions {
 /// The most decoded pixel bytes a file may claim (rows x columns x frames x samples x bytes per sample), checked
 /// from its header before anything is decoded: 1 GiB, e.g. 2048 CT slices of 512 x 512 at 16 bits.
 pub const MAX_PIXEL_BYTES: u64 = 1 << 30;
+
+/// The RLE Lossless transfer syntax, whose pixel data [`rle::check_fragment`] checks before dicom-rs decodes it.
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// The Media Storage SOP Class of a DICOMDIR (a media index, not an image).
 const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
@@ -131,6 +136,7 @@ fn open(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, DicomErro
     } else {
         bytes
     };
+    lengths::check(body).map_err(DicomError::BadHeader)?;
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = if header_only {
         options.read_until(tags::PIXEL_DATA)
@@ -231,6 +237,19 @@ fn decode_frame<'a>(
     header: &Header,
     frame: u32,
 ) -> Result<DecodedPixelData<'a>, DicomError> {
+    if header.transfer_syntax == RLE_LOSSLESS && matches!(header.bits_allocated, 8 | 16) {
+        let fragment = obj
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .and_then(|e| e.fragments())
+            .and_then(|fragments| fragments.get(frame as usize - 1));
+        if let Some(fragment) = fragment {
+            let segments = usize::from(header.samples) * usize::from(header.bits_allocated / 8);
+            let pixels = header.rows as usize * header.columns as usize;
+            rle::check_fragment(fragment, segments, pixels).map_err(DicomError::BadHeader)?;
+        }
+    }
     obj.decode_pixel_data_frame(frame - 1).map_err(|e| {
         let syntax = TransferSyntaxRegistry
             .get(&header.transfer_syntax)

@@ -20,6 +20,7 @@
 mod batch;
 mod chat;
 mod conversation;
+mod dicom;
 mod gguf;
 pub(crate) mod image;
 mod prompt;
