@@ -437,7 +437,10 @@ mod tests {
             window: Some(crate::dicom::parse_window("10,20").unwrap()),
             ..Default::default()
         };
-        for (name, image) in [("g.png", DynamicImage::ImageLuma8(grey)), ("c.tiff", DynamicImage::ImageRgb8(rgb))] {
+        for (name, image) in [
+            ("g.png", DynamicImage::ImageLuma8(grey)),
+            ("c.tiff", DynamicImage::ImageRgb8(rgb)),
+        ] {
             let p = dir.path().join(name);
             image.save(&p).unwrap();
             for options in [DicomOptions::default(), options] {
@@ -466,7 +469,11 @@ mod tests {
             };
             let loaded = ImageInput::load_with(&p, ImageFit::Pad, 64, &options).unwrap();
             let r: Vec<u8> = loaded.rgb.pixels().map(|p| p.0[0]).collect();
-            assert_eq!(r, vec![0, 128, 255, 255], "{name}: window 1500.5/1001 runs from 1000 to 2000");
+            assert_eq!(
+                r,
+                vec![0, 128, 255, 255],
+                "{name}: window 1500.5/1001 runs from 1000 to 2000"
+            );
         }
     }
 

@@ -173,7 +173,10 @@ mod tests {
             data: vec![0; 256],
         }];
         let text = describe(&h, &DicomOptions::default());
-        assert!(text.contains("; Modality LUT Sequence (4096 entries from 0, 16 bits);"), "{text}");
+        assert!(
+            text.contains("; Modality LUT Sequence (4096 entries from 0, 16 bits);"),
+            "{text}"
+        );
         assert!(
             text.contains("; VOI LUT (256 entries from -100, 8 bits) from the file's VOI LUT Sequence (1 of 1);"),
             "{text}"
@@ -212,6 +215,9 @@ mod tests {
         h.modality = String::new();
         let text = describe(&h, &DicomOptions::default());
         assert!(text.starts_with("unknown modality, 256x512"), "{text}");
-        assert!(text.contains("RGB, Explicit VR Little Endian; colour, no window; frame 1 of 3"), "{text}");
+        assert!(
+            text.contains("RGB, Explicit VR Little Endian; colour, no window; frame 1 of 3"),
+            "{text}"
+        );
     }
 }

@@ -52,11 +52,7 @@ impl FunctionalGroups {
 
     /// The values for frame `frame` (1-based): the frame's own macro, else the shared one, else nothing.
     pub fn for_frame(&self, frame: u32) -> FrameValues {
-        let own = self
-            .per_frame
-            .get(frame as usize - 1)
-            .cloned()
-            .unwrap_or_default();
+        let own = self.per_frame.get(frame as usize - 1).cloned().unwrap_or_default();
         FrameValues {
             rescale: own.rescale.or(self.shared.rescale),
             windows: if own.windows.is_empty() {

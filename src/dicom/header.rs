@@ -17,7 +17,10 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use super::frames::FunctionalGroups;
 use super::lut::{self, Lut};
 use super::window::{Modality, Voi, VoiFunction, Window, PRESETS};
-use super::{number, numbers, open, text, windows_from, DicomError, DicomOptions, DICOMDIR_SOP_CLASS, MAX_PIXEL_BYTES};
+use super::{
+    code_string, number, numbers, open, text, windows_from, DicomError, DicomOptions, DICOMDIR_SOP_CLASS,
+    MAX_PIXEL_BYTES,
+};
 
 /// What the header says about the image, read before any pixel is decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +157,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DicomError> {
     if obj.meta().media_storage_sop_class_uid().trim_end_matches('\0') == DICOMDIR_SOP_CLASS {
         return Err(DicomError::Dicomdir);
     }
-    let modality = text(&obj, tags::MODALITY);
+    let modality = code_string(&text(&obj, tags::MODALITY));
     let no_pixels = || DicomError::NoPixelData {
         modality: if modality.is_empty() {
             "unknown".into()
@@ -245,7 +248,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DicomError> {
         bits_allocated: bits as u16,
         bits_stored: bits_stored as u16,
         signed,
-        photometric: text(&obj, tags::PHOTOMETRIC_INTERPRETATION),
+        photometric: code_string(&text(&obj, tags::PHOTOMETRIC_INTERPRETATION)),
         modality,
         transfer_syntax: uid,
         rescale,

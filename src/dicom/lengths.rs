@@ -64,8 +64,19 @@ pub fn check(body: &[u8]) -> Result<(), String> {
             let vr = VR::from_binary(vr_bytes).unwrap_or(VR::UN);
             if matches!(
                 vr,
-                VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::SQ | VR::UC | VR::UN | VR::UR | VR::UT
-                    | VR::SV | VR::UV
+                VR::OB
+                    | VR::OD
+                    | VR::OF
+                    | VR::OL
+                    | VR::OV
+                    | VR::OW
+                    | VR::SQ
+                    | VR::UC
+                    | VR::UN
+                    | VR::UR
+                    | VR::UT
+                    | VR::SV
+                    | VR::UV
             ) {
                 if at + 12 > body.len() {
                     return Ok(());
@@ -79,7 +90,11 @@ pub fn check(body: &[u8]) -> Result<(), String> {
             let vr = StandardDataDictionary
                 .by_tag(Tag(group, element))
                 .map_or(VR::UN, |entry| entry.vr().relaxed());
-            (vr, u32::from_le_bytes([body[at + 4], body[at + 5], body[at + 6], body[at + 7]]), 8)
+            (
+                vr,
+                u32::from_le_bytes([body[at + 4], body[at + 5], body[at + 6], body[at + 7]]),
+                8,
+            )
         };
         at += header;
         if len == UNDEFINED {
@@ -125,13 +140,18 @@ mod tests {
         let mut huge = file.clone();
         huge.extend([0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
         let e = check(&huge).unwrap_err();
-        assert!(e.contains("(7FE0,0010) claims 4294967280 bytes, more than the 0 left"), "{e}");
+        assert!(
+            e.contains("(7FE0,0010) claims 4294967280 bytes, more than the 0 left"),
+            "{e}"
+        );
         // Inside a sequence of undefined length, inside an item.
         let mut nested = file.clone();
         nested.extend([0x28, 0x00, 0x10, 0x30, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
         nested.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
         nested.extend([0x28, 0x00, 0x06, 0x30, b'O', b'W', 0, 0, 0x00, 0x00, 0x00, 0x40]);
-        assert!(check(&nested).unwrap_err().contains("(0028,3006) claims 1073741824 bytes"));
+        assert!(check(&nested)
+            .unwrap_err()
+            .contains("(0028,3006) claims 1073741824 bytes"));
     }
 
     #[test]

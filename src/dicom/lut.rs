@@ -41,13 +41,15 @@ impl Lut {
         let entries = match entries {
             0 => 65536,
             1..=65535 => entries as usize,
-            _ => return Err(format!("its {what} claims {entries} LUT entries; at most 65536 are defined")),
+            _ => {
+                return Err(format!(
+                    "its {what} claims {entries} LUT entries; at most 65536 are defined"
+                ))
+            }
         };
         let first_mapped = if signed && first > 32767 { first - 65536 } else { first };
         if !(1..=16).contains(&bits) {
-            return Err(format!(
-                "its {what} has {bits} bits per LUT entry; 1 to 16 are defined"
-            ));
+            return Err(format!("its {what} has {bits} bits per LUT entry; 1 to 16 are defined"));
         }
         let values: Vec<i64> = item
             .element_opt(tags::LUT_DATA)
@@ -62,10 +64,7 @@ impl Lut {
             ));
         }
         let top = (1i64 << bits) - 1;
-        let data = values[..entries]
-            .iter()
-            .map(|&v| v.clamp(0, top) as u16)
-            .collect();
+        let data = values[..entries].iter().map(|&v| v.clamp(0, top) as u16).collect();
         Ok(Lut {
             first_mapped,
             bits: bits as u16,
@@ -105,8 +104,16 @@ mod tests {
 
     fn item(descriptor: [u16; 3], data: &[u16]) -> InMemDicomObject {
         InMemDicomObject::from_element_iter([
-            DataElement::new(tags::LUT_DESCRIPTOR, VR::US, PrimitiveValue::U16(descriptor.iter().copied().collect())),
-            DataElement::new(tags::LUT_DATA, VR::OW, PrimitiveValue::U16(data.iter().copied().collect())),
+            DataElement::new(
+                tags::LUT_DESCRIPTOR,
+                VR::US,
+                PrimitiveValue::U16(descriptor.iter().copied().collect()),
+            ),
+            DataElement::new(
+                tags::LUT_DATA,
+                VR::OW,
+                PrimitiveValue::U16(data.iter().copied().collect()),
+            ),
         ])
     }
 

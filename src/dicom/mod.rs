@@ -1,14 +1,20 @@
 //! DICOM images in: recognising a DICOM file by its content, reading its header with bounded sizes, and turning
 //! one frame into 8-bit RGB through one documented pixel pipeline.
 //!
-//! The pipeline, in order (PS3.3 C.11; pydicom's `apply_modality_lut` + `apply_voi_lut` are the reference):
-//! 1. Modality LUT: stored value x RescaleSlope + RescaleIntercept (both or neither; 1 and 0 when absent).
-//! 2. VOI: `--window C,W` or a preset if given; else the file's WindowCenter/WindowWidth (the first pair, or
-//!    `--window-index N`) with its VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID); else min-max over the frame,
-//!    with a one-line notice on stderr.
+//! The pipeline, in order (PS3.3 C.11; pydicom's `apply_modality_lut` + `apply_voi_lut` are the reference; which
+//! attribute wins over which is written in `header.rs`):
+//! 1. Modality: the Modality LUT Sequence if present, else stored value x RescaleSlope + RescaleIntercept (both or
+//!    neither; 1 and 0 when absent; an enhanced file's per-frame or shared Pixel Value Transformation first).
+//! 2. VOI: `--window C,W` or a preset if given; else the VOI LUT Sequence (its first item, or `--window-index N`),
+//!    scaled from its output range 0..2^bits-1; else the frame's window (per-frame or shared Frame VOI LUT, else
+//!    WindowCenter/WindowWidth: the first pair, or `--window-index N`) with its VOI LUT Function (LINEAR,
+//!    LINEAR_EXACT, SIGMOID); else min-max over the frame, with a one-line notice on stderr.
 //! 3. MONOCHROME1 inverted (its lowest value is white).
 //! 4. To 8 bits, grey copied to R, G and B. Colour images (RGB, YBR_FULL, YBR_FULL_422; 8 bits) skip 1-3 and are
 //!    converted to RGB.
+//!
+//! Before dicom-rs reads a file, `lengths.rs` refuses element lengths past its end and `rle.rs` checks RLE frames:
+//! dicom-rs 0.10.1 zero-fills declared lengths up front and its RLE decoder can panic.
 //!
 //! The caller then fits the image to the model's square input exactly as for PNG or JPEG.
 //!
@@ -155,6 +161,21 @@ fn text(obj: &InMemDicomObject, tag: dicom_object::Tag) -> String {
         .flatten()
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
         .unwrap_or_default()
+}
+
+/// A code string attribute's value as it may be printed: itself when it is a valid code string (PS3.5 6.2: at
+/// most 16 upper-case letters, digits, spaces and underscores), else a placeholder, so that a damaged header
+/// cannot make a message print free text such as a patient's name.
+fn code_string(value: &str) -> String {
+    let valid = value.len() <= 16
+        && value
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '_');
+    if valid {
+        value.to_string()
+    } else {
+        "(not a valid code string)".into()
+    }
 }
 
 /// A numeric attribute: `None` when absent, an error naming it when present but not a number.
@@ -367,7 +388,8 @@ pub fn decode(
             ))
         }
         other => Err(DicomError::UnsupportedPhotometric(format!(
-            "{other} at {} bits",
+            "{} at {} bits",
+            code_string(other),
             decoded.bits_allocated()
         ))),
     }
@@ -394,6 +416,9 @@ fn native_ybr_422(obj: &DefaultDicomObject, header: &Header, frame: u32) -> Resu
         .get(start..start + size)
         .ok_or_else(|| DicomError::Decode("the frame lies past the end of the pixel data".into()))?;
     let (w, h) = (header.columns as usize, header.rows as usize);
+    if w == 0 || h == 0 {
+        return Err(DicomError::Decode(format!("the frame is {w}x{h} pixels")));
+    }
     let row_bytes = w.div_ceil(2) * 4;
     let mut rgb = Vec::with_capacity(3 * w * h);
     for row in frame.chunks_exact(row_bytes).take(h) {
@@ -441,6 +466,14 @@ pub(crate) fn grey16_to_rgb(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_valid_code_strings_are_printed() {
+        assert_eq!(code_string("CT"), "CT");
+        assert_eq!(code_string("YBR_FULL_422"), "YBR_FULL_422");
+        assert_eq!(code_string("Fuzz^Secret"), "(not a valid code string)");
+        assert_eq!(code_string("A VERY LONG CODE STRING"), "(not a valid code string)");
+    }
 
     #[test]
     fn recognised_by_content() {

@@ -1,5 +1,6 @@
-//! The grey-level arithmetic of the DICOM pixel pipeline: the modality LUT (rescale), the VOI window and its
-//! function, min-max when there is no window, MONOCHROME1 inversion, YBR to RGB, and the named window presets.
+//! The grey-level arithmetic of the DICOM pixel pipeline: the modality transform (rescale or a Modality LUT), the
+//! VOI transform (a window and its function, a VOI LUT, or min-max when there is neither), MONOCHROME1 inversion,
+//! YBR to RGB, and the named window presets.
 //!
 //! Owns: pure functions on numbers, each matching the DICOM standard (PS3.3 C.11.1 and C.11.2) as pydicom's
 //! `apply_modality_lut` and `apply_voi_lut` implement it, to within one grey level after scaling to 8 bits.
@@ -216,7 +217,10 @@ mod tests {
             bits: 8,
             data: vec![0, 51, 255],
         });
-        assert_eq!(to_grey(&[199.0, 201.0, 202.0, 203.0], &voi, false), vec![0, 51, 255, 255]);
+        assert_eq!(
+            to_grey(&[199.0, 201.0, 202.0, 203.0], &voi, false),
+            vec![0, 51, 255, 255]
+        );
         assert_eq!(to_grey(&[201.0], &voi, true), vec![204]);
     }
 

@@ -35,8 +35,16 @@ fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObj
 
 fn lut_item(descriptor: [u16; 3], data: &[u16]) -> InMemDicomObject {
     InMemDicomObject::from_element_iter([
-        DataElement::new(tags::LUT_DESCRIPTOR, VR::US, PrimitiveValue::U16(descriptor.into_iter().collect())),
-        DataElement::new(tags::LUT_DATA, VR::OW, PrimitiveValue::U16(data.iter().copied().collect())),
+        DataElement::new(
+            tags::LUT_DESCRIPTOR,
+            VR::US,
+            PrimitiveValue::U16(descriptor.into_iter().collect()),
+        ),
+        DataElement::new(
+            tags::LUT_DATA,
+            VR::OW,
+            PrimitiveValue::U16(data.iter().copied().collect()),
+        ),
     ])
 }
 
@@ -134,14 +142,26 @@ fn corpus() -> &'static [Vec<u8>] {
         rle.push(15);
         rle.extend((0..16u8).map(|i| i * 16));
         vec![
-            file(EXPLICIT, "MONOCHROME2", (4, 4, 1), (1, 16, 12), false, windows, words(16, |i| (i * 250) as u16), false),
+            file(
+                EXPLICIT,
+                "MONOCHROME2",
+                (4, 4, 1),
+                (1, 16, 12),
+                false,
+                windows,
+                words(16, |i| (i * 250) as u16),
+                false,
+            ),
             file(
                 EXPLICIT,
                 "MONOCHROME1",
                 (3, 5, 1),
                 (1, 8, 8),
                 false,
-                vec![sequence(tags::VOILUT_SEQUENCE, vec![lut_item([8, 2, 8], &[0, 9, 40, 80, 120, 160, 200, 255])])],
+                vec![sequence(
+                    tags::VOILUT_SEQUENCE,
+                    vec![lut_item([8, 2, 8], &[0, 9, 40, 80, 120, 160, 200, 255])],
+                )],
                 (0..16).map(|i| i * 15).collect(),
                 false,
             ),
@@ -151,7 +171,10 @@ fn corpus() -> &'static [Vec<u8>] {
                 (2, 4, 1),
                 (1, 16, 16),
                 true,
-                vec![sequence(tags::MODALITY_LUT_SEQUENCE, vec![lut_item([4, 65534, 16], &[5, 500, 5000, 50000])])],
+                vec![sequence(
+                    tags::MODALITY_LUT_SEQUENCE,
+                    vec![lut_item([4, 65534, 16], &[5, 500, 5000, 50000])],
+                )],
                 words(8, |i| (i as u16).wrapping_sub(3)),
                 false,
             ),
@@ -163,15 +186,54 @@ fn corpus() -> &'static [Vec<u8>] {
                 false,
                 vec![
                     sequence(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![group("1", "20")]),
-                    sequence(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, vec![group("2", "5"), group("0.5", "9")]),
+                    sequence(
+                        tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+                        vec![group("2", "5"), group("0.5", "9")],
+                    ),
                 ],
                 words(8, |i| (i * 7) as u16),
                 false,
             ),
-            file(EXPLICIT, "RGB", (2, 2, 1), (3, 8, 8), false, vec![], (0..12).map(|i| i * 20).collect(), false),
-            file(EXPLICIT, "YBR_FULL_422", (2, 4, 1), (3, 8, 8), false, vec![], (0..16).map(|i| i * 16).collect(), false),
-            file(EXPLICIT, "MONOCHROME2", (8, 8, 1), (1, 1, 1), false, vec![], vec![0xa5; 8], false),
-            file(EXPLICIT, "MONOCHROME2", (2, 2, 1), (1, 32, 32), true, vec![], (0..16).collect(), false),
+            file(
+                EXPLICIT,
+                "RGB",
+                (2, 2, 1),
+                (3, 8, 8),
+                false,
+                vec![],
+                (0..12).map(|i| i * 20).collect(),
+                false,
+            ),
+            file(
+                EXPLICIT,
+                "YBR_FULL_422",
+                (2, 4, 1),
+                (3, 8, 8),
+                false,
+                vec![],
+                (0..16).map(|i| i * 16).collect(),
+                false,
+            ),
+            file(
+                EXPLICIT,
+                "MONOCHROME2",
+                (8, 8, 1),
+                (1, 1, 1),
+                false,
+                vec![],
+                vec![0xa5; 8],
+                false,
+            ),
+            file(
+                EXPLICIT,
+                "MONOCHROME2",
+                (2, 2, 1),
+                (1, 32, 32),
+                true,
+                vec![],
+                (0..16).collect(),
+                false,
+            ),
             file(RLE, "MONOCHROME2", (4, 4, 1), (1, 8, 8), false, vec![], rle, true),
         ]
     })
@@ -179,18 +241,18 @@ fn corpus() -> &'static [Vec<u8>] {
 
 const DICTIONARY: &[&[u8]] = &[
     b"DICM",
-    b"\x28\x00\x10\x00",         // Rows
-    b"\x28\x00\x11\x00",         // Columns
-    b"\x28\x00\x02\x30",         // LUT Descriptor
-    b"\x28\x00\x06\x30",         // LUT Data
-    b"\x28\x00\x10\x30",         // VOI LUT Sequence
-    b"\x28\x00\x00\x30",         // Modality LUT Sequence
-    b"\x28\x00\x04\x00",         // Photometric Interpretation
-    b"\x00\x52\x30\x92",         // Per-frame Functional Groups Sequence
-    b"\xe0\x7f\x10\x00",         // Pixel Data
-    b"\xfe\xff\x00\xe0",         // Item
-    b"\xfe\xff\xdd\xe0",         // Sequence Delimitation
-    b"\xff\xff\xff\xff",         // undefined length
+    b"\x28\x00\x10\x00", // Rows
+    b"\x28\x00\x11\x00", // Columns
+    b"\x28\x00\x02\x30", // LUT Descriptor
+    b"\x28\x00\x06\x30", // LUT Data
+    b"\x28\x00\x10\x30", // VOI LUT Sequence
+    b"\x28\x00\x00\x30", // Modality LUT Sequence
+    b"\x28\x00\x04\x00", // Photometric Interpretation
+    b"\x00\x52\x30\x92", // Per-frame Functional Groups Sequence
+    b"\xe0\x7f\x10\x00", // Pixel Data
+    b"\xfe\xff\x00\xe0", // Item
+    b"\xfe\xff\xdd\xe0", // Sequence Delimitation
+    b"\xff\xff\xff\xff", // undefined length
     b"MONOCHROME1",
     b"YBR_FULL_422",
     b"PALETTE COLOR",
