@@ -38,7 +38,7 @@ pub fn check(body: &[u8]) -> Result<(), String> {
         let too_long = |len: u32, start: usize| {
             format!(
                 "its element ({group:04X},{element:04X}) claims {len} bytes, more than the {} left in the file; the \
-                 file is truncated or damaged",
+                 file is damaged or truncated",
                 left(start)
             )
         };
