@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the bad-input matrix of issue 14: malformed GGUF models and mmprojs, broken images, hostile flags,
-batch JSONL, --messages files, piped chat input and output paths, plus `manifest.json`, the list of cases that
-tests/bad_inputs.rs runs against the real binary.
+"""Writes the bad-input matrix of issue 14: malformed GGUF models and mmprojs, broken images and DICOM files,
+hostile flags, batch JSONL, --messages files, piped chat input and output paths, plus `manifest.json`, the list of
+cases that tests/bad_inputs.rs runs against the real binary.
 
 Owns: every malformed file of the matrix (made by editing valid fixture GGUFs given on the command line, with a
 small GGUF reader/writer of its own: no numpy, no gguf package) and, for each case, what medgemma must do: its
@@ -584,6 +584,67 @@ def image_cases(m: Matrix) -> None:
     case("chat-thin", "{dir}/img/thin.png", 1, ["thin.png", "crop"], how="chat")
 
 
+def dicom_element(group: int, element: int, vr: str, value: bytes) -> bytes:
+    """One explicit VR little endian element (even length: padded with a space for text, a zero otherwise)."""
+    if len(value) % 2:
+        value += b" " if vr in ("CS", "DS", "IS", "LO", "SH", "PN") else b"\0"
+    head = struct.pack("<HH", group, element) + vr.encode()
+    if vr in ("OB", "OW", "SQ", "UN", "UT"):
+        return head + b"\0\0" + struct.pack("<I", len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def dicom_file(elements: list[bytes], sop_class: bytes = b"1.2.840.10008.5.1.4.1.1.1.1") -> bytes:
+    """A DICOM Part 10 file written by hand (no pydicom here): preamble, DICM, the file meta group, then
+    `elements` (already encoded, in tag order). Carries a made-up patient name that must never be printed."""
+    meta = dicom_element(2, 0x0002, "UI", sop_class) + dicom_element(2, 0x0010, "UI", b"1.2.840.10008.1.2.1")
+    meta = dicom_element(2, 0x0000, "UL", struct.pack("<I", len(meta))) + meta
+    patient = dicom_element(0x0010, 0x0010, "PN", b"Secret^Patient")
+    return b"\0" * 128 + b"DICM" + meta + patient + b"".join(elements)
+
+
+def dicom_image(rows: int, cols: int, extra: list[bytes] | None = None, frames: int | None = None,
+                pixels: bytes | None = None) -> bytes:
+    """A 16-bit MONOCHROME2 image; `extra` elements go between the image attributes and the pixel data."""
+    us = lambda tag, v: dicom_element(0x0028, tag, "US", struct.pack("<H", v))  # noqa: E731
+    attrs = [dicom_element(0x0028, 0x0002, "US", struct.pack("<H", 1)),
+             dicom_element(0x0028, 0x0004, "CS", b"MONOCHROME2")]
+    if frames is not None:
+        attrs.append(dicom_element(0x0028, 0x0008, "IS", str(frames).encode()))
+    attrs += [us(0x0010, rows), us(0x0011, cols), us(0x0100, 16), us(0x0101, 12), us(0x0102, 11), us(0x0103, 0)]
+    data = pixels if pixels is not None else bytes(rows * cols * 2)
+    return dicom_file(attrs + (extra or []) + [dicom_element(0x7FE0, 0x0010, "OW", data)])
+
+
+def dicom_cases(m: Matrix) -> None:
+    """Malformed DICOM files through `run --image`: each exits 1 naming the file and the problem, never the
+    patient's name."""
+    def case(name: str, data: bytes, contains: list[str], flags: list[str] | None = None) -> None:
+        path = m.file(f"dicom/{name}.dcm", data)
+        m.add(Case(f"dicom-{name}", "image", RUN_MM[:-2] + (flags or []) + T1 + ["--image", path, "hi"], 1,
+                   [f"{name}.dcm"] + contains, not_contains=["Secret"], protected=[path]))
+
+    seq = lambda items: dicom_element(0x0028, 0x3010, "SQ", b"".join(  # noqa: E731
+        b"\xfe\xff\x00\xe0" + struct.pack("<I", len(i)) + i for i in items))
+    good = dicom_image(8, 8)
+    case("garbage-after-dicm", b"\0" * 128 + b"DICM" + b"\xff" * 64, ["damaged or truncated"])
+    case("cut-in-the-header", good[:200], ["damaged or truncated"])
+    case("pixel-data-cut", good[:-40], ["damaged or truncated"])
+    case("9000x9000", dicom_image(9000, 9000, pixels=b""), ["9000x9000", "downscale"])
+    case("65535x65535", dicom_image(65535, 65535, pixels=b""), ["65535 rows x 65535 columns", "more than"])
+    case("frames-overflow", dicom_image(4096, 4096, frames=2**31 - 1, pixels=b""), ["more than", "frames"])
+    case("lut-descriptor-2-values", dicom_image(8, 8, [seq([
+        dicom_element(0x0028, 0x3002, "US", struct.pack("<2H", 4, 0)),
+        dicom_element(0x0028, 0x3006, "OW", bytes(8))])]), ["VOI LUT Sequence", "2 values"])
+    case("lut-17-bits", dicom_image(8, 8, [seq([
+        dicom_element(0x0028, 0x3002, "US", struct.pack("<3H", 4, 0, 17)),
+        dicom_element(0x0028, 0x3006, "OW", bytes(8))])]), ["17 bits"])
+    case("lut-no-data", dicom_image(8, 8, [seq([
+        dicom_element(0x0028, 0x3002, "US", struct.pack("<3H", 4, 0, 16))])]), ["without readable LUT Data"])
+    case("frame-2-of-1", good, ["--frame 2", "1 frame(s)"], ["--frame", "2"])
+    case("window-index-without-windows", good, ["--window-index 1", "0 window(s)"], ["--window-index", "1"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Flags
 
@@ -904,6 +965,7 @@ def main() -> None:
     model_cases(m, model)
     mmproj_cases(m, mmproj)
     image_cases(m)
+    dicom_cases(m)
     flag_cases(m)
     batch_cases(m)
     messages_cases(m)

@@ -1,5 +1,6 @@
 //! Reading the images a user attaches: decode (PNG, JPEG, BMP, TIFF, WebP, and DICOM through [`crate::dicom`]),
-//! convert to RGB, and fit to a square the way MedGemma expects.
+//! convert to RGB (16-bit greyscale through the same windowing as DICOM), and fit to a square the way MedGemma
+//! expects.
 //!
 //! Owns: every check on an image file (missing, not a regular file, too large a file, unreadable, not an image,
 //! empty, too many pixels, too elongated) with an error that names it, and the `--image-fit` choice. The file's
@@ -176,7 +177,8 @@ impl ImageInput {
         Self::load_with(path, fit, side, &DicomOptions::default())
     }
 
-    /// [`ImageInput::load`] with the choices for a DICOM file (window, frame); other images ignore them.
+    /// [`ImageInput::load`] with the choices for a DICOM file (window, frame). A 16-bit greyscale PNG or TIFF uses
+    /// the window too (see `window_grey16`); every other image ignores them.
     /// A DICOM file's notices (no window: min-max) go to stderr, naming the file.
     pub fn load_with(path: &Path, fit: ImageFit, side: u32, dicom: &DicomOptions) -> Result<ImageInput, ImageError> {
         let bytes = read_image_file(path)?;
@@ -223,6 +225,7 @@ impl ImageInput {
             e => zero_sized(e),
         })?;
         check_dims(path, decoded.width(), decoded.height(), fit)?;
+        let decoded = window_grey16(path, decoded, dicom);
         let rgb = fit_square(decoded, fit, side.max(1));
         Ok(ImageInput {
             path: path.to_path_buf(),
@@ -243,6 +246,21 @@ fn load_dicom(path: &Path, bytes: &[u8], fit: ImageFit, options: &DicomOptions) 
     check_dims(path, header.columns, header.rows, fit)?;
     let mut notice = |text: String| eprintln!("image {}: {text}", path.display());
     crate::dicom::decode(bytes, &header, options, &mut notice).map_err(dicom_error)
+}
+
+/// A 16-bit greyscale image (PNG or TIFF; an alpha channel is dropped, as for every image) goes through the DICOM
+/// windowing instead of being scaled linearly from 0..65535 to 8 bits (where a 12-bit
+/// radiograph would come out nearly black): `--window C,W` on the raw 16-bit values, else min-max with
+/// the same notice as a DICOM file without a window. Every other image is returned untouched.
+fn window_grey16(path: &Path, image: DynamicImage, dicom: &DicomOptions) -> DynamicImage {
+    let (w, h) = (image.width(), image.height());
+    let values: Vec<u16> = match &image {
+        DynamicImage::ImageLuma16(grey) => grey.as_raw().clone(),
+        DynamicImage::ImageLumaA16(grey) => grey.as_raw().chunks_exact(2).map(|p| p[0]).collect(),
+        _ => return image,
+    };
+    let mut notice = |text: String| eprintln!("image {}: {text}", path.display());
+    crate::dicom::grey16_to_rgb(w, h, &values, dicom.window, &mut notice)
 }
 
 /// Width and height from a PNG header, read directly (decoders reject a 0x0 header with a vaguer message, and need
@@ -407,6 +425,56 @@ mod tests {
         png.extend(&ihdr);
         png.extend(crate::fuzz::image::crc32(&ihdr).to_be_bytes());
         png
+    }
+
+    /// 8-bit images are exactly what the `image` crate makes of them, whatever the DICOM flags say.
+    #[test]
+    fn eight_bit_images_are_untouched_by_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let grey = image::GrayImage::from_fn(5, 5, |x, y| image::Luma([(x * 50 + y) as u8]));
+        let rgb = RgbImage::from_fn(5, 5, |x, y| Rgb([(x * 40) as u8, (y * 30) as u8, 7]));
+        let options = DicomOptions {
+            window: Some(crate::dicom::parse_window("10,20").unwrap()),
+            ..Default::default()
+        };
+        for (name, image) in [
+            ("g.png", DynamicImage::ImageLuma8(grey)),
+            ("c.tiff", DynamicImage::ImageRgb8(rgb)),
+        ] {
+            let p = dir.path().join(name);
+            image.save(&p).unwrap();
+            for options in [DicomOptions::default(), options] {
+                let loaded = ImageInput::load_with(&p, ImageFit::Pad, 64, &options).unwrap();
+                assert_eq!(loaded.rgb.as_raw(), image.to_rgb8().as_raw(), "{name}");
+            }
+        }
+    }
+
+    /// 16-bit grey: the window on the raw values, or min-max without one (not the crate's 65535 -> 255 scaling).
+    #[test]
+    fn sixteen_bit_grey_is_windowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = [1000u16, 1500, 2000, 4000];
+        let grey = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 2, values.to_vec()).unwrap();
+        for name in ["g16.png", "g16.tiff"] {
+            let p = dir.path().join(name);
+            DynamicImage::ImageLuma16(grey.clone()).save(&p).unwrap();
+            let loaded = ImageInput::load(&p, ImageFit::Pad, 64).unwrap();
+            let r: Vec<u8> = loaded.rgb.pixels().map(|p| p.0[0]).collect();
+            assert_eq!(r, vec![0, 43, 85, 255], "{name}: min-max");
+            assert!(loaded.rgb.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+            let options = DicomOptions {
+                window: Some(crate::dicom::parse_window("1500.5,1001").unwrap()),
+                ..Default::default()
+            };
+            let loaded = ImageInput::load_with(&p, ImageFit::Pad, 64, &options).unwrap();
+            let r: Vec<u8> = loaded.rgb.pixels().map(|p| p.0[0]).collect();
+            assert_eq!(
+                r,
+                vec![0, 128, 255, 255],
+                "{name}: window 1500.5/1001 runs from 1000 to 2000"
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! DICOM images in: recognising a DICOM file by its content, reading its header with bounded sizes, and turning
 //! one frame into 8-bit RGB through one documented pixel pipeline.
 //!
-//! The pipeline, in order (PS3.3 C.11; pydicom's `apply_modality_lut` + `apply_voi_lut` are the reference):
-//! 1. Modality LUT: stored value x RescaleSlope + RescaleIntercept (both or neither; 1 and 0 when absent).
-//! 2. VOI: `--window C,W` or a preset if given; else the file's WindowCenter/WindowWidth (the first pair, or
-//!    `--window-index N`) with its VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID); else min-max over the frame,
-//!    with a one-line notice on stderr.
+//! The pipeline, in order (PS3.3 C.11; pydicom's `apply_modality_lut` + `apply_voi_lut` are the reference; which
+//! attribute wins over which is written in `header.rs`):
+//! 1. Modality: the Modality LUT Sequence if present, else stored value x RescaleSlope + RescaleIntercept (both or
+//!    neither; 1 and 0 when absent; an enhanced file's per-frame or shared Pixel Value Transformation first).
+//! 2. VOI: `--window C,W` or a preset if given; else the VOI LUT Sequence (its first item, or `--window-index N`),
+//!    scaled from its output range 0..2^bits-1; else the frame's window (per-frame or shared Frame VOI LUT, else
+//!    WindowCenter/WindowWidth: the first pair, or `--window-index N`) with its VOI LUT Function (LINEAR,
+//!    LINEAR_EXACT, SIGMOID); else min-max over the frame, with a one-line notice on stderr.
 //! 3. MONOCHROME1 inverted (its lowest value is white).
 //! 4. To 8 bits, grey copied to R, G and B. Colour images (RGB, YBR_FULL, YBR_FULL_422; 8 bits) skip 1-3 and are
 //!    converted to RGB.
+//!
+//! Before dicom-rs reads a file, `lengths.rs` refuses element lengths past its end and `rle.rs` checks RLE frames:
+//! dicom-rs 0.10.1 zero-fills declared lengths up front and its RLE decoder can panic.
 //!
 //! The caller then fits the image to the model's square input exactly as for PNG or JPEG.
 //!
@@ -17,9 +23,18 @@
 //! Must not: print or return patient identifiers (name, ID, birth date): errors and notices name the file, the
 //! problem and technical attributes only. It never calls llama.cpp.
 
+mod describe;
+mod frames;
+mod header;
+mod lengths;
+mod lut;
+mod rle;
 pub mod series;
 mod window;
 
+#[allow(unused_imports)] // called by run/preview under --verbose (wired by the commands, not here)
+pub(crate) use describe::describe;
+pub use header::{read_header, Header};
 pub use window::{parse_window, Window};
 
 use std::io::Cursor;
@@ -27,11 +42,11 @@ use std::io::Cursor;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, DecodedPixelData, ModalityLutOption, PixelDecoder};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::{DynamicImage, RgbImage};
-use window::VoiFunction;
+use window::Voi;
 
 /// The choices a user makes about a DICOM image; the defaults follow the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -47,6 +62,9 @@ pub struct DicomOptions {
 /// The most decoded pixel bytes a file may claim (rows x columns x frames x samples x bytes per sample), checked
 /// from its header before anything is decoded: 1 GiB, e.g. 2048 CT slices of 512 x 512 at 16 bits.
 pub const MAX_PIXEL_BYTES: u64 = 1 << 30;
+
+/// The RLE Lossless transfer syntax, whose pixel data [`rle::check_fragment`] checks before dicom-rs decodes it.
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// The Media Storage SOP Class of a DICOMDIR (a media index, not an image).
 const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
@@ -118,35 +136,6 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
     bytes.get(128..132) == Some(b"DICM") || bytes.starts_with(b"DICM")
 }
 
-/// What the header says about the image, read before any pixel is decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Header {
-    pub rows: u32,
-    pub columns: u32,
-    pub frames: u32,
-    pub samples: u16,
-    pub bits_allocated: u16,
-    pub photometric: String,
-    pub modality: String,
-    pub transfer_syntax: String,
-    pub rescale: (f64, f64),
-    pub windows: Vec<Window>,
-    pub voi_function: VoiFunction,
-    /// Which LUT sequences the file has; they are not applied yet (a notice says so).
-    pub lut_sequences: Vec<&'static str>,
-}
-
-impl Header {
-    /// The decoded size of all frames, in bytes.
-    fn pixel_bytes(&self) -> u64 {
-        u64::from(self.rows)
-            * u64::from(self.columns)
-            * u64::from(self.frames)
-            * u64::from(self.samples)
-            * u64::from(self.bits_allocated).div_ceil(8)
-    }
-}
-
 /// Opens the DICOM object in `bytes`, up to the pixel data (`header_only`) or whole.
 fn open(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, DicomError> {
     let body = if bytes.get(128..132) == Some(b"DICM") {
@@ -154,6 +143,7 @@ fn open(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, DicomErro
     } else {
         bytes
     };
+    lengths::check(body).map_err(DicomError::BadHeader)?;
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = if header_only {
         options.read_until(tags::PIXEL_DATA)
@@ -166,7 +156,7 @@ fn open(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, DicomErro
 }
 
 /// A text attribute, trimmed; empty when absent or not text.
-fn text(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> String {
+fn text(obj: &InMemDicomObject, tag: dicom_object::Tag) -> String {
     obj.element_opt(tag)
         .ok()
         .flatten()
@@ -174,8 +164,23 @@ fn text(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> String {
         .unwrap_or_default()
 }
 
+/// A code string attribute's value as it may be printed: itself when it is a valid code string (PS3.5 6.2: at
+/// most 16 upper-case letters, digits, spaces and underscores), else a placeholder, so that a damaged header
+/// cannot make a message print free text such as a patient's name.
+fn code_string(value: &str) -> String {
+    let valid = value.len() <= 16
+        && value
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '_');
+    if valid {
+        value.to_string()
+    } else {
+        "(not a valid code string)".into()
+    }
+}
+
 /// A numeric attribute: `None` when absent, an error naming it when present but not a number.
-fn number(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<Option<f64>, DicomError> {
+fn number(obj: &InMemDicomObject, tag: dicom_object::Tag, name: &str) -> Result<Option<f64>, DicomError> {
     let Some(element) = obj.element_opt(tag).ok().flatten() else {
         return Ok(None);
     };
@@ -187,7 +192,7 @@ fn number(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Resul
 }
 
 /// All values of a numeric attribute (WindowCenter, WindowWidth); empty when absent.
-fn numbers(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<Vec<f64>, DicomError> {
+fn numbers(obj: &InMemDicomObject, tag: dicom_object::Tag, name: &str) -> Result<Vec<f64>, DicomError> {
     match obj.element_opt(tag).ok().flatten() {
         None => Ok(Vec::new()),
         Some(e) => e
@@ -196,152 +201,18 @@ fn numbers(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Resu
     }
 }
 
-/// Reads and checks the header: what kind of object, which transfer syntax, the sizes and the LUT attributes.
-pub fn read_header(bytes: &[u8]) -> Result<Header, DicomError> {
-    let obj = open(bytes, true)?;
-    if obj.meta().media_storage_sop_class_uid().trim_end_matches('\0') == DICOMDIR_SOP_CLASS {
-        return Err(DicomError::Dicomdir);
-    }
-    let modality = text(&obj, tags::MODALITY);
-    let no_pixels = || DicomError::NoPixelData {
-        modality: if modality.is_empty() {
-            "unknown".into()
-        } else {
-            modality.clone()
-        },
-        sop_class: obj
-            .meta()
-            .media_storage_sop_class_uid()
-            .trim_end_matches('\0')
-            .to_string(),
-    };
-    let int = |tag, name: &str| -> Result<Option<u32>, DicomError> {
-        match number(&obj, tag, name)? {
-            None => Ok(None),
-            Some(v) if v >= 0.0 && v <= f64::from(u32::MAX) && v.fract() == 0.0 => Ok(Some(v as u32)),
-            Some(v) => Err(DicomError::BadHeader(format!("its {name} is {v}, not a count"))),
-        }
-    };
-    let (Some(rows), Some(columns)) = (int(tags::ROWS, "Rows")?, int(tags::COLUMNS, "Columns")?) else {
-        return Err(no_pixels());
-    };
-    let frames = int(tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1).max(1);
-    let samples = int(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
-    let bits = int(tags::BITS_ALLOCATED, "BitsAllocated")?.unwrap_or(0);
-    if !matches!(samples, 1 | 3) || !matches!(bits, 1 | 8 | 16 | 32) {
-        return Err(DicomError::BadHeader(format!(
-            "it has {samples} samples per pixel at {bits} bits allocated; 1 or 3 samples at 8, 16 or 32 bits are \
-             supported"
-        )));
-    }
-    let uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-    match TransferSyntaxRegistry.get(&uid) {
-        Some(ts) if ts.can_decode_all() => {}
-        Some(ts) => {
-            return Err(DicomError::UnsupportedTransferSyntax {
-                uid,
-                name: ts.name().to_string(),
-            })
-        }
-        None => {
-            return Err(DicomError::UnsupportedTransferSyntax {
-                uid,
-                name: "unknown".into(),
-            })
-        }
-    }
-    let slope = number(&obj, tags::RESCALE_SLOPE, "RescaleSlope")?;
-    let intercept = number(&obj, tags::RESCALE_INTERCEPT, "RescaleIntercept")?;
-    let rescale = match (slope, intercept) {
-        (Some(s), Some(i)) => (s, i),
-        (None, None) => (1.0, 0.0),
-        (Some(_), None) => {
-            return Err(DicomError::HalfRescale {
-                present: "RescaleSlope",
-                missing: "RescaleIntercept",
-            })
-        }
-        (None, Some(_)) => {
-            return Err(DicomError::HalfRescale {
-                present: "RescaleIntercept",
-                missing: "RescaleSlope",
-            })
-        }
-    };
-    let centers = numbers(&obj, tags::WINDOW_CENTER, "WindowCenter")?;
-    let widths = numbers(&obj, tags::WINDOW_WIDTH, "WindowWidth")?;
-    let windows = centers
+/// WindowCenter/WindowWidth values as windows: pairs in order, those with a width of 0 or less dropped.
+fn windows_from(centers: &[f64], widths: &[f64]) -> Vec<Window> {
+    centers
         .iter()
-        .zip(&widths)
+        .zip(widths)
         .map(|(&center, &width)| Window { center, width })
         .filter(|w| w.center.is_finite() && w.width.is_finite() && w.width > 0.0)
-        .collect();
-    let function_name = text(&obj, tags::VOILUT_FUNCTION);
-    let voi_function = VoiFunction::from_dicom(&function_name).ok_or_else(|| {
-        DicomError::BadHeader(format!(
-            "its VOI LUT Function is {function_name}; LINEAR, LINEAR_EXACT and SIGMOID are defined"
-        ))
-    })?;
-    let lut_sequences = [
-        (tags::VOILUT_SEQUENCE, "VOI LUT Sequence"),
-        (tags::MODALITY_LUT_SEQUENCE, "Modality LUT Sequence"),
-    ]
-    .into_iter()
-    .filter(|(tag, _)| obj.element_opt(*tag).ok().flatten().is_some())
-    .map(|(_, name)| name)
-    .collect();
-    let header = Header {
-        rows,
-        columns,
-        frames,
-        samples: samples as u16,
-        bits_allocated: bits as u16,
-        photometric: text(&obj, tags::PHOTOMETRIC_INTERPRETATION),
-        modality,
-        transfer_syntax: uid,
-        rescale,
-        windows,
-        voi_function,
-        lut_sequences,
-    };
-    if header.pixel_bytes() > MAX_PIXEL_BYTES {
-        return Err(DicomError::TooManyPixels {
-            bytes: header.pixel_bytes(),
-            rows,
-            columns,
-            frames,
-            samples: header.samples,
-            bits: header.bits_allocated,
-        });
-    }
-    Ok(header)
+        .collect()
 }
 
-/// Decodes the chosen frame of a DICOM file already checked by [`read_header`] into 8-bit RGB, through the
-/// pipeline in this module's header. `notice` receives the one-line notices (min-max without a window).
-pub fn decode(
-    bytes: &[u8],
-    header: &Header,
-    options: &DicomOptions,
-    notice: &mut dyn FnMut(String),
-) -> Result<DynamicImage, DicomError> {
-    let frame = options.frame.unwrap_or(1);
-    if frame == 0 || frame > header.frames {
-        return Err(DicomError::NoSuchFrame {
-            asked: frame,
-            frames: header.frames,
-        });
-    }
-    let file_window = match options.window_index {
-        Some(i) if i == 0 || i > header.windows.len() => {
-            return Err(DicomError::NoSuchWindow {
-                asked: i,
-                windows: header.windows.len(),
-            })
-        }
-        Some(i) => Some(header.windows[i - 1]),
-        None => header.windows.first().copied(),
-    };
+/// Opens the whole object and checks that native pixel data covers every frame the header declares.
+fn open_pixels(bytes: &[u8], header: &Header) -> Result<DefaultDicomObject, DicomError> {
     let obj = open(bytes, false)?;
     let pixel_data = obj
         .element_opt(tags::PIXEL_DATA)
@@ -359,10 +230,11 @@ pub fn decode(
         .get(&header.transfer_syntax)
         .is_some_and(|ts| ts.is_encapsulated_pixel_data());
     if !encapsulated {
-        // Native (uncompressed) pixel data: its length must cover every frame the header declares.
         let actual = pixel_data.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
         let expected = if header.bits_allocated == 1 {
             (u64::from(header.rows) * u64::from(header.columns) * u64::from(header.frames)).div_ceil(8)
+        } else if header.native_ybr_422() {
+            ybr_422_frame_bytes(header) as u64 * u64::from(header.frames)
         } else {
             header.pixel_bytes()
         };
@@ -378,40 +250,119 @@ pub fn decode(
             });
         }
     }
-    let decoded = obj
-        .decode_pixel_data_frame(frame - 1)
-        .map_err(|e| DicomError::Decode(e.to_string()))?;
+    Ok(obj)
+}
+
+/// Decodes frame `frame` (1-based, already checked) of an opened object.
+fn decode_frame<'a>(
+    obj: &'a DefaultDicomObject,
+    header: &Header,
+    frame: u32,
+) -> Result<DecodedPixelData<'a>, DicomError> {
+    if header.transfer_syntax == RLE_LOSSLESS && matches!(header.bits_allocated, 8 | 16) {
+        let fragment = obj
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .and_then(|e| e.fragments())
+            .and_then(|fragments| fragments.get(frame as usize - 1));
+        if let Some(fragment) = fragment {
+            let segments = usize::from(header.samples) * usize::from(header.bits_allocated / 8);
+            let pixels = header.rows as usize * header.columns as usize;
+            rle::check_fragment(fragment, segments, pixels).map_err(DicomError::BadHeader)?;
+        }
+    }
+    obj.decode_pixel_data_frame(frame - 1).map_err(|e| {
+        let syntax = TransferSyntaxRegistry
+            .get(&header.transfer_syntax)
+            .map_or("unknown", |ts| ts.name());
+        DicomError::Decode(format!(
+            "{e}; transfer syntax {syntax}: if another viewer opens it, convert it to an uncompressed transfer \
+             syntax (e.g. `dcmdjpeg` or `gdcmconv --raw`)"
+        ))
+    })
+}
+
+/// A decoded grey frame in modality units: stored values through the frame's modality transform.
+fn modality_of(decoded: &DecodedPixelData, header: &Header, frame: u32) -> Result<Vec<f64>, DicomError> {
+    let stored: Vec<f64> = if decoded.bits_allocated() == 32 {
+        // dicom-pixeldata converts 1, 8 and 16 bits only; 32-bit integers (e.g. RT dose) are read here.
+        let data = decoded.frame_data(0).map_err(|e| DicomError::Decode(e.to_string()))?;
+        let unused = 32 - u32::from(header.bits_stored.clamp(1, 32));
+        data.chunks_exact(4)
+            .map(|b| {
+                let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) << unused;
+                if header.signed {
+                    f64::from((v as i32) >> unused)
+                } else {
+                    f64::from(v >> unused)
+                }
+            })
+            .collect()
+    } else if decoded.bits_allocated() == 1 {
+        // 1-bit pixels (segmentations): dicom-pixeldata unpacks them to one byte each, 0 or 255, but converts
+        // only 8 and 16 bits to numbers; the stored values are 0 and 1.
+        let data = decoded.frame_data(0).map_err(|e| DicomError::Decode(e.to_string()))?;
+        data.iter().map(|&b| if b > 0 { 1.0 } else { 0.0 }).collect()
+    } else {
+        decoded
+            .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
+            .map_err(|e| DicomError::Decode(e.to_string()))?
+    };
+    let expected = header.rows as usize * header.columns as usize;
+    if stored.len() < expected {
+        return Err(DicomError::Decode(
+            "the decoded frame has fewer pixels than its header".into(),
+        ));
+    }
+    let modality = header.modality_for(frame);
+    Ok(stored[..expected].iter().map(|&v| modality.apply(v)).collect())
+}
+
+/// The values of frame `frame` (1-based) of a greyscale (MONOCHROME1/2) file in modality units, after the Modality
+/// LUT (the Modality LUT Sequence, the frame's functional group rescale, or RescaleSlope/Intercept) and before any
+/// VOI: Hounsfield units for CT. Row-major, rows x columns. For readers that window several files together (a
+/// series).
+#[allow(dead_code)] // for the series reader (src/dicom/series.rs)
+pub(crate) fn frame_modality_values(bytes: &[u8], header: &Header, frame: u32) -> Result<Vec<f64>, DicomError> {
+    header.check_frame(frame)?;
+    let obj = open_pixels(bytes, header)?;
+    let decoded = decode_frame(&obj, header, frame)?;
+    let photometric = decoded.photometric_interpretation().as_str().to_string();
+    if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2") {
+        return Err(DicomError::UnsupportedPhotometric(format!(
+            "{photometric} where greyscale values are needed"
+        )));
+    }
+    modality_of(&decoded, header, frame)
+}
+
+/// Decodes the chosen frame of a DICOM file already checked by [`read_header`] into 8-bit RGB, through the
+/// pipeline in this module's header. `notice` receives the one-line notices (min-max without a window).
+pub fn decode(
+    bytes: &[u8],
+    header: &Header,
+    options: &DicomOptions,
+    notice: &mut dyn FnMut(String),
+) -> Result<DynamicImage, DicomError> {
+    let frame = options.frame.unwrap_or(1);
+    header.check_frame(frame)?;
+    let (voi, _) = header.voi_for(options, frame)?;
+    let obj = open_pixels(bytes, header)?;
+    if header.native_ybr_422() {
+        return native_ybr_422(&obj, header, frame);
+    }
+    let decoded = decode_frame(&obj, header, frame)?;
     let (w, h) = (header.columns, header.rows);
     let photometric = decoded.photometric_interpretation().as_str().to_string();
     match photometric.as_str() {
         "MONOCHROME1" | "MONOCHROME2" => {
-            let stored: Vec<f64> = decoded
-                .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
-                .map_err(|e| DicomError::Decode(e.to_string()))?;
-            for name in &header.lut_sequences {
-                notice(format!(
-                    "its {name} is not applied yet (rescale and window attributes are used instead)"
-                ));
+            let values = modality_of(&decoded, header, frame)?;
+            if voi == Voi::MinMax {
+                notice(MIN_MAX_NOTICE.into());
             }
-            let (slope, intercept) = header.rescale;
-            let values: Vec<f64> = stored.iter().map(|&v| window::rescale(v, slope, intercept)).collect();
-            let chosen = match (options.window, file_window) {
-                (Some(w), _) => Some((w, VoiFunction::Linear)),
-                (None, Some(w)) => Some((w, header.voi_function)),
-                (None, None) => {
-                    notice(
-                        "no window in the file: grey levels stretched from its lowest to its highest value \
-                            (choose one with --window)"
-                            .into(),
-                    );
-                    None
-                }
-            };
-            let grey = window::to_grey(&values, chosen, photometric == "MONOCHROME1");
-            let rgb: Vec<u8> = grey.iter().flat_map(|&g| [g, g, g]).collect();
-            RgbImage::from_raw(w, h, rgb)
-                .map(DynamicImage::ImageRgb8)
-                .ok_or_else(|| DicomError::Decode("the decoded frame has fewer pixels than its header".into()))
+            let grey = window::to_grey(&values, &voi, photometric == "MONOCHROME1");
+            Ok(grey_to_rgb(w, h, &grey))
         }
         "RGB" | "YBR_FULL" | "YBR_FULL_422" if decoded.bits_allocated() == 8 && decoded.samples_per_pixel() == 3 => {
             let data = decoded.frame_data(0).map_err(|e| DicomError::Decode(e.to_string()))?;
@@ -438,15 +389,92 @@ pub fn decode(
             ))
         }
         other => Err(DicomError::UnsupportedPhotometric(format!(
-            "{other} at {} bits",
+            "{} at {} bits",
+            code_string(other),
             decoded.bits_allocated()
         ))),
     }
 }
 
+/// The bytes of one uncompressed YBR_FULL_422 frame: each pair of pixels in a row is stored as Y1 Y2 Cb Cr
+/// (PS3.3 C.7.6.3.1.2), an odd last pixel with a pair of its own.
+fn ybr_422_frame_bytes(header: &Header) -> usize {
+    header.rows as usize * (header.columns as usize).div_ceil(2) * 4
+}
+
+/// An uncompressed YBR_FULL_422 frame as RGB: each chroma pair is used for both pixels it covers (as pydicom
+/// does), then the same YCbCr conversion as YBR_FULL. dicom-pixeldata expects 3 bytes a pixel and cannot read it.
+fn native_ybr_422(obj: &DefaultDicomObject, header: &Header, frame: u32) -> Result<DynamicImage, DicomError> {
+    let data = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_bytes().ok())
+        .ok_or_else(|| DicomError::Decode("its pixel data cannot be read".into()))?;
+    let size = ybr_422_frame_bytes(header);
+    let start = (frame as usize - 1) * size;
+    let frame = data
+        .get(start..start + size)
+        .ok_or_else(|| DicomError::Decode("the frame lies past the end of the pixel data".into()))?;
+    let (w, h) = (header.columns as usize, header.rows as usize);
+    if w == 0 || h == 0 {
+        return Err(DicomError::Decode(format!("the frame is {w}x{h} pixels")));
+    }
+    let row_bytes = w.div_ceil(2) * 4;
+    let mut rgb = Vec::with_capacity(3 * w * h);
+    for row in frame.chunks_exact(row_bytes).take(h) {
+        for x in 0..w {
+            let pair = &row[(x / 2) * 4..(x / 2) * 4 + 4];
+            rgb.extend(window::ybr_full_to_rgb(pair[x % 2], pair[2], pair[3]));
+        }
+    }
+    Ok(DynamicImage::ImageRgb8(
+        RgbImage::from_raw(header.columns, header.rows, rgb).expect("3 bytes per pixel"),
+    ))
+}
+
+/// The notice when a frame (or a 16-bit grey PNG/TIFF) has no window and is min-max scaled.
+pub const MIN_MAX_NOTICE: &str =
+    "no window in the file: grey levels stretched from its lowest to its highest value (choose one with --window)";
+
+/// 8-bit grey (`w` x `h`, row-major) copied to R, G and B.
+fn grey_to_rgb(w: u32, h: u32, grey: &[u8]) -> DynamicImage {
+    let rgb: Vec<u8> = grey.iter().flat_map(|&g| [g, g, g]).collect();
+    DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, rgb).expect("one grey byte per pixel"))
+}
+
+/// A 16-bit greyscale image (PNG or TIFF) to 8-bit RGB through the same windowing as DICOM: `window` (LINEAR) on
+/// the raw 16-bit values when given, else min-max with [`MIN_MAX_NOTICE`]. Such files carry no rescale, so the
+/// raw values are the only units there are.
+pub(crate) fn grey16_to_rgb(
+    w: u32,
+    h: u32,
+    values: &[u16],
+    window: Option<Window>,
+    notice: &mut dyn FnMut(String),
+) -> DynamicImage {
+    let voi = match window {
+        Some(window) => Voi::Window(window, window::VoiFunction::Linear),
+        None => {
+            notice(MIN_MAX_NOTICE.into());
+            Voi::MinMax
+        }
+    };
+    let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+    grey_to_rgb(w, h, &window::to_grey(&values, &voi, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_valid_code_strings_are_printed() {
+        assert_eq!(code_string("CT"), "CT");
+        assert_eq!(code_string("YBR_FULL_422"), "YBR_FULL_422");
+        assert_eq!(code_string("Fuzz^Secret"), "(not a valid code string)");
+        assert_eq!(code_string("A VERY LONG CODE STRING"), "(not a valid code string)");
+    }
 
     #[test]
     fn recognised_by_content() {

@@ -1,9 +1,12 @@
-//! The grey-level arithmetic of the DICOM pixel pipeline: the modality LUT (rescale), the VOI window and its
-//! function, min-max when there is no window, MONOCHROME1 inversion, YBR to RGB, and the named window presets.
+//! The grey-level arithmetic of the DICOM pixel pipeline: the modality transform (rescale or a Modality LUT), the
+//! VOI transform (a window and its function, a VOI LUT, or min-max when there is neither), MONOCHROME1 inversion,
+//! YBR to RGB, and the named window presets.
 //!
 //! Owns: pure functions on numbers, each matching the DICOM standard (PS3.3 C.11.1 and C.11.2) as pydicom's
 //! `apply_modality_lut` and `apply_voi_lut` implement it, to within one grey level after scaling to 8 bits.
 //! Must not: read files, print, or know about flags beyond parsing a `--window` value.
+
+use super::lut::Lut;
 
 /// A VOI window: centre and width in modality units (Hounsfield units for CT).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +78,31 @@ pub fn rescale(stored: f64, slope: f64, intercept: f64) -> f64 {
     stored * slope + intercept
 }
 
+/// The modality transform of a frame: a rescale, or a Modality LUT Sequence (which wins when present).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Modality {
+    Rescale { slope: f64, intercept: f64 },
+    Lut(Lut),
+}
+
+impl Modality {
+    /// A stored value in modality units (Hounsfield units for CT).
+    pub fn apply(&self, stored: f64) -> f64 {
+        match self {
+            Modality::Rescale { slope, intercept } => rescale(stored, *slope, *intercept),
+            Modality::Lut(lut) => lut.lookup(stored),
+        }
+    }
+}
+
+/// The VOI transform of a frame: a window with its function, a VOI LUT Sequence item, or min-max.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Voi {
+    Window(Window, VoiFunction),
+    Lut(Lut),
+    MinMax,
+}
+
 /// Where `value` falls in the window, from 0 (black) to 1 (white).
 pub fn window_fraction(value: f64, window: Window, function: VoiFunction) -> f64 {
     let Window { center, width } = window;
@@ -102,12 +130,13 @@ pub fn to_u8(fraction: f64) -> u8 {
     (fraction * 255.0).round().clamp(0.0, 255.0) as u8
 }
 
-/// Maps values to 8-bit grey through `window`, or from their minimum to their maximum when there is none;
-/// `invert` for MONOCHROME1 (where the lowest value is white).
-pub fn to_grey(values: &[f64], window: Option<(Window, VoiFunction)>, invert: bool) -> Vec<u8> {
-    let fraction: Box<dyn Fn(f64) -> f64> = match window {
-        Some((window, function)) => Box::new(move |v| window_fraction(v, window, function)),
-        None => {
+/// Maps modality values to 8-bit grey through `voi` (a window, a VOI LUT scaled from its output range
+/// 0..2^bits-1, or min-max over `values`); `invert` for MONOCHROME1 (where the lowest value is white).
+pub fn to_grey(values: &[f64], voi: &Voi, invert: bool) -> Vec<u8> {
+    let fraction: Box<dyn Fn(f64) -> f64 + '_> = match voi {
+        Voi::Window(window, function) => Box::new(move |v| window_fraction(v, *window, *function)),
+        Voi::Lut(lut) => Box::new(move |v| lut.lookup(v) / lut.max_output()),
+        Voi::MinMax => {
             let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
                 (lo.min(v), hi.max(v))
             });
@@ -161,16 +190,38 @@ mod tests {
         // Stored 24 with intercept -1024 is -1000 HU (air): black in a lung window, and white when inverted.
         let hu = rescale(24.0, 1.0, -1024.0);
         assert_eq!(hu, -1000.0);
-        let lung = (parse_window("lung").unwrap(), VoiFunction::Linear);
-        assert_eq!(to_grey(&[hu, 0.0, 2000.0], Some(lung), false), vec![60, 230, 255]);
-        assert_eq!(to_grey(&[hu], Some(lung), true), vec![195]);
+        let lung = Voi::Window(parse_window("lung").unwrap(), VoiFunction::Linear);
+        assert_eq!(to_grey(&[hu, 0.0, 2000.0], &lung, false), vec![60, 230, 255]);
+        assert_eq!(to_grey(&[hu], &lung, true), vec![195]);
     }
 
     #[test]
     fn min_max_without_a_window() {
-        assert_eq!(to_grey(&[10.0, 20.0, 30.0], None, false), vec![0, 128, 255]);
-        assert_eq!(to_grey(&[10.0, 20.0, 30.0], None, true), vec![255, 128, 0]);
-        assert_eq!(to_grey(&[5.0, 5.0], None, false), vec![0, 0]);
+        assert_eq!(to_grey(&[10.0, 20.0, 30.0], &Voi::MinMax, false), vec![0, 128, 255]);
+        assert_eq!(to_grey(&[10.0, 20.0, 30.0], &Voi::MinMax, true), vec![255, 128, 0]);
+        assert_eq!(to_grey(&[5.0, 5.0], &Voi::MinMax, false), vec![0, 0]);
+    }
+
+    #[test]
+    fn a_modality_lut_then_a_voi_lut_scaled_from_its_bits() {
+        // A 12-bit modality LUT doubling stored values from 100 on, then an 8-bit VOI LUT mapping 200.. to 0..
+        let modality = Modality::Lut(Lut {
+            first_mapped: 100,
+            bits: 12,
+            data: vec![200, 202, 204],
+        });
+        let values: Vec<f64> = [50.0, 101.0, 400.0].iter().map(|&v| modality.apply(v)).collect();
+        assert_eq!(values, vec![200.0, 202.0, 204.0]);
+        let voi = Voi::Lut(Lut {
+            first_mapped: 200,
+            bits: 8,
+            data: vec![0, 51, 255],
+        });
+        assert_eq!(
+            to_grey(&[199.0, 201.0, 202.0, 203.0], &voi, false),
+            vec![0, 51, 255, 255]
+        );
+        assert_eq!(to_grey(&[201.0], &voi, true), vec![204]);
     }
 
     #[test]
