@@ -111,11 +111,13 @@ pub struct DicomArgs {
 }
 
 impl DicomArgs {
-    pub fn options(&self) -> DicomOptions {
+    /// The options; `verbose` (the command's `--verbose`) adds one technical line per DICOM image on stderr.
+    pub fn options(&self, verbose: bool) -> DicomOptions {
         DicomOptions {
             window: self.window,
             window_index: self.window_index.map(|i| i as usize),
             frame: self.frame,
+            verbose,
         }
     }
 }

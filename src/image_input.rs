@@ -244,6 +244,13 @@ fn load_dicom(path: &Path, bytes: &[u8], fit: ImageFit, options: &DicomOptions) 
     };
     let header = crate::dicom::read_header(bytes).map_err(dicom_error)?;
     check_dims(path, header.columns, header.rows, fit)?;
+    if options.verbose {
+        eprintln!(
+            "medgemma: image {}: {}",
+            path.display(),
+            crate::dicom::describe(&header, options)
+        );
+    }
     let mut notice = |text: String| eprintln!("image {}: {text}", path.display());
     crate::dicom::decode(bytes, &header, options, &mut notice).map_err(dicom_error)
 }

@@ -261,3 +261,40 @@ fn run_with_a_dicom_equals_run_with_its_preview_png() {
         "the window made no difference"
     );
 }
+
+/// `run --verbose` names each DICOM image's technical facts (modality, size, bits, transfer syntax, the window and
+/// where it came from, the frame) on stderr, and never a patient attribute.
+#[test]
+fn verbose_describes_a_dicom_without_patient_data() {
+    let (dir, manifest) = fixtures();
+    let g = crate::util::converted("tiny-medgemma-mm", "f32");
+    let output = medgemma()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--mmproj")
+        .arg(g.mmproj.as_ref().unwrap())
+        .args(["-v", "-n", "1", "--image", "ct.dcm", "--window-index", "2", "Describe."])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("medgemma: image ") && l.contains("ct.dcm:"))
+        .unwrap_or_else(|| panic!("no description of ct.dcm in:\n{stderr}"));
+    for fact in [
+        "CT",
+        "64x64",
+        "16 bits allocated",
+        "MONOCHROME2",
+        "from the file (2 of 2)",
+        "frame 1 of 1",
+    ] {
+        assert!(line.contains(fact), "{fact:?} missing from {line:?}");
+    }
+    for secret in manifest["secrets"].as_array().unwrap() {
+        assert!(!stderr.contains(secret.as_str().unwrap()), "{stderr}");
+    }
+}

@@ -105,7 +105,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
             &ImageOptions {
                 fit: args.image_fit,
                 side: crate::image_input::DEFAULT_IMAGE_SIDE,
-                dicom: args.dicom.options(),
+                dicom: args.dicom.options(args.model.verbose),
                 series: args.series_select.options(),
             },
         )?;

@@ -79,7 +79,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         loader: ImageLoader::new(ImageOptions {
             fit: args.image_fit,
             side: engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE),
-            dicom: args.dicom.options(),
+            dicom: args.dicom.options(args.model.verbose),
             series: args.series_select.options(),
         }),
         verbose: args.model.verbose,

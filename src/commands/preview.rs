@@ -20,7 +20,7 @@ pub fn run(args: PreviewArgs) -> Result<()> {
     if args.series_select.any() && args.series.is_none() {
         anyhow::bail!("--series-uid and --max-slices choose slices of a series: add --series DIR");
     }
-    let options = args.dicom.options();
+    let options = args.dicom.options(false);
     let images = args
         .images
         .iter()

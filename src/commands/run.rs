@@ -50,7 +50,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut loader = ImageLoader::new(ImageOptions {
         fit: args.image_fit,
         side: crate::prompt_images::projector_side(files.mmproj.as_deref()),
-        dicom: args.dicom.options(),
+        dicom: args.dicom.options(args.model.verbose),
         series: args.series_select.options(),
     });
     let (conversation, images) = loader.load(&conversation)?;

@@ -32,7 +32,6 @@ mod rle;
 pub mod series;
 mod window;
 
-#[allow(unused_imports)] // called by run/preview under --verbose (wired by the commands, not here)
 pub(crate) use describe::describe;
 pub use header::{read_header, Header};
 pub use window::{parse_window, Window};
@@ -57,6 +56,9 @@ pub struct DicomOptions {
     pub window_index: Option<usize>,
     /// `--frame`: which frame of a multi-frame file, 1-based; the first when `None`.
     pub frame: Option<u32>,
+    /// `--verbose`: one line per DICOM image on stderr with [`describe`]'s technical summary (never a patient
+    /// attribute).
+    pub verbose: bool,
 }
 
 /// The most decoded pixel bytes a file may claim (rows x columns x frames x samples x bytes per sample), checked
@@ -325,9 +327,20 @@ fn modality_of(decoded: &DecodedPixelData, header: &Header, frame: u32) -> Resul
 /// series).
 #[allow(dead_code)] // for the series reader (src/dicom/series.rs)
 pub(crate) fn frame_modality_values(bytes: &[u8], header: &Header, frame: u32) -> Result<Vec<f64>, DicomError> {
+    modality_frame(&open_frames(bytes, header)?, header, frame)
+}
+
+/// A file checked by [`read_header`] opened once for reading frames with [`modality_frame`] (a series reads
+/// several frames of one file): its pixel data present and, when native, as long as the header says.
+pub(crate) fn open_frames(bytes: &[u8], header: &Header) -> Result<DefaultDicomObject, DicomError> {
+    open_pixels(bytes, header)
+}
+
+/// One grey frame (from 1) of a file opened by [`open_frames`], in modality units (see
+/// [`frame_modality_values`]).
+pub(crate) fn modality_frame(obj: &DefaultDicomObject, header: &Header, frame: u32) -> Result<Vec<f64>, DicomError> {
     header.check_frame(frame)?;
-    let obj = open_pixels(bytes, header)?;
-    let decoded = decode_frame(&obj, header, frame)?;
+    let decoded = decode_frame(obj, header, frame)?;
     let photometric = decoded.photometric_interpretation().as_str().to_string();
     if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2") {
         return Err(DicomError::UnsupportedPhotometric(format!(

@@ -8,11 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use dicom_dictionary_std::tags;
-use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::DefaultDicomObject;
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::RgbImage;
 
 use super::{Instance, SeriesError, SeriesSlice};
@@ -40,38 +36,9 @@ impl OpenedFile {
                 header.columns, header.rows
             ))));
         }
-        let object = crate::dicom::open(&bytes, false).map_err(file_error)?;
-        let no_pixels = || DicomError::NoPixelData {
-            modality: header.modality.clone(),
-            sop_class: object
-                .meta()
-                .media_storage_sop_class_uid()
-                .trim_end_matches('\0')
-                .to_string(),
-        };
-        let pixel_data = object
-            .element_opt(tags::PIXEL_DATA)
-            .ok()
-            .flatten()
-            .ok_or_else(|| file_error(no_pixels()))?;
-        let encapsulated = TransferSyntaxRegistry
-            .get(&header.transfer_syntax)
-            .is_some_and(|ts| ts.is_encapsulated_pixel_data());
-        if !encapsulated {
-            let actual = pixel_data.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
-            let expected = header.pixel_bytes();
-            if actual < expected {
-                return Err(file_error(DicomError::TruncatedPixelData {
-                    actual,
-                    expected,
-                    rows: header.rows,
-                    columns: header.columns,
-                    frames: header.frames,
-                    samples: header.samples,
-                    bits: header.bits_allocated,
-                }));
-            }
-        }
+        // Pixel data present and, when native, as long as the header says; decoded through the same checked
+        // path as single images (Modality LUT or rescale, per-frame functional groups).
+        let object = crate::dicom::open_frames(&bytes, &header).map_err(file_error)?;
         Ok(OpenedFile {
             path: path.to_path_buf(),
             object,
@@ -79,30 +46,12 @@ impl OpenedFile {
         })
     }
 
-    /// One frame (from 1) in modality units: stored value x RescaleSlope + RescaleIntercept.
+    /// One frame (from 1) in modality units (Hounsfield units for CT): the Modality LUT, or the rescale.
     fn values(&self, frame: u32) -> Result<Vec<f64>, SeriesError> {
-        let decode_error = |e: String| SeriesError::File {
+        crate::dicom::modality_frame(&self.object, &self.header, frame).map_err(|error| SeriesError::File {
             path: self.path.clone(),
-            error: DicomError::Decode(e),
-        };
-        let decoded = self
-            .object
-            .decode_pixel_data_frame(frame - 1)
-            .map_err(|e| decode_error(e.to_string()))?;
-        let stored: Vec<f64> = decoded
-            .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
-            .map_err(|e| decode_error(e.to_string()))?;
-        let n = self.header.rows as usize * self.header.columns as usize;
-        if stored.len() < n {
-            return Err(decode_error(
-                "the decoded frame has fewer pixels than its header".into(),
-            ));
-        }
-        let (slope, intercept) = self.header.rescale;
-        Ok(stored[..n]
-            .iter()
-            .map(|&v| crate::dicom::window::rescale(v, slope, intercept))
-            .collect())
+            error,
+        })
     }
 }
 
