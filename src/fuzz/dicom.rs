@@ -298,6 +298,7 @@ fn generate(rng: &mut Rng) -> Input {
         }),
         window_index: rng.one_in(4).then(|| rng.range(0, 3)),
         frame: rng.one_in(4).then(|| rng.range(0, 3) as u32),
+        verbose: false,
     };
     Input {
         bytes: Bytes(bytes),
