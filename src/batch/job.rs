@@ -99,7 +99,7 @@ pub enum ImageFolderError {
         #[source]
         source: std::io::Error,
     },
-    #[error("--images {}: no PNG, JPEG, BMP, TIFF or WebP files found", dir.display())]
+    #[error("--images {}: no PNG, JPEG, BMP, TIFF, WebP or DICOM (.dcm) files found", dir.display())]
     Empty { dir: PathBuf },
 }
 
@@ -366,7 +366,7 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         if path.is_dir() {
             collect_images(&path, out)?;
         } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"].contains(&e.to_ascii_lowercase().as_str())
+            ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "dcm"].contains(&e.to_ascii_lowercase().as_str())
         }) {
             out.push(path);
         }
