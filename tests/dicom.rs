@@ -6,52 +6,15 @@
 //! The interpreter needs pydicom and numpy: MEDGEMMA_DICOM_PYTHON, else MEDGEMMA_PYTHON, else .venv-fixtures or
 //! .venv in the repository, whichever imports pydicom first.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{fails, medgemma, ok, root};
-
-/// The first candidate interpreter that can import pydicom and numpy.
-fn pydicom_python() -> PathBuf {
-    let candidates: Vec<PathBuf> = ["MEDGEMMA_DICOM_PYTHON", "MEDGEMMA_PYTHON"]
-        .iter()
-        .filter_map(std::env::var_os)
-        .map(PathBuf::from)
-        .chain([
-            root().join(".venv-fixtures/bin/python"),
-            root().join(".venv/bin/python"),
-        ])
-        .collect();
-    candidates
-        .iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import pydicom, numpy"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no Python with pydicom and numpy among {candidates:?}: `python -m venv .venv-fixtures && \
-                 .venv-fixtures/bin/pip install pydicom numpy`, or set MEDGEMMA_DICOM_PYTHON"
-            )
-        })
-}
+use crate::util::{fails, medgemma, ok};
 
 /// Writes the fixtures into a fresh folder and returns it with the manifest.
 fn fixtures() -> (tempfile::TempDir, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(pydicom_python())
-        .arg(root().join("scripts/make_dicom_fixtures.py"))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "make_dicom_fixtures.py failed");
-    let manifest = serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap()).unwrap();
-    (dir, manifest)
+    crate::util::dicom_fixtures("make_dicom_fixtures.py")
 }
 
 /// The largest difference between our preview of `file` and the reference pixels, which sit centred in the

@@ -27,7 +27,7 @@ fn series() -> &'static Series {
     SERIES.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("series-prompt");
         let _ = std::fs::remove_dir_all(&dir);
-        let status = Command::new(crate::dicom_series::pydicom_python())
+        let status = Command::new(crate::util::pydicom_python())
             .arg(crate::util::root().join("scripts/make_dicom_series_fixtures.py"))
             .arg(&dir)
             .status()

@@ -329,3 +329,45 @@ pub fn reshape(bytes: &mut [u8], name: &str) {
     bytes[at + 4..at + 12].copy_from_slice(&(a * 2).to_le_bytes());
     bytes[at + 12..at + 20].copy_from_slice(&(b / 2).to_le_bytes());
 }
+
+/// The first candidate interpreter that can import pydicom and numpy (the DICOM fixture scripts need them):
+/// MEDGEMMA_DICOM_PYTHON, MEDGEMMA_PYTHON, then .venv-fixtures or .venv in the repository.
+pub fn pydicom_python() -> PathBuf {
+    let candidates: Vec<PathBuf> = ["MEDGEMMA_DICOM_PYTHON", "MEDGEMMA_PYTHON"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .chain([
+            root().join(".venv-fixtures/bin/python"),
+            root().join(".venv/bin/python"),
+        ])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import pydicom, numpy"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no Python with pydicom and numpy among {candidates:?}: `scripts/setup-python`, or set \
+                 MEDGEMMA_DICOM_PYTHON"
+            )
+        })
+}
+
+/// Runs `scripts/<script> DIR` (a DICOM fixture writer) into a fresh folder; returns it with its manifest.json.
+pub fn dicom_fixtures(script: &str) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(pydicom_python())
+        .arg(root().join("scripts").join(script))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script} failed");
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.json")).unwrap();
+    (dir, serde_json::from_str(&manifest).unwrap())
+}
