@@ -79,8 +79,8 @@ pub enum Command {
     List(ListArgs),
     /// Remove a model from this machine: NAME[:QUANT] as `medgemma list` shows it (every quantisation without one).
     Rm(RmArgs),
-    /// Write the RGB images the model would see (after DICOM windowing and fitting to a square) as PNGs,
-    /// DIR/001.png, 002.png, ... in the order given, to check the windowing before a run.
+    /// Write the RGB images the model would see (after DICOM windowing, slice selection and fitting to a square)
+    /// as PNGs, DIR/001.png, 002.png, ... in prompt order, plus DIR/contact-sheet.png for a series.
     Preview(PreviewArgs),
     /// Check this machine: the build, CPU features, kernel sandboxing (with a proof that the sandbox refuses a
     /// network connection and a file outside it), the cache folders and their free space.
