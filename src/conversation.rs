@@ -307,6 +307,23 @@ impl Conversation {
         })
     }
 
+    /// Every image file and series (folder or file) the conversation names, in order (what a sandbox must let
+    /// the command read).
+    pub fn media_paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.turns.iter().flat_map(|t| t.media()).filter_map(|p| match p {
+            Part::Image(path) | Part::Series(path) => Some(path),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Whether a turn holds a series part (`--series-uid` and `--max-slices` need one).
+    pub fn has_series(&self) -> bool {
+        self.turns
+            .iter()
+            .flat_map(|t| &t.parts)
+            .any(|p| matches!(p, Part::Series(_)))
+    }
+
     /// Resolves relative image and series paths against `base` (the folder of the JSON file they came from).
     pub fn resolve_images(&mut self, base: &Path) {
         for turn in &mut self.turns {

@@ -51,10 +51,17 @@ pub fn default_instruction(modality: &str) -> String {
     )
 }
 
-/// The images of prompts, each file and series read once.
+/// A series read once, its slices already fitted for the projector (a chat puts them in every turn's prompt).
+pub struct LoadedSeries {
+    pub modality: String,
+    /// `(k of "SLICE k", the slice as the projector takes it)`, in prompt order.
+    pub slices: Vec<(usize, ImageInput)>,
+}
+
+/// The images of prompts, each file and series read (and fitted) once.
 pub struct ImageLoader {
     options: ImageOptions,
-    series: HashMap<PathBuf, Series>,
+    series: HashMap<PathBuf, LoadedSeries>,
     images: HashMap<PathBuf, ImageInput>,
 }
 
@@ -69,9 +76,9 @@ impl ImageLoader {
 
     /// The series at `path` (a folder or a multi-frame file), read on first use; its notices and a one-line
     /// summary (modality, slices taken of how many) go to stderr then.
-    pub fn series(&mut self, path: &Path) -> Result<&Series, PromptImageError> {
+    pub fn series(&mut self, path: &Path) -> Result<&LoadedSeries, PromptImageError> {
         if !self.series.contains_key(path) {
-            let series = read_series(path, &self.options.series)?;
+            let series: Series = read_series(path, &self.options.series)?;
             for notice in &series.notices {
                 eprintln!("medgemma: {notice}");
             }
@@ -82,7 +89,17 @@ impl ImageLoader {
                 series.slices.len(),
                 series.n_instances
             );
-            self.series.insert(path.to_path_buf(), series);
+            let (fit, side) = (self.options.fit, self.options.side);
+            let slices = series
+                .slices
+                .iter()
+                .map(|slice| (slice.label, slice_input(slice, fit, side)))
+                .collect();
+            let loaded = LoadedSeries {
+                modality: series.modality,
+                slices,
+            };
+            self.series.insert(path.to_path_buf(), loaded);
         }
         Ok(&self.series[path])
     }
@@ -119,15 +136,14 @@ impl ImageLoader {
                         parts.push(Part::Image(path));
                     }
                     Part::Series(path) => {
-                        let (fit, side) = (self.options.fit, self.options.side);
                         let series = self.series(&path)?;
                         if i == 0 {
                             parts.push(Part::Text(default_instruction(&series.modality)));
                         }
-                        for slice in &series.slices {
-                            images.push(slice_input(slice, fit, side));
-                            parts.push(Part::Image(slice.file.clone()));
-                            parts.push(Part::Text(format!("SLICE {}", slice.label)));
+                        for (label, slice) in &series.slices {
+                            parts.push(Part::Image(slice.path.clone()));
+                            parts.push(Part::Text(format!("SLICE {label}")));
+                            images.push(slice.clone());
                         }
                     }
                     text => parts.push(text),

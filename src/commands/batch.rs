@@ -14,6 +14,7 @@ use crate::batch::results::{JobResult, ResultsFile, Timings, Usage};
 use crate::batch::sha256_cache::Sha256Cache;
 use crate::batch::sidecar::Sidecar;
 use crate::cli::BatchArgs;
+use crate::conversation::Conversation;
 use crate::engine::{Engine, EngineError, FinishReason, Finished, LlamaScheduler, Scheduler};
 use crate::interrupt;
 use crate::output_guard::OutputGuard;
@@ -47,7 +48,11 @@ pub fn run(args: BatchArgs) -> Result<()> {
     // Describe the run before touching the results; refuse a file that is not ours, and results of another model.
     let sampling = args.sampling.settings();
     let mut context = args.context.settings();
-    if context.ctx_size.is_none() && mine.iter().any(|j| j.input.as_ref().is_ok_and(super::has_series)) {
+    if context.ctx_size.is_none()
+        && mine
+            .iter()
+            .any(|j| j.input.as_ref().is_ok_and(Conversation::has_series))
+    {
         // Each sequence must hold a whole series prompt; sized from the jobs before anything runs, the same on
         // every resume (the sidecar records it).
         let slices = args
@@ -89,7 +94,10 @@ pub fn run(args: BatchArgs) -> Result<()> {
         crate::sandbox::Policy::new("batch")
             .read_model(&files.model)
             .read_all(&files.mmproj)
-            .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(super::media_paths)))
+            .read_all(
+                todo.iter()
+                    .flat_map(|j| j.input.iter().flat_map(Conversation::media_paths)),
+            )
             .verbose(args.model.verbose)
             .enter()?;
         interrupt::install();
@@ -246,7 +254,7 @@ fn run_jobs(
 /// are for series jobs).
 fn with_series_fix(job: &Job, e: EngineError) -> anyhow::Error {
     let series_too_long =
-        matches!(e, EngineError::PromptTooLong { .. }) && job.input.as_ref().is_ok_and(super::has_series);
+        matches!(e, EngineError::PromptTooLong { .. }) && job.input.as_ref().is_ok_and(Conversation::has_series);
     let e = anyhow::Error::from(e);
     if series_too_long {
         e.context("the series' slices do not fit the context: take fewer with --max-slices N")
@@ -323,7 +331,7 @@ fn prepare_job(
     options: &ImageOptions,
 ) -> Result<(crate::engine::PreparedPrompt, SamplingSettings)> {
     let conversation = job.input.clone()?;
-    if !super::media_paths(&conversation).is_empty() && !engine.has_vision() {
+    if conversation.media_paths().next().is_some() && !engine.has_vision() {
         bail!("the job has images or a series but no --mmproj was given");
     }
     let side = engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE);

@@ -54,29 +54,6 @@ pub(crate) fn print_report<R: serde::Serialize>(
     Ok(())
 }
 
-/// Whether `conversation` holds a series part (`--series-uid` and `--max-slices` need one).
-pub(crate) fn has_series(conversation: &crate::conversation::Conversation) -> bool {
-    conversation
-        .turns
-        .iter()
-        .flat_map(|t| &t.parts)
-        .any(|p| matches!(p, crate::conversation::Part::Series(_)))
-}
-
-/// Every image file and series (folder or file) that `conversation` names, for the sandbox's read rules.
-pub(crate) fn media_paths(conversation: &crate::conversation::Conversation) -> Vec<std::path::PathBuf> {
-    use crate::conversation::Part;
-    conversation
-        .turns
-        .iter()
-        .flat_map(|t| &t.parts)
-        .filter_map(|p| match p {
-            Part::Image(path) | Part::Series(path) => Some(path.clone()),
-            Part::Text(_) => None,
-        })
-        .collect()
-}
-
 /// What to add when a prompt has images or series but no vision projector was given.
 pub(crate) const NEEDS_MMPROJ: &str =
     "images and series need a vision projector: add --mmproj MMPROJ.gguf (the mmproj \

@@ -14,7 +14,8 @@ use image::RgbImage;
 
 use crate::cli::PreviewArgs;
 use crate::dicom::series;
-use crate::image_input::{fit_square, ImageInput};
+use crate::image_input::ImageInput;
+use crate::prompt_images::slice_input;
 
 pub fn run(args: PreviewArgs) -> Result<()> {
     if args.series_select.any() && args.series.is_none() {
@@ -39,14 +40,8 @@ pub fn run(args: PreviewArgs) -> Result<()> {
     let slices: Vec<(usize, RgbImage)> = series
         .iter()
         .flat_map(|s| &s.slices)
-        .map(|slice| {
-            let fitted = fit_square(
-                image::DynamicImage::ImageRgb8(slice.rgb.clone()),
-                args.image_fit,
-                args.side.max(1),
-            );
-            (slice.label, fitted)
-        })
+        // Fitted exactly as run/chat/batch fit them for the projector.
+        .map(|slice| (slice.label, slice_input(slice, args.image_fit, args.side).rgb))
         .collect();
 
     let name = |i: usize| args.out.join(format!("{i:03}.png"));

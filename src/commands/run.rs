@@ -36,13 +36,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             Some(path) => format!("--messages {}: cannot answer this conversation", path.display()),
             None => "cannot answer this conversation".into(),
         })?;
-    if args.series_select.any() && !super::has_series(&conversation) {
+    if args.series_select.any() && !conversation.has_series() {
         bail!("--series-uid and --max-slices choose slices of a series: add --series DIR (or a series part in --messages)");
     }
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
-    let has_media = conversation.turns.iter().any(|t| t.media().next().is_some());
-    if has_media && files.mmproj.is_none() {
+    if conversation.media_paths().next().is_some() && files.mmproj.is_none() {
         bail!(super::NEEDS_MMPROJ);
     }
 
