@@ -70,6 +70,9 @@ pub enum Command {
     /// Measure how far quantised models are from their source: KL divergence, top-1 agreement, perplexity.
     #[command(name = "eval-quant")]
     EvalQuant(EvalQuantArgs),
+    /// Measure a model on your own labelled data: predictions, accuracy with a confidence interval, per-class
+    /// precision/recall/F1, Cohen's kappa, the confusion matrix, ROC AUC, calibration; --compare two runs.
+    Eval(EvalArgs),
     /// Measure speed: prompt processing and generation tokens/s, image encoding time, load time, peak memory.
     Bench(BenchArgs),
     /// Download a model by name (e.g. medgemma-4b-it:q8_0) or any GGUF from a Hugging Face repository, or build
@@ -520,6 +523,58 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub dicom: DicomArgs,
     /// For the jobs' "series" (a job line's `"series": DIR`, or a series part of its messages).
+    #[command(flatten)]
+    pub series_select: SeriesArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
+/// `medgemma eval`
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The labelled data, one JSON object per line: a batch job ({"id", "prompt" | "messages", "images",
+    /// "series", "system", ...}) with its "label"; image paths are relative to this file.
+    #[arg(long, value_name = "LABELLED.jsonl", conflicts_with_all = ["report", "compare"])]
+    pub input: Option<PathBuf>,
+    /// Where the run goes: DIR/predictions.jsonl (appended as each item finishes; rerunning the same command
+    /// resumes), DIR/report.json, DIR/report.md and the PNG plots.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// The labels, comma-separated ("normal,pneumonia,effusion") or a file with one per line; each item is
+    /// answered with the most probable label, scored over its whole token sequence (no sampling).
+    #[arg(long, value_name = "LABELS|FILE", conflicts_with = "json_schema")]
+    pub choices: Option<String>,
+    /// Answers constrained to this JSON Schema; --field names the property that holds the prediction.
+    #[arg(long = "json-schema", value_name = "SCHEMA.json", requires = "field")]
+    pub json_schema: Option<PathBuf>,
+    /// The answer's property compared with the label (with --json-schema).
+    #[arg(long, value_name = "NAME", requires = "json_schema")]
+    pub field: Option<String>,
+    /// Start DIR's predictions again instead of resuming them.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Run N items together in one context (see `medgemma batch --help`).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+    /// Recompute DIR's report (report.json, report.md, plots) from DIR/predictions.jsonl; loads no model.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["input", "compare", "choices", "json_schema"])]
+    pub report: Option<PathBuf>,
+    /// Two runs side by side (their output folders, on the same items), with McNemar's paired test.
+    #[arg(long, value_names = ["RESULTS_A", "RESULTS_B"], num_args = 2,
+          conflicts_with_all = ["input", "report", "choices", "json_schema"])]
+    pub compare: Vec<PathBuf>,
+    /// Print the report (or the comparison) as one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// How a non-square image is made square (see `medgemma run --help`).
+    #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
+    pub image_fit: ImageFit,
+    #[command(flatten)]
+    pub dicom: DicomArgs,
     #[command(flatten)]
     pub series_select: SeriesArgs,
     #[command(flatten)]

@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::Info(args) => commands::info::run(args),
         cli::Command::Quantize(args) => commands::quantize::run(args),
         cli::Command::EvalQuant(args) => commands::eval_quant::run(args),
+        cli::Command::Eval(args) => commands::eval::run(args),
         cli::Command::Bench(args) => commands::bench::run(args),
         cli::Command::Pull(args) => commands::pull::run(args),
         cli::Command::List(args) => commands::list::run(args),

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod bench;
 pub mod chat;
 pub mod doctor;
+pub mod eval;
 pub mod eval_quant;
 pub mod eval_quant_vision;
 pub mod info;
