@@ -273,6 +273,49 @@ impl SamplingArgs {
     }
 }
 
+/// The shape answers must take: enforced while the answer is generated (llama.cpp's grammar engine) and checked
+/// again when it is done.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FormatArgs {
+    /// Answer with one JSON object (any keys).
+    #[arg(long, value_name = "json", value_enum, conflicts_with_all = ["json_schema", "grammar"])]
+    pub format: Option<AnswerFormat>,
+    /// Answer with JSON in the shape of this JSON Schema. Supported: type, properties, required,
+    /// additionalProperties, items, prefixItems, minItems, maxItems, enum, const, anyOf, oneOf, $ref/$defs,
+    /// minLength, maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum; any other keyword is refused.
+    #[arg(long = "json-schema", value_name = "SCHEMA.json", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Answer following this GBNF grammar (llama.cpp's grammar format, root rule `root`).
+    #[arg(long, value_name = "FILE.gbnf")]
+    pub grammar: Option<PathBuf>,
+}
+
+/// `--format`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnswerFormat {
+    /// One JSON object.
+    Json,
+}
+
+impl FormatArgs {
+    /// The answer's format, read and checked (a schema's keywords, a grammar's syntax) before any model work.
+    pub fn load(&self) -> anyhow::Result<Option<crate::structured::OutputFormat>> {
+        use anyhow::Context as _;
+        use crate::structured::OutputFormat;
+        if self.format.is_some() {
+            return Ok(Some(OutputFormat::JsonObject));
+        }
+        if let Some(path) = &self.json_schema {
+            let schema = crate::structured::load_schema(path).context("--json-schema")?;
+            return Ok(Some(OutputFormat::Schema(schema)));
+        }
+        if let Some(path) = &self.grammar {
+            return Ok(Some(crate::structured::load_grammar(path).context("--grammar")?));
+        }
+        Ok(None)
+    }
+}
+
 /// The context the model runs in.
 #[derive(Debug, Clone, Args)]
 pub struct ContextArgs {
@@ -352,9 +395,17 @@ pub struct RunArgs {
     /// Print one JSON object on stdout when done (text, finish reason, token ids, timings) instead of streaming.
     #[arg(long)]
     pub json: bool,
-    /// Write the logits at the last prompt position to FILE as a JSON array (for comparisons with a reference).
+    /// Write the logits at the last prompt position to FILE as a JSON array (for comparisons with a reference);
+    /// with --choices, an object with those and, for each label, the logits that score each of its tokens.
     #[arg(long = "logits-out", value_name = "FILE")]
     pub logits_out: Option<PathBuf>,
+    /// Answer with exactly one of these labels, comma-separated ("normal,pneumonia,effusion") or a file with one
+    /// per line: each label is scored over its whole token sequence after the prompt (no sampling); --json adds
+    /// every label's probability.
+    #[arg(long, value_name = "LABELS|FILE", conflicts_with_all = ["format", "json_schema", "grammar", "show_thinking"])]
+    pub choices: Option<String>,
+    #[command(flatten)]
+    pub answer_format: FormatArgs,
     /// Replace the --logits-out FILE when it exists (never the model, the mmproj or an input: those are refused
     /// whatever is asked).
     #[arg(long, requires = "logits_out")]
@@ -525,6 +576,9 @@ pub struct BatchArgs {
     /// For the jobs' "series" (a job line's `"series": DIR`, or a series part of its messages).
     #[command(flatten)]
     pub series_select: SeriesArgs,
+    /// For every job without its own "format" (a job's "format": "json" or a JSON Schema object).
+    #[command(flatten)]
+    pub answer_format: FormatArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -608,6 +662,9 @@ pub struct ChatArgs {
     /// Keep no input history on disk (also: MEDGEMMA_NO_HISTORY=1). Medical text may be sensitive.
     #[arg(long = "no-history")]
     pub no_history: bool,
+    /// The shape of every answer; /set format changes it later.
+    #[command(flatten)]
+    pub answer_format: FormatArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]

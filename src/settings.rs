@@ -23,6 +23,38 @@ pub struct SamplingSettings {
     pub seed: u32,
     /// The most tokens to generate.
     pub max_tokens: usize,
+    /// A GBNF grammar every answer must follow (`--format json`, `--json-schema`, `--grammar`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<Grammar>,
+}
+
+/// A GBNF grammar (root rule `root`), shared by every answer that uses it. Results files record its SHA-256, not
+/// its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grammar(std::sync::Arc<str>);
+
+impl Grammar {
+    pub fn new(gbnf: &str) -> Grammar {
+        Grammar(gbnf.into())
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl Serialize for Grammar {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("sha256:{}", self.sha256()))
+    }
 }
 
 impl Default for SamplingSettings {
@@ -36,6 +68,7 @@ impl Default for SamplingSettings {
             repeat_last_n: 64,
             seed: 0,
             max_tokens: 512,
+            grammar: None,
         }
     }
 }

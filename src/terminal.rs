@@ -185,8 +185,13 @@ impl JobProgress {
     }
 
     pub fn update(&self, failed: u64, tokens_per_s: f64) {
+        self.update_rate(failed, tokens_per_s, "tokens/s");
+    }
+
+    /// One more job done; `rate` in `unit` (e.g. items/s) shown beside the failures.
+    pub fn update_rate(&self, failed: u64, rate: f64, unit: &str) {
         self.done.set(self.done.get() + 1);
-        let msg = format!("({failed} failed, {tokens_per_s:.1} tokens/s)");
+        let msg = format!("({failed} failed, {rate:.1} {unit})");
         match &self.bar {
             Some(bar) => {
                 bar.set_message(msg);

@@ -4,7 +4,7 @@
 //! unique ids, `--shard K/N`, and turning a job into a [`Conversation`]. Pure except for listing a folder.
 //!
 //! A job line: `{"id": ..., "prompt": TEXT, "images": [PATH, ...], "series": DIR, "system": TEXT, "max_tokens":
-//! N, "temperature": T, "seed": S}`, or `"messages": [...]` (the `run --messages` format, content lists included)
+//! N, "temperature": T, "seed": S, "format": "json" | {JSON Schema}, "label": TEXT}`, or `"messages": [...]` (the `run --messages` format, content lists included)
 //! instead of `"prompt"`. A `"series"` job's conversation is one user turn `[Series(DIR), Text(prompt)]`: the
 //! image loader ([`crate::prompt_images::ImageLoader::load`]) puts Google's instruction before the series and
 //! replaces it with its slices and their labels before the prompt is built.
@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::conversation::{Conversation, ConversationError, ConversationFile, Part, Role, Turn};
 use crate::settings::{Allowed, ValueError};
+use crate::structured::OutputFormat;
 
 /// One job as written in the input file.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +42,12 @@ struct JobLine {
     temperature: Option<serde_json::Value>,
     #[serde(default)]
     seed: Option<u32>,
+    /// The answer's shape: "json" (one JSON object) or a JSON Schema object.
+    #[serde(default)]
+    format: Option<serde_json::Value>,
+    /// The expected answer (`medgemma eval`'s labelled data; batch copies it into the record).
+    #[serde(default)]
+    label: Option<serde_json::Value>,
 }
 
 /// Why a line of the input cannot run; the text becomes the job's `"error"` in the results.
@@ -67,6 +74,10 @@ pub enum JobError {
     },
     #[error("line {line}: {problem}")]
     Conversation { line: usize, problem: JobProblem },
+    #[error("line {line}: \"format\": {reason}")]
+    BadFormat { line: usize, reason: String },
+    #[error("line {line}: \"label\" must be a non-empty string (or a number)")]
+    BadLabel { line: usize },
 }
 
 /// What is wrong with the conversation a job describes.
@@ -122,6 +133,10 @@ pub struct Job {
     pub max_tokens: Option<usize>,
     pub temperature: Option<f32>,
     pub seed: Option<u32>,
+    /// The job's own answer format (else the command's).
+    pub format: Option<OutputFormat>,
+    /// The expected answer, when the line has one.
+    pub label: Option<String>,
 }
 
 impl Job {
@@ -132,6 +147,8 @@ impl Job {
             max_tokens: None,
             temperature: None,
             seed: None,
+            format: None,
+            label: None,
         }
     }
 }
@@ -223,6 +240,16 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
         Ok(values) => values,
         Err(error) => return Job::failed(id, error),
     };
+    let format = match job.format.as_ref().map(|v| format_of(v, n)).transpose() {
+        Ok(format) => format,
+        Err(error) => return Job::failed(id, error),
+    };
+    let label = match &job.label {
+        None => None,
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(serde_json::Value::Number(num)) => Some(num.to_string()),
+        Some(_) => return Job::failed(id, JobError::BadLabel { line: n }),
+    };
     let input = conversation_of(&job, base).map_err(|problem| JobError::Conversation { line: n, problem });
     Job {
         id,
@@ -230,6 +257,25 @@ fn parse_line(line: &str, n: usize, base: &Path) -> Job {
         max_tokens,
         temperature,
         seed: job.seed,
+        format,
+        label,
+    }
+}
+
+/// A job's "format": "json", or a JSON Schema (checked like `--json-schema`).
+fn format_of(value: &serde_json::Value, line: usize) -> Result<OutputFormat, JobError> {
+    match value {
+        serde_json::Value::String(s) if s == "json" => Ok(OutputFormat::JsonObject),
+        serde_json::Value::Object(_) => crate::structured::Schema::from_value(value)
+            .map(OutputFormat::Schema)
+            .map_err(|e| JobError::BadFormat {
+                line,
+                reason: e.to_string(),
+            }),
+        _ => Err(JobError::BadFormat {
+            line,
+            reason: "expected \"json\" or a JSON Schema object".into(),
+        }),
     }
 }
 
@@ -355,6 +401,8 @@ pub fn image_folder_jobs(dir: &Path, prompt: &str, system: Option<&str>) -> Resu
                 max_tokens: None,
                 temperature: None,
                 seed: None,
+                format: None,
+                label: None,
             }
         })
         .collect())

@@ -32,7 +32,7 @@ pub struct Timings {
 }
 
 /// One output line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct JobResult {
     pub id: String,
     pub text: String,
@@ -40,6 +40,19 @@ pub struct JobResult {
     pub finish_reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The job's "label", copied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// With an answer format: whether the answer passed its check after generation (an answer cut short by
+    /// `max_tokens` is `incomplete` and not valid), the parsed JSON, or why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<String>,
     pub usage: Usage,
     pub timings: Timings,
 }
@@ -162,8 +175,13 @@ impl ResultsFile {
 
     /// Appends one record as a whole line and flushes it to the operating system.
     pub fn append(&mut self, result: &JobResult) -> Result<(), ResultsError> {
-        let mut line = serde_json::to_vec(result).map_err(|source| ResultsError::Encode {
-            id: result.id.clone(),
+        self.append_record(&result.id, result.finish_reason == "error", result)
+    }
+
+    /// Appends any record with an `id` (e.g. `medgemma eval`'s predictions), whole, as [`Self::append`] does.
+    pub fn append_record<T: Serialize>(&mut self, id: &str, failed: bool, record: &T) -> Result<(), ResultsError> {
+        let mut line = serde_json::to_vec(record).map_err(|source| ResultsError::Encode {
+            id: id.to_string(),
             source,
         })?;
         line.push(b'\n');
@@ -171,7 +189,7 @@ impl ResultsFile {
             .write_all(&line)
             .and_then(|()| self.file.flush())
             .map_err(io_error("write to", &self.path))?;
-        self.done.insert(result.id.clone(), result.finish_reason == "error");
+        self.done.insert(id.to_string(), failed);
         Ok(())
     }
 }
@@ -186,8 +204,7 @@ mod tests {
             text: "t".into(),
             finish_reason: if error { "error" } else { "stop" },
             error: error.then(|| "bad".into()),
-            usage: Usage::default(),
-            timings: Timings::default(),
+            ..JobResult::default()
         }
     }
 

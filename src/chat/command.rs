@@ -15,6 +15,17 @@ pub enum Setting {
     Seed(u32),
     MaxTokens(usize),
     Thinking(bool),
+    /// The shape of the next answers: read and checked by the chat when set.
+    Format(FormatChoice),
+}
+
+/// `/set format`'s values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormatChoice {
+    Off,
+    Json,
+    Schema(PathBuf),
+    Grammar(PathBuf),
 }
 
 /// One line (or block) of chat input.
@@ -51,6 +62,8 @@ Commands:
   /load FILE            load a saved conversation
   /set temp|top-k|top-p|min-p|seed|max-tokens VALUE
   /set thinking on|off  show the thinking block (MedGemma 1.5, 27B)
+  /set format json|off  answers as one JSON object (or free text again); also
+  /set format schema FILE.json, /set format grammar FILE.gbnf
   /show                 model, context use, settings
   /stats                timings of the last answer
   /quit, /exit, Ctrl-D  leave
@@ -81,7 +94,8 @@ pub enum CommandError {
     UnknownSetting { key: String },
 }
 
-const SET_USAGE: &str = "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off";
+const SET_USAGE: &str = "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, /set thinking on|off, or /set \
+                         format json|off|schema FILE|grammar FILE";
 
 /// Parses one input. Text that does not start with `/` is a message; `//text` sends `/text` as a message.
 pub fn parse(input: &str) -> Result<ChatInput, CommandError> {
@@ -171,6 +185,13 @@ fn parse_set(args: &str) -> Result<Setting, CommandError> {
             "off" | "false" | "0" => Ok(Setting::Thinking(false)),
             _ => Err(num("on or off")),
         },
+        "format" => match value.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())) {
+            None if value == "json" => Ok(Setting::Format(FormatChoice::Json)),
+            None if value == "off" || value == "text" => Ok(Setting::Format(FormatChoice::Off)),
+            Some(("schema", file)) if !file.is_empty() => Ok(Setting::Format(FormatChoice::Schema(file.into()))),
+            Some(("grammar", file)) if !file.is_empty() => Ok(Setting::Format(FormatChoice::Grammar(file.into()))),
+            _ => Err(num("json, off, schema FILE.json or grammar FILE.gbnf")),
+        },
         _ => Err(CommandError::UnknownSetting { key: key.into() }),
     }
 }
@@ -202,6 +223,21 @@ mod tests {
         assert_eq!(parse("/set temp 0.7"), Ok(ChatInput::Set(Setting::Temperature(0.7))));
         assert_eq!(parse("/set max-tokens 64"), Ok(ChatInput::Set(Setting::MaxTokens(64))));
         assert_eq!(parse("/set thinking on"), Ok(ChatInput::Set(Setting::Thinking(true))));
+        assert_eq!(parse("/set format json"), Ok(ChatInput::Set(Setting::Format(FormatChoice::Json))));
+        assert_eq!(parse("/set format off"), Ok(ChatInput::Set(Setting::Format(FormatChoice::Off))));
+        assert_eq!(
+            parse("/set format schema  report schema.json"),
+            Ok(ChatInput::Set(Setting::Format(FormatChoice::Schema("report schema.json".into()))))
+        );
+        assert_eq!(
+            parse("/set format grammar g.gbnf"),
+            Ok(ChatInput::Set(Setting::Format(FormatChoice::Grammar("g.gbnf".into()))))
+        );
+        assert_eq!(
+            error("/set format yaml"),
+            "/set format: \"yaml\" is not json, off, schema FILE.json or grammar FILE.gbnf"
+        );
+        assert!(parse("/set format schema").is_err());
         assert_eq!(parse("/save chat.json"), Ok(ChatInput::Save("chat.json".into())));
     }
 

@@ -195,7 +195,14 @@ impl ChatState {
             Setting::Seed(v) => self.sampling.seed = v,
             Setting::MaxTokens(v) => self.sampling.max_tokens = v,
             Setting::Thinking(v) => self.show_thinking = v,
+            // Read and checked by the chat, which then calls `set_grammar`.
+            Setting::Format(_) => {}
         }
+    }
+
+    /// The grammar of the next answers (`/set format`), or none.
+    pub fn set_grammar(&mut self, grammar: Option<crate::settings::Grammar>) {
+        self.sampling.grammar = grammar;
     }
 
     fn answer(&self, sent: bool) -> Answer {

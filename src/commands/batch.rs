@@ -19,7 +19,8 @@ use crate::engine::{Engine, EngineError, FinishReason, Finished, LlamaScheduler,
 use crate::interrupt;
 use crate::output_guard::OutputGuard;
 use crate::prompt_images::{ImageLoader, ImageOptions};
-use crate::settings::{ContextSettings, SamplingSettings};
+use crate::settings::{ContextSettings, Grammar, SamplingSettings};
+use crate::structured::OutputFormat;
 use crate::terminal::JobProgress;
 
 pub fn run(args: BatchArgs) -> Result<()> {
@@ -46,7 +47,11 @@ pub fn run(args: BatchArgs) -> Result<()> {
     terminal_notice();
 
     // Describe the run before touching the results; refuse a file that is not ours, and results of another model.
-    let sampling = args.sampling.settings();
+    let format = args.answer_format.load()?;
+    let mut sampling = args.sampling.settings();
+    if let Some(format) = &format {
+        sampling.grammar = Some(Grammar::new(&format.grammar()));
+    }
     let mut context = args.context.settings();
     if context.ctx_size.is_none()
         && mine
@@ -103,10 +108,16 @@ pub fn run(args: BatchArgs) -> Result<()> {
         interrupt::install();
         let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
         let parallel = args.parallel.max(1) as usize;
+        if let (Some(grammar), Some(format)) = (&sampling.grammar, &format) {
+            engine
+                .check_grammar(grammar.text())
+                .with_context(|| format!("the answer format ({})", format.describe()))?;
+        }
         let interrupted = run_jobs(
             &engine,
             &todo,
-            &mut results,
+            &mut |result| Ok(results.append(&result)?),
+            format.as_ref(),
             &sampling,
             &context,
             parallel,
@@ -177,11 +188,14 @@ fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
 }
 
 /// Runs the jobs `--parallel` at a time in one context (continuous batching on the engine's scheduler; 1 runs
-/// them one after another); returns true when stopped by Ctrl-C (jobs in flight are abandoned: no record).
-fn run_jobs(
+/// them one after another), handing each finished job's record to `on_result` (batch appends it to the results,
+/// eval turns it into a prediction); returns true when stopped by Ctrl-C (jobs in flight are abandoned: no
+/// record).
+pub(crate) fn run_jobs(
     engine: &Engine,
     todo: &[&Job],
-    results: &mut ResultsFile,
+    on_result: &mut dyn FnMut(JobResult) -> Result<()>,
+    format: Option<&OutputFormat>,
     sampling: &SamplingSettings,
     context: &ContextSettings,
     parallel: usize,
@@ -196,7 +210,7 @@ fn run_jobs(
             *failed += 1;
         }
         *generated += result.usage.completion_tokens;
-        results.append(&result)?;
+        on_result(result)?;
         progress.update(*failed, *generated as f64 / started.elapsed().as_secs_f64().max(1e-9));
         Ok(())
     };
@@ -229,10 +243,10 @@ fn run_jobs(
                 }
             };
             match outcome {
-                Ok(Some(done)) => record(finished_result(todo, done), &mut failed, &mut generated)?,
+                Ok(Some(done)) => record(finished_result(todo, done, format), &mut failed, &mut generated)?,
                 Ok(None) => {}
                 Err(e) => record(
-                    error_result(&job.id, format!("{e:#}"), tag.started),
+                    error_result(job, format!("{e:#}"), tag.started),
                     &mut failed,
                     &mut generated,
                 )?,
@@ -242,7 +256,7 @@ fn run_jobs(
             break;
         }
         for done in scheduler.step(&mut on_token) {
-            record(finished_result(todo, done), &mut failed, &mut generated)?;
+            record(finished_result(todo, done, format), &mut failed, &mut generated)?;
         }
     }
     progress.finish();
@@ -271,21 +285,50 @@ struct JobTag {
     prompt_tokens: usize,
 }
 
-/// A finished job's record: its answer, or its error (a failed decode ends that job only).
-fn finished_result(todo: &[&Job], done: Finished<JobTag>) -> JobResult {
-    let id = &todo[done.tag.index].id;
+/// A finished job's record: its answer (checked against its format), or its error (a failed decode ends that job
+/// only).
+fn finished_result(todo: &[&Job], done: Finished<JobTag>, format: Option<&OutputFormat>) -> JobResult {
+    let job = todo[done.tag.index];
     match done.result {
-        Ok(generation) => job_result(id, generation, &done.stats, done.tag.started, done.tag.prompt_tokens),
-        Err(e) => error_result(id, format!("{:#}", anyhow::Error::from(e)), done.tag.started),
+        Ok(generation) => {
+            let format = job.format.as_ref().or(format);
+            let mut result = job_result(&job.id, generation, &done.stats, done.tag.started, done.tag.prompt_tokens);
+            result.label = job.label.clone();
+            if let Some(format) = format {
+                check_result(&mut result, format);
+            }
+            result
+        }
+        Err(e) => error_result(job, format!("{:#}", anyhow::Error::from(e)), done.tag.started),
     }
 }
 
-fn error_result(id: &str, error: String, started: Instant) -> JobResult {
+/// Fills in a formatted answer's check: valid, or incomplete (cut short) or invalid with the reason.
+fn check_result(result: &mut JobResult, format: &OutputFormat) {
+    let checked = if result.finish_reason == "stop" {
+        format.check_answer(&result.text).map_err(|e| e.to_string())
+    } else {
+        result.incomplete = Some(true);
+        Err("the answer is incomplete: it reached max_tokens first".to_string())
+    };
+    result.valid = Some(checked.is_ok());
+    match checked {
+        Ok(json) => result.json = json,
+        Err(reason) => result.invalid_reason = Some(reason),
+    }
+}
+
+fn error_result(job: &Job, error: String, started: Instant) -> JobResult {
     JobResult {
-        id: id.to_string(),
+        id: job.id.clone(),
         text: String::new(),
         finish_reason: "error",
         error: Some(error),
+        label: job.label.clone(),
+        valid: None,
+        incomplete: None,
+        json: None,
+        invalid_reason: None,
         usage: Usage::default(),
         timings: Timings {
             total_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -310,6 +353,11 @@ fn job_result(
         text: generation.text,
         finish_reason,
         error: None,
+        label: None,
+        valid: None,
+        incomplete: None,
+        json: None,
+        invalid_reason: None,
         usage: Usage {
             prompt_tokens,
             cached_tokens: prompt_tokens.saturating_sub(stats.prompt_tokens),
@@ -352,6 +400,9 @@ fn prepare_job(
     }
     if let Some(s) = job.seed {
         sampling.seed = s;
+    }
+    if let Some(format) = &job.format {
+        sampling.grammar = Some(Grammar::new(&format.grammar()));
     }
     Ok((prompt, sampling))
 }

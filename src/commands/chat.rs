@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::chat::command::{self, ChatInput};
+use crate::chat::command::{self, ChatInput, FormatChoice, Setting};
 use crate::chat::input::{Input, InputSource};
 use crate::chat::state::{Answer, ChatState, ChatStateError};
 use crate::chat::transcript::{self, TranscriptError};
@@ -20,7 +20,8 @@ use crate::engine::{Engine, EngineError, FinishReason, GeneratedToken, Generatio
 use crate::interrupt;
 use crate::output_guard::{OutputGuard, OutputInTheWay, OutputIsInput};
 use crate::prompt_images::{ImageLoader, ImageOptions, PromptImageError};
-use crate::settings::SamplingSettings;
+use crate::settings::{Grammar, SamplingSettings};
+use crate::structured::OutputFormat;
 use crate::terminal::{self, ImageProgress};
 
 pub fn run(args: ChatArgs) -> Result<()> {
@@ -30,6 +31,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     if (!args.images.is_empty() || args.series.is_some()) && files.mmproj.is_none() {
         bail!(super::NEEDS_MMPROJ);
     }
+    let format = args.answer_format.load()?;
     let interactive = std::io::stdin().is_terminal();
     eprintln!("{}", terminal::NOTICE);
     let mut context = args.context.settings();
@@ -83,8 +85,10 @@ pub fn run(args: ChatArgs) -> Result<()> {
             series: args.series_select.options(),
         }),
         verbose: args.model.verbose,
+        format: None,
         last_stats: None,
     };
+    chat.use_format(format)?;
     if !args.images.is_empty() {
         chat.attach(args.images.clone())?;
     }
@@ -143,6 +147,8 @@ enum ChatError {
     Output(#[from] OutputIsInput),
     #[error(transparent)]
     InTheWay(#[from] OutputInTheWay),
+    #[error("{0}")]
+    Format(String),
     #[error(
         "the conversation no longer fits in the context ({prompt_tokens} tokens of {ctx_size}): /drop forgets the \
          oldest exchange (the system prompt stays), /clear starts over, or restart with a larger -c/--ctx-size"
@@ -160,6 +166,8 @@ struct Chat<'e> {
     /// Every image and series of the chat, read once.
     loader: ImageLoader,
     verbose: bool,
+    /// The shape answers must take (`/set format`), checked after each answer too.
+    format: Option<OutputFormat>,
     last_stats: Option<SessionStats>,
 }
 
@@ -219,6 +227,10 @@ impl Chat<'_> {
                     None => eprintln!("loaded {turns} turns from {}", path.display()),
                 }
             }
+            ChatInput::Set(Setting::Format(choice)) => {
+                self.set_format(choice)?;
+                eprintln!("ok");
+            }
             ChatInput::Set(setting) => {
                 self.state.set(setting);
                 eprintln!("ok");
@@ -256,6 +268,31 @@ impl Chat<'_> {
         Ok(())
     }
 
+    /// `/set format` (or --format, --json-schema, --grammar): read and checked now, used from the next answer on.
+    fn set_format(&mut self, choice: FormatChoice) -> Result<(), ChatError> {
+        let format = match choice {
+            FormatChoice::Off => None,
+            FormatChoice::Json => Some(OutputFormat::JsonObject),
+            FormatChoice::Schema(path) => Some(OutputFormat::Schema(
+                crate::structured::load_schema(&path).map_err(|e| ChatError::Format(e.to_string()))?,
+            )),
+            FormatChoice::Grammar(path) => {
+                Some(crate::structured::load_grammar(&path).map_err(|e| ChatError::Format(e.to_string()))?)
+            }
+        };
+        self.use_format(format)
+    }
+
+    fn use_format(&mut self, format: Option<OutputFormat>) -> Result<(), ChatError> {
+        let grammar = format.as_ref().map(|f| Grammar::new(&f.grammar()));
+        if let Some(g) = &grammar {
+            self.engine.check_grammar(g.text())?;
+        }
+        self.state.set_grammar(grammar);
+        self.format = format;
+        Ok(())
+    }
+
     /// Answers the conversation's last user message, streaming to stdout, and hands the outcome to the state.
     fn answer(&mut self, answer: Answer) -> Result<(), ChatError> {
         let generation = match self.generate(answer.sampling()) {
@@ -265,6 +302,15 @@ impl Chat<'_> {
                 return Err(e);
             }
         };
+        if let Some(format) = &self.format {
+            let problem = match generation.finish {
+                FinishReason::Stop => format.check_answer(&generation.text).err().map(|e| e.to_string()),
+                _ => Some("the answer is incomplete".to_string()),
+            };
+            if let Some(problem) = problem {
+                eprintln!("[the answer does not follow {}: {problem}]", format.describe());
+            }
+        }
         let interrupted = generation.finish == FinishReason::Interrupted;
         if interrupted {
             eprintln!("[interrupted: the partial answer stays in the conversation]");
@@ -348,6 +394,10 @@ impl Chat<'_> {
         eprintln!(
             "thinking:  {}",
             if self.state.shows_thinking() { "shown" } else { "hidden" }
+        );
+        eprintln!(
+            "format:    {}",
+            self.format.as_ref().map_or("free text".into(), OutputFormat::describe)
         );
     }
 }

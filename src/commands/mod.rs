@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod doctor;
 pub mod eval;
+pub mod eval_run;
 pub mod eval_quant;
 pub mod eval_quant_vision;
 pub mod info;

@@ -25,6 +25,34 @@ struct RunReport<'a> {
     prompt_token_ids: Vec<i64>,
     generated_token_ids: &'a [i32],
     timings: &'a SessionStats,
+    /// With an answer format: the answer parsed (JSON formats), and whether it passed the check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_reason: Option<String>,
+}
+
+/// `--choices --json`: the chosen label and every label's probability.
+#[derive(Serialize)]
+struct ChoiceReport<'a> {
+    choice: &'a str,
+    /// Label -> probability among the labels (they sum to 1).
+    probabilities: serde_json::Map<String, serde_json::Value>,
+    /// Each label in the order given: its probability, the log-probability of its whole token sequence (the
+    /// label, then the end of the turn) after the prompt, and those token ids.
+    choices: Vec<ChoiceEntry<'a>>,
+    prompt_tokens: usize,
+    timings: &'a SessionStats,
+}
+
+#[derive(Serialize)]
+struct ChoiceEntry<'a> {
+    label: &'a str,
+    probability: f64,
+    log_prob: f64,
+    token_ids: &'a [i32],
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -38,6 +66,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         })?;
     if args.series_select.any() && !conversation.has_series() {
         bail!("--series-uid and --max-slices choose slices of a series: add --series DIR (or a series part in --messages)");
+    }
+    // The answer's shape is read and checked before any model work.
+    let format = args.answer_format.load()?;
+    let choices = match &args.choices {
+        Some(arg) => Some(crate::structured::parse_choices(arg)?),
+        None => None,
+    };
+    let mut sampling = args.sampling.settings();
+    if let Some(format) = &format {
+        sampling.grammar = Some(crate::settings::Grammar::new(&format.grammar()));
     }
     let files = args.model.resolve()?;
     super::check_ctx_size(&files.model, &args.context)?;
@@ -80,6 +118,21 @@ pub fn run(args: RunArgs) -> Result<()> {
         .verbose(args.model.verbose)
         .enter()?;
     let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+    if let (Some(grammar), Some(format)) = (&sampling.grammar, &format) {
+        engine
+            .check_grammar(grammar.text())
+            .with_context(|| format!("the answer format ({})", format.describe()))?;
+    }
+    let choice_tokens = match &choices {
+        Some(labels) => Some(
+            labels
+                .iter()
+                .map(|l| engine.choice_tokens(l))
+                .collect::<Result<Vec<_>, _>>()
+                .context("--choices")?,
+        ),
+        None => None,
+    };
     let prompt = engine.prepare(&conversation, &images)?;
     context.ctx_size = crate::settings::fit_context(
         context.ctx_size,
@@ -92,6 +145,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     session.check_fits(&prompt)?;
     session.evaluate(&prompt, &mut ImageProgress::new(n_images, args.model.verbose))?;
 
+    if let (Some(labels), Some(tokens)) = (&choices, &choice_tokens) {
+        return answer_choice(&mut session, labels, tokens, prompt.n_tokens(), &args);
+    }
     if let Some(path) = &args.logits_out {
         let logits = session.last_logits();
         let json = serde_json::to_vec(&logits)?;
@@ -118,10 +174,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         ControlFlow::Continue(())
     };
-    let generation = session.generate(&args.sampling.settings(), &mut on_token)?;
+    let generation = session.generate(&sampling, &mut on_token)?;
     if let Some(e) = write_error {
         return Err(e).context("cannot write the answer to stdout");
     }
+    let checked = format.as_ref().map(|f| check_answer(f, &generation, sampling.max_tokens));
     if streaming {
         if !generation.text.ends_with('\n') {
             writeln!(out)?;
@@ -142,6 +199,9 @@ pub fn run(args: RunArgs) -> Result<()> {
                 .collect(),
             generated_token_ids: &generation.tokens,
             timings: session.stats(),
+            json: checked.as_ref().and_then(|c| c.as_ref().ok().cloned().flatten()),
+            valid: checked.as_ref().map(Result::is_ok),
+            invalid_reason: checked.as_ref().and_then(|c| c.as_ref().err().cloned()),
         };
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
@@ -156,6 +216,85 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.model.verbose {
         eprintln!("medgemma: {}", terminal::stats_line(session.stats()));
     }
+    if let (Some(Err(reason)), Some(format)) = (checked, &format) {
+        bail!("the answer does not follow {}: {reason}", format.describe());
+    }
+    Ok(())
+}
+
+/// Checks a finished answer against its format: the parsed JSON (`None` for a grammar), or why it fails. An
+/// answer cut short is incomplete whatever it holds.
+fn check_answer(
+    format: &crate::structured::OutputFormat,
+    generation: &crate::engine::Generation,
+    max_tokens: usize,
+) -> Result<Option<serde_json::Value>, String> {
+    match generation.finish {
+        FinishReason::Stop => format.check_answer(&generation.text).map_err(|e| e.to_string()),
+        FinishReason::Length => Err(format!(
+            "the answer is incomplete: it reached -n/--max-tokens ({max_tokens}) first; raise -n"
+        )),
+        FinishReason::ContextFull => Err("the answer is incomplete: the context filled up; raise -c/--ctx-size".into()),
+        FinishReason::Interrupted => Err("the answer is incomplete: it was interrupted".into()),
+    }
+}
+
+/// `--choices`: every label scored after the evaluated prompt; prints the most probable one (or the report).
+fn answer_choice(
+    session: &mut Session<'_>,
+    labels: &[String],
+    tokens: &[Vec<i32>],
+    prompt_tokens: usize,
+    args: &RunArgs,
+) -> Result<()> {
+    let prompt_logits = args.logits_out.as_ref().map(|_| session.last_logits());
+    let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(); labels.len()];
+    let keep_rows = args.logits_out.is_some();
+    let scores = session.score_choices(tokens, &mut |c, _, row| {
+        if keep_rows {
+            rows[c].push(row.to_vec());
+        }
+    })?;
+    if let (Some(path), Some(prompt_logits)) = (&args.logits_out, prompt_logits) {
+        let labels_json: Vec<serde_json::Value> = labels
+            .iter()
+            .zip(tokens)
+            .zip(&rows)
+            .map(|((l, t), r)| serde_json::json!({"label": l, "token_ids": t, "rows": r}))
+            .collect();
+        let json = serde_json::to_vec(&serde_json::json!({"prompt": prompt_logits, "labels": labels_json}))?;
+        write_atomically(path, &json).with_context(|| format!("cannot write --logits-out {}", path.display()))?;
+    }
+    let choice = &labels[scores.best];
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        let report = ChoiceReport {
+            choice,
+            probabilities: labels
+                .iter()
+                .zip(&scores.probabilities)
+                .map(|(l, &p)| (l.clone(), serde_json::json!(p)))
+                .collect(),
+            choices: labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| ChoiceEntry {
+                    label: l,
+                    probability: scores.probabilities[i],
+                    log_prob: scores.log_probs[i],
+                    token_ids: &tokens[i],
+                })
+                .collect(),
+            prompt_tokens,
+            timings: session.stats(),
+        };
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{choice}")?;
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -44,6 +44,16 @@ pub(crate) trait Backend {
         tokens: &[LlamaToken],
         logits_last: bool,
     ) -> Result<(), (usize, EngineError)>;
+    /// Decodes `tokens` into `seq` from position `start` on with logits for every row, and returns the
+    /// log-probability that row j gives `next[j]`; `on_row(j, logits)` sees each row's logits.
+    fn decode_logprobs(
+        &mut self,
+        seq: usize,
+        start: usize,
+        tokens: &[LlamaToken],
+        next: &[LlamaToken],
+        on_row: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<Vec<f64>, EngineError>;
     /// Evaluates an image (its mtmd chunks) into `seq` at `n_past`; returns the position after it.
     fn eval_image(
         &mut self,
@@ -61,7 +71,12 @@ pub(crate) trait Backend {
     /// The logits of row `i` of the last decode (-1: its last row).
     fn logits(&self, i: i32) -> Vec<f32>;
 
-    fn new_answer(&self, sampling: &SamplingSettings, prompt_started: Instant, stats: SessionStats) -> Self::Answer;
+    fn new_answer(
+        &self,
+        sampling: &SamplingSettings,
+        prompt_started: Instant,
+        stats: SessionStats,
+    ) -> Result<Self::Answer, EngineError>;
     /// True when the answer may not have any token (`max_tokens` 0).
     fn is_exhausted(answer: &Self::Answer) -> bool;
     /// Samples the answer's next token from row `i` of the last decode; `n_past` of `n_ctx` positions are held.
@@ -108,6 +123,26 @@ impl Backend for Context<'_> {
         )
     }
 
+    fn decode_logprobs(
+        &mut self,
+        seq: usize,
+        start: usize,
+        tokens: &[LlamaToken],
+        next: &[LlamaToken],
+        on_row: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<Vec<f64>, EngineError> {
+        let mut out = vec![0.0; tokens.len()];
+        Context::decode_tokens(self, seq, start, tokens, &|_| true, &mut |ctx, first, len| {
+            for j in 0..len {
+                let row = ctx.logits(j as i32);
+                on_row(first + j, row);
+                out[first + j] = super::choices::log_softmax_at(row, next[first + j]);
+            }
+        })
+        .map_err(|(_, e)| e)?;
+        Ok(out)
+    }
+
     fn eval_image(
         &mut self,
         chunks: &MtmdInputChunks,
@@ -135,7 +170,12 @@ impl Backend for Context<'_> {
         Context::logits(self, i).to_vec()
     }
 
-    fn new_answer(&self, sampling: &SamplingSettings, prompt_started: Instant, stats: SessionStats) -> Decoder {
+    fn new_answer(
+        &self,
+        sampling: &SamplingSettings,
+        prompt_started: Instant,
+        stats: SessionStats,
+    ) -> Result<Decoder, EngineError> {
         Decoder::new(self.engine, sampling, prompt_started, stats)
     }
 

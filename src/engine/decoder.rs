@@ -11,7 +11,9 @@ use std::time::Instant;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use super::constrained::Constrained;
 use super::context::Context;
+use super::error::EngineError;
 use super::model::Engine;
 use super::sampling::sampler;
 use super::token_text::TokenText;
@@ -91,8 +93,14 @@ pub(crate) enum Next {
     Finish(FinishReason),
 }
 
+/// How the next token is drawn: llama.cpp's chain, or the chain under a grammar.
+enum Draw {
+    Free(LlamaSampler),
+    Constrained(Box<Constrained>),
+}
+
 pub(crate) struct Decoder {
-    sampler: LlamaSampler,
+    draw: Draw,
     text: TokenText,
     out: Generation,
     max_tokens: usize,
@@ -103,15 +111,20 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder for an answer whose prompt evaluation began at `prompt_started` and is described by `stats`.
+    /// A decoder for an answer whose prompt evaluation began at `prompt_started` and is described by `stats`; an
+    /// error when llama.cpp cannot parse the answer's grammar.
     pub(crate) fn new(
         engine: &Engine,
         sampling: &SamplingSettings,
         prompt_started: Instant,
         stats: SessionStats,
-    ) -> Decoder {
-        Decoder {
-            sampler: sampler(sampling, engine.model.n_vocab()),
+    ) -> Result<Decoder, EngineError> {
+        let draw = match &sampling.grammar {
+            None => Draw::Free(sampler(sampling, engine.model.n_vocab())),
+            Some(g) => Draw::Constrained(Box::new(Constrained::new(engine, sampling, g.text())?)),
+        };
+        Ok(Decoder {
+            draw,
             text: TokenText::new(engine),
             out: Generation {
                 tokens: Vec::new(),
@@ -124,7 +137,7 @@ impl Decoder {
             stats,
             prompt_started,
             gen_started: Instant::now(),
-        }
+        })
     }
 
     /// True when the answer may not have any token (`max_tokens` 0).
@@ -141,7 +154,14 @@ impl Decoder {
         n_ctx: usize,
         on_token: &mut OnToken<'_>,
     ) -> Next {
-        let token = ctx.sample(&mut self.sampler, i);
+        let token = match &mut self.draw {
+            Draw::Free(sampler) => ctx.sample(sampler, i),
+            Draw::Constrained(c) => match c.sample(ctx.logits(i)) {
+                Some(token) => token,
+                // The grammar allows nothing more: the answer ends here, incomplete (its check says so).
+                None => return Next::Finish(FinishReason::Stop),
+            },
+        };
         if self.out.tokens.is_empty() {
             self.stats.time_to_first_token_ms = self.prompt_started.elapsed().as_secs_f64() * 1000.0;
         }

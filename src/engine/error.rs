@@ -48,6 +48,8 @@ pub enum EngineError {
     Context { ctx_size: u32, reason: String },
     #[error("llama.cpp failed to evaluate the prompt: {0}")]
     Decode(String),
+    #[error("the output constraint cannot be used: {0}")]
+    Grammar(String),
     #[error("the vision projector failed on image {}: {reason}", path.display())]
     ImageEncode { path: PathBuf, reason: String },
     #[error("cannot quantise {}: {reason}", input.display())]

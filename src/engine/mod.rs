@@ -8,6 +8,8 @@
 //! ARCHITECTURE.md for the layers and the data flow.
 
 mod backend;
+mod choices;
+mod constrained;
 mod context;
 mod decoder;
 mod error;
@@ -27,6 +29,7 @@ mod speed;
 mod system_info;
 mod token_text;
 
+pub use choices::ChoiceScores;
 pub use decoder::{FinishReason, GeneratedToken, Generation, SessionStats};
 pub use error::EngineError;
 pub use image_embedding::{image_embedding, ImageEmbedding};

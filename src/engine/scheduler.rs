@@ -244,6 +244,57 @@ impl<T, B: Backend> Scheduler<T, B> {
         self.backend.logits(-1)
     }
 
+    /// Scores continuations of sequence `seq`'s prefilled prompt: the log-probability of each whole token
+    /// sequence after it (the first token from the prefill's logits, each next one from the logits after the
+    /// ones before it). Each continuation but its last token is decoded after the prompt and removed again, so the
+    /// sequence holds just the prompt afterwards. `on_row(c, j, logits)` sees the logits that score token j of
+    /// continuation c.
+    pub fn score_continuations(
+        &mut self,
+        seq: usize,
+        continuations: &[Vec<i32>],
+        on_row: &mut dyn FnMut(usize, usize, &[f32]),
+    ) -> Result<Vec<f64>, EngineError> {
+        if self.logits_of != Some(seq) {
+            return Err(EngineError::Decode("no logits to score from (empty prompt?)".into()));
+        }
+        let first = self.backend.logits(-1);
+        self.logits_of = None;
+        let n_past = self.ledger.len(seq);
+        let mut scores = Vec::with_capacity(continuations.len());
+        for (c, tokens) in continuations.iter().enumerate() {
+            let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+            let Some((&head, _)) = tokens.split_first() else {
+                return Err(EngineError::Decode("an empty continuation cannot be scored".into()));
+            };
+            if n_past + tokens.len() > self.backend.n_ctx() {
+                return Err(EngineError::PromptTooLong {
+                    prompt_tokens: n_past + tokens.len(),
+                    ctx_size: self.backend.n_ctx() as u32,
+                    trained: self.backend.trained_ctx(),
+                });
+            }
+            on_row(c, 0, &first);
+            let mut total = super::choices::log_softmax_at(&first, head);
+            let rest = self.backend.decode_logprobs(
+                seq,
+                n_past,
+                &tokens[..tokens.len() - 1],
+                &tokens[1..],
+                &mut |j, row| on_row(c, j + 1, row),
+            );
+            // Whatever happened, the sequence goes back to holding just the prompt.
+            if !self.backend.remove_from(seq, n_past) {
+                self.backend.clear_sequence(seq);
+                self.ledger.truncated(seq, 0, false);
+                return Err(EngineError::Decode("llama.cpp could not remove a scored continuation".into()));
+            }
+            total += rest?.iter().sum::<f64>();
+            scores.push(total);
+        }
+        Ok(scores)
+    }
+
     /// Starts answering in sequence `seq` right after its prefill: samples the first token. An answer that ends at
     /// once comes back finished.
     pub fn start(
@@ -255,7 +306,16 @@ impl<T, B: Backend> Scheduler<T, B> {
         stats: SessionStats,
         on_token: &mut OnAnswerToken<'_, T>,
     ) -> Option<Finished<T>> {
-        let mut answer = self.backend.new_answer(sampling, prompt_started, stats);
+        let mut answer = match self.backend.new_answer(sampling, prompt_started, stats.clone()) {
+            Ok(answer) => answer,
+            Err(e) => {
+                return Some(Finished {
+                    tag,
+                    result: Err(e),
+                    stats,
+                })
+            }
+        };
         if B::is_exhausted(&answer) {
             return Some(self.finished(tag, answer, Ok(FinishReason::Length), on_token));
         }
@@ -602,8 +662,19 @@ mod tests {
             let i = if i < 0 { self.rows.len() - 1 } else { i as usize };
             vec![self.rows[i] as f32]
         }
-        fn new_answer(&self, sampling: &SamplingSettings, _: Instant, _: SessionStats) -> Answer {
-            Answer {
+        fn decode_logprobs(
+            &mut self,
+            seq: usize,
+            start: usize,
+            tokens: &[LlamaToken],
+            next: &[LlamaToken],
+            _: &mut dyn FnMut(usize, &[f32]),
+        ) -> Result<Vec<f64>, EngineError> {
+            self.decode_tokens(seq, start, tokens, false).map_err(|(_, e)| e)?;
+            Ok(next.iter().map(|t| -f64::from(t.0)).collect())
+        }
+        fn new_answer(&self, sampling: &SamplingSettings, _: Instant, _: SessionStats) -> Result<Answer, EngineError> {
+            Ok(Answer {
                 out: Generation {
                     tokens: Vec::new(),
                     in_context: Vec::new(),
@@ -613,7 +684,7 @@ mod tests {
                 },
                 max_tokens: sampling.max_tokens,
                 n_ctx: self.n_ctx,
-            }
+            })
         }
         fn is_exhausted(a: &Answer) -> bool {
             a.out.tokens.len() >= a.max_tokens

@@ -16,7 +16,7 @@ use crate::settings::{ContextSettings, SamplingSettings};
 /// One sequence on a loaded model.
 pub struct Session<'e> {
     engine: &'e Engine,
-    scheduler: LlamaScheduler<'e, ()>,
+    pub(super) scheduler: LlamaScheduler<'e, ()>,
     /// A conversation keeps every answer token in the cache (the next turn continues from all of it).
     conversation: bool,
     eval_started: Option<Instant>,

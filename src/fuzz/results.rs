@@ -27,6 +27,7 @@ fn record(rng: &mut Rng, id: String) -> JobResult {
             generation_ms: 1.5,
             total_ms: 2.0,
         },
+        ..JobResult::default()
     }
 }
 
@@ -111,8 +112,7 @@ fn check(input: &Bytes, dir: &std::path::Path) -> String {
         text: "t".into(),
         finish_reason: "stop",
         error: None,
-        usage: Usage::default(),
-        timings: Timings::default(),
+        ..JobResult::default()
     };
     file.append(&new).expect("an append succeeds");
     drop(file);
