@@ -27,6 +27,7 @@ mod prompt_images;
 mod quant_eval;
 mod sandbox;
 mod settings;
+mod structured;
 mod terminal;
 mod thinking;
 mod utf8_stream;
