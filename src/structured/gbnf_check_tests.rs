@@ -64,7 +64,7 @@ fn refuses_what_llama_cpp_refuses() {
         ("root ::= \"a\"{0,50}{0,50}", "1:19: nested repetitions"),
         ("root ::= <abc", "1:14: expecting '>' to end the token"),
         ("root ::= <[12a]>", "1:14: expecting ]> to end the token id"),
-        ("root ::= <[99999999999]>", "1:11: token id too large"),
+        ("root ::= <[99999999999]>", "1:12: token id too large"),
         ("root ::= !\"a\"", "1:11: expecting '<'"),
         ("root ::= root \"a\" | \"b\"", "1:1: rule \"root\" is left-recursive"),
         ("root ::= x\nx ::= y \"a\"\ny ::= \"b\"? x", "2:1: rule \"x\" is left-recursive"),
