@@ -12,6 +12,7 @@ mod commands;
 mod conversation;
 mod dicom;
 mod engine;
+mod eval;
 mod files;
 #[cfg(test)]
 mod fuzz;
