@@ -98,9 +98,19 @@ pub enum EvalError {
     #[error("{}: {reason}; it is written by medgemma eval --output DIR", path.display())]
     BadMeta { path: PathBuf, reason: String },
     #[error("{} line {line}: {reason}{hint}", path.display())]
-    BadLine { path: PathBuf, line: usize, reason: String, hint: &'static str },
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+        hint: &'static str,
+    },
     #[error("{} line {line}: id {id:?} is already on line {first}; each item must be recorded once", path.display())]
-    DuplicateId { path: PathBuf, line: usize, id: String, first: usize },
+    DuplicateId {
+        path: PathBuf,
+        line: usize,
+        id: String,
+        first: usize,
+    },
     #[error("{} holds no predictions: nothing to report (run medgemma eval --input ... --output DIR first)", path.display())]
     Empty { path: PathBuf },
     #[error("cannot write {}", path.display())]
@@ -120,7 +130,12 @@ pub enum EvalError {
         dir_a.display(),
         dir_b.display()
     )]
-    DifferentClasses { dir_a: PathBuf, dir_b: PathBuf, a: Vec<String>, b: Vec<String> },
+    DifferentClasses {
+        dir_a: PathBuf,
+        dir_b: PathBuf,
+        a: Vec<String>,
+        b: Vec<String>,
+    },
     #[error("comparing {} with {}", dir_a.display(), dir_b.display())]
     Compare {
         dir_a: PathBuf,
@@ -147,7 +162,10 @@ impl EvalMeta {
             }
             Err(source) => return Err(EvalError::Read { path, source }),
         };
-        let bad = |reason: String| EvalError::BadMeta { path: path.clone(), reason };
+        let bad = |reason: String| EvalError::BadMeta {
+            path: path.clone(),
+            reason,
+        };
         let meta: EvalMeta = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not an eval.json ({e})")))?;
         if meta.version != META_VERSION {
             return Err(bad(format!(
@@ -174,8 +192,10 @@ impl EvalMeta {
     #[allow(dead_code)] // the run mode's (commands/eval_run.rs), which is not in the tree yet
     pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
         let path = dir.join(META_JSON);
-        let mut bytes =
-            serde_json::to_vec_pretty(self).map_err(|source| EvalError::Encode { path: path.clone(), source })?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|source| EvalError::Encode {
+            path: path.clone(),
+            source,
+        })?;
         bytes.push(b'\n');
         write_atomically(&path, &bytes).map_err(|source| EvalError::Write { path, source })
     }
@@ -192,9 +212,16 @@ fn read_numbered(path: &Path) -> Result<Vec<(usize, Prediction)>, EvalError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(EvalError::NoPredictionsFile { path: path.to_path_buf() })
+            return Err(EvalError::NoPredictionsFile {
+                path: path.to_path_buf(),
+            })
         }
-        Err(source) => return Err(EvalError::Read { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(EvalError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
     let cut_last_line = !text.is_empty() && !text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
@@ -215,7 +242,12 @@ fn read_numbered(path: &Path) -> Result<Vec<(usize, Prediction)>, EvalError> {
             },
         })?;
         if let Some(&first) = first_line.get(&record.id) {
-            return Err(EvalError::DuplicateId { path: path.to_path_buf(), line: i + 1, id: record.id, first });
+            return Err(EvalError::DuplicateId {
+                path: path.to_path_buf(),
+                line: i + 1,
+                id: record.id,
+                first,
+            });
         }
         first_line.insert(record.id.clone(), i + 1);
         records.push((i + 1, record));
@@ -228,7 +260,9 @@ fn read_numbered(path: &Path) -> Result<Vec<(usize, Prediction)>, EvalError> {
 fn items(path: &Path, classes: &[String]) -> Result<Vec<(String, Item)>, EvalError> {
     let records = read_numbered(path)?;
     if records.is_empty() {
-        return Err(EvalError::Empty { path: path.to_path_buf() });
+        return Err(EvalError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     let index: HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     records
@@ -242,7 +276,9 @@ fn items(path: &Path, classes: &[String]) -> Result<Vec<(String, Item)>, EvalErr
             };
             let class = |v: &str, what: &str| {
                 index.get(v).copied().ok_or_else(|| {
-                    bad(format!("{what} {v:?} is not one of the run's classes {classes:?} (eval.json)"))
+                    bad(format!(
+                        "{what} {v:?} is not one of the run's classes {classes:?} (eval.json)"
+                    ))
                 })
             };
             let label = class(&r.label, "label")?;
@@ -264,7 +300,14 @@ fn items(path: &Path, classes: &[String]) -> Result<Vec<(String, Item)>, EvalErr
                     Some(p)
                 }
             };
-            Ok((r.id, Item { label, prediction, probabilities }))
+            Ok((
+                r.id,
+                Item {
+                    label,
+                    prediction,
+                    probabilities,
+                },
+            ))
         })
         .collect()
 }
@@ -306,17 +349,25 @@ pub fn write_report(dir: &Path) -> Result<Report, EvalError> {
         write_atomically(&path, bytes).map_err(|source| EvalError::Write { path, source })
     };
     let json_path = dir.join(REPORT_JSON);
-    let mut json =
-        serde_json::to_vec_pretty(&report).map_err(|source| EvalError::Encode { path: json_path, source })?;
+    let mut json = serde_json::to_vec_pretty(&report).map_err(|source| EvalError::Encode {
+        path: json_path,
+        source,
+    })?;
     json.push(b'\n');
     write(REPORT_JSON, &json)?;
     write(REPORT_MD, markdown::render(&report).as_bytes())?;
-    write(CONFUSION_PNG, &plots::png_bytes(&plots::confusion_png(&report.metrics.confusion_matrix)))?;
+    write(
+        CONFUSION_PNG,
+        &plots::png_bytes(&plots::confusion_png(&report.metrics.confusion_matrix)),
+    )?;
     match &report.metrics.calibration {
         Some(c) => write(RELIABILITY_PNG, &plots::png_bytes(&plots::reliability_png(c)))?,
         None => match std::fs::remove_file(dir.join(RELIABILITY_PNG)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(EvalError::Write { path: dir.join(RELIABILITY_PNG), source: e })
+                return Err(EvalError::Write {
+                    path: dir.join(RELIABILITY_PNG),
+                    source: e,
+                })
             }
             _ => {}
         },

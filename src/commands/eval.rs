@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::cli::EvalArgs;
-use crate::eval::compare::Comparison;
+use crate::eval::compare::{format_p, Comparison};
 use crate::eval::{self, Report};
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -47,7 +47,11 @@ fn compare(a: &Path, b: &Path, json: bool) -> Result<()> {
             comparison.only_in_b
         );
     }
-    let named = Named { run_a: a.display().to_string(), run_b: b.display().to_string(), comparison: &comparison };
+    let named = Named {
+        run_a: a.display().to_string(),
+        run_b: b.display().to_string(),
+        comparison: &comparison,
+    };
     super::print_report(json, &named, write_compare_table)
 }
 
@@ -58,8 +62,18 @@ fn fixed(v: Option<f64>) -> String {
 fn write_report_table(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
     let m = &r.metrics;
     let unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
-    writeln!(out, "model      {} ({}, input {})", unknown(&r.model), unknown(&r.mode), unknown(&r.input))?;
-    writeln!(out, "items      {} ({} correct, {} without an answer, counted wrong)", m.n, m.correct, m.no_answer)?;
+    writeln!(
+        out,
+        "model      {} ({}, input {})",
+        unknown(&r.model),
+        unknown(&r.mode),
+        unknown(&r.input)
+    )?;
+    writeln!(
+        out,
+        "items      {} ({} correct, {} without an answer, counted wrong)",
+        m.n, m.correct, m.no_answer
+    )?;
     let [lo, hi] = m.accuracy_ci95;
     writeln!(out, "accuracy   {:.4} (95% CI {lo:.4} to {hi:.4})", m.accuracy)?;
     writeln!(out, "macro F1   {:.4}", m.macro_f1)?;
@@ -73,12 +87,20 @@ fn write_report_table(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
         writeln!(out, "ROC AUC    {auc:.4} (positive class {positive}{left_out})")?;
     }
     if let Some(c) = &m.calibration {
-        writeln!(out, "ECE        {:.4} (10 bins, {} items; Brier {:.4})", c.ece, c.n, c.brier)?;
+        writeln!(
+            out,
+            "ECE        {:.4} (10 bins, {} items; Brier {:.4})",
+            c.ece, c.n, c.brier
+        )?;
     }
     let width = m.classes.iter().map(|c| c.chars().count()).max().unwrap_or(0).max(5);
     writeln!(out, "\n{:<width$}  precision  recall     F1  support", "class")?;
     for (label, s) in &m.per_class.0 {
-        writeln!(out, "{label:<width$}  {:>9.4}  {:>6.4}  {:>5.4}  {:>7}", s.precision, s.recall, s.f1, s.support)?;
+        writeln!(
+            out,
+            "{label:<width$}  {:>9.4}  {:>6.4}  {:>5.4}  {:>7}",
+            s.precision, s.recall, s.f1, s.support
+        )?;
     }
     writeln!(out, "\n{}", r.caution)
 }
@@ -98,15 +120,42 @@ fn write_compare_table(out: &mut dyn Write, n: &Named) -> std::io::Result<()> {
     writeln!(out, "{} items in both runs", c.paired)?;
     writeln!(out, "{:<12} {:>28} {:>28}", "", "A", "B")?;
     let ci = |v: f64, [lo, hi]: [f64; 2]| format!("{v:.4} ({lo:.4} to {hi:.4})");
-    writeln!(out, "{:<12} {:>28} {:>28}", "accuracy", ci(c.a.accuracy, c.a.accuracy_ci95), ci(c.b.accuracy, c.b.accuracy_ci95))?;
-    writeln!(out, "{:<12} {:>28} {:>28}", "macro F1", format!("{:.4}", c.a.macro_f1), format!("{:.4}", c.b.macro_f1))?;
-    writeln!(out, "{:<12} {:>28} {:>28}", "kappa", fixed(c.a.cohen_kappa), fixed(c.b.cohen_kappa))?;
+    writeln!(
+        out,
+        "{:<12} {:>28} {:>28}",
+        "accuracy",
+        ci(c.a.accuracy, c.a.accuracy_ci95),
+        ci(c.b.accuracy, c.b.accuracy_ci95)
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:>28} {:>28}",
+        "macro F1",
+        format!("{:.4}", c.a.macro_f1),
+        format!("{:.4}", c.b.macro_f1)
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:>28} {:>28}",
+        "kappa",
+        fixed(c.a.cohen_kappa),
+        fixed(c.b.cohen_kappa)
+    )?;
     writeln!(out, "{:<12} {:>28} {:>28}", "no answer", c.a.no_answer, c.b.no_answer)?;
     writeln!(out)?;
     writeln!(out, "A right, B wrong (b)   {}", c.a_right_b_wrong)?;
     writeln!(out, "A wrong, B right (c)   {}", c.a_wrong_b_right)?;
-    writeln!(out, "accuracy B - A         {}", ci(c.accuracy_difference, c.accuracy_difference_ci95))?;
-    writeln!(out, "McNemar exact p        {:.4}", c.mcnemar_exact_p)?;
-    writeln!(out, "McNemar chi-square p   {:.4} (chi-square {:.4}, continuity corrected)", c.mcnemar_chi_square_p, c.mcnemar_chi_square)?;
+    writeln!(
+        out,
+        "accuracy B - A         {}",
+        ci(c.accuracy_difference, c.accuracy_difference_ci95)
+    )?;
+    writeln!(out, "McNemar exact p        {}", format_p(c.mcnemar_exact_p))?;
+    writeln!(
+        out,
+        "McNemar chi-square p   {} (chi-square {:.4}, continuity corrected)",
+        format_p(c.mcnemar_chi_square_p),
+        c.mcnemar_chi_square
+    )?;
     writeln!(out, "\n{}", c.reading)
 }

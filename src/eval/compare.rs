@@ -69,7 +69,9 @@ pub struct Comparison {
 pub enum CompareError {
     #[error("no item id is in both runs: they were not run on the same items")]
     NoOverlap,
-    #[error("item {id:?} has label {a:?} in run A and {b:?} in run B: the runs were not made from the same labelled data")]
+    #[error(
+        "item {id:?} has label {a:?} in run A and {b:?} in run B: the runs were not made from the same labelled data"
+    )]
     LabelDiffers { id: String, a: String, b: String },
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -108,11 +110,12 @@ pub fn compare(classes: &[String], a: &[(String, Item)], b: &[(String, Item)]) -
     let metrics_a = metrics::compute(classes, &pairs_a)?;
     let metrics_b = metrics::compute(classes, &pairs_b)?;
     let test = mcnemar(b_count, c_count, paired);
+    let p = format_p(test.exact_p);
     let reading = if test.exact_p < ALPHA {
         let better = if c_count > b_count { "B" } else { "A" };
-        format!("{better} is more accurate, significant at {ALPHA} (exact McNemar p = {:.4})", test.exact_p)
+        format!("{better} is more accurate, significant at {ALPHA} (exact McNemar p = {p})")
     } else {
-        format!("no significant difference at {ALPHA} (exact McNemar p = {:.4})", test.exact_p)
+        format!("no significant difference at {ALPHA} (exact McNemar p = {p})")
     };
     Ok(Comparison {
         a: RunFigures::from(&metrics_a),
@@ -129,6 +132,15 @@ pub fn compare(classes: &[String], a: &[(String, Item)], b: &[(String, Item)]) -
         mcnemar_chi_square_p: test.chi_square_p,
         reading,
     })
+}
+
+/// A p-value for a person: 4 decimals, or 3 significant digits below 0.0001 (so that it never reads 0.0000).
+pub fn format_p(p: f64) -> String {
+    if p >= 1e-4 || p == 0.0 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.2e}")
+    }
 }
 
 /// McNemar's test of discordant counts `b` (A right, B wrong) and `c` (A wrong, B right) among `n` pairs.
@@ -148,7 +160,11 @@ pub fn mcnemar(b: u64, c: u64, n: u64) -> McNemar {
     } else {
         let corrected = (b.abs_diff(c) as f64 - 1.0).max(0.0);
         let chi_square = corrected * corrected / discordant as f64;
-        (binomial_half_two_sided(b, discordant), chi_square, chi_square_1_survival(chi_square))
+        (
+            binomial_half_two_sided(b, discordant),
+            chi_square,
+            chi_square_1_survival(chi_square),
+        )
     };
     let nf = n as f64;
     let diff = (c as f64 - b as f64) / nf;
@@ -169,15 +185,36 @@ mod tests {
     fn run(outcomes: &[(&str, usize, Option<usize>)]) -> Vec<(String, Item)> {
         outcomes
             .iter()
-            .map(|&(id, label, prediction)| (id.to_string(), Item { label, prediction, probabilities: None }))
+            .map(|&(id, label, prediction)| {
+                (
+                    id.to_string(),
+                    Item {
+                        label,
+                        prediction,
+                        probabilities: None,
+                    },
+                )
+            })
             .collect()
     }
 
     #[test]
     fn pairs_by_id_and_counts_discordant_items() {
         let classes = vec!["x".to_string(), "y".to_string()];
-        let a = run(&[("1", 0, Some(0)), ("2", 1, Some(1)), ("3", 1, Some(0)), ("4", 0, None), ("only-a", 0, Some(0))]);
-        let b = run(&[("4", 0, Some(0)), ("3", 1, Some(1)), ("2", 1, Some(0)), ("1", 0, Some(0)), ("only-b", 1, None)]);
+        let a = run(&[
+            ("1", 0, Some(0)),
+            ("2", 1, Some(1)),
+            ("3", 1, Some(0)),
+            ("4", 0, None),
+            ("only-a", 0, Some(0)),
+        ]);
+        let b = run(&[
+            ("4", 0, Some(0)),
+            ("3", 1, Some(1)),
+            ("2", 1, Some(0)),
+            ("1", 0, Some(0)),
+            ("only-b", 1, None),
+        ]);
         let c = compare(&classes, &a, &b).unwrap();
         assert_eq!((c.paired, c.only_in_a, c.only_in_b), (4, 1, 1));
         // Item 2: A right, B wrong; items 3 and 4: A wrong, B right.
@@ -188,7 +225,14 @@ mod tests {
         assert_eq!(c.mcnemar_exact_p, 1.0);
         // (|1 − 2| − 1)² / 3 = 0.
         assert_eq!((c.mcnemar_chi_square, c.mcnemar_chi_square_p), (0.0, 1.0));
-        assert!(c.reading.starts_with("no significant difference"));
+        assert_eq!(
+            c.reading,
+            "no significant difference at 0.05 (exact McNemar p = 1.0000)"
+        );
+        assert_eq!(
+            (format_p(0.01234), format_p(3.6e-12)),
+            ("0.0123".to_string(), "3.60e-12".to_string())
+        );
     }
 
     #[test]
@@ -197,7 +241,10 @@ mod tests {
         let a = run(&[("1", 0, Some(0))]);
         let b = run(&[("1", 1, Some(0))]);
         assert!(matches!(compare(&classes, &a, &b), Err(CompareError::LabelDiffers { id, .. }) if id == "1"));
-        assert_eq!(compare(&classes, &a, &run(&[("2", 0, None)])), Err(CompareError::NoOverlap));
+        assert_eq!(
+            compare(&classes, &a, &run(&[("2", 0, None)])),
+            Err(CompareError::NoOverlap)
+        );
     }
 
     #[test]
@@ -211,7 +258,9 @@ mod tests {
         // Difference 0.1, spread √(14 − 1)/100.
         assert_eq!(t.difference, 0.1);
         let half = Z95 * 13f64.sqrt() / 100.0;
-        assert!((t.difference_ci95[0] - (0.1 - half)).abs() < 1e-16 && (t.difference_ci95[1] - (0.1 + half)).abs() < 1e-16);
+        assert!(
+            (t.difference_ci95[0] - (0.1 - half)).abs() < 1e-16 && (t.difference_ci95[1] - (0.1 + half)).abs() < 1e-16
+        );
         // No discordant pairs: p = 1 and an interval of width 0.
         let t = mcnemar(0, 0, 10);
         assert_eq!((t.exact_p, t.chi_square_p, t.difference_ci95), (1.0, 1.0, [0.0, 0.0]));

@@ -53,7 +53,13 @@ pub fn drawable(text: &str) -> String {
     const IN_FONT: &str = "0123456789SLICE ";
     text.chars()
         .flat_map(char::to_uppercase)
-        .map(|c| if glyph(c).is_some() || IN_FONT.contains(c) { c } else { '?' })
+        .map(|c| {
+            if glyph(c).is_some() || IN_FONT.contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 

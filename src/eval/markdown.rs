@@ -52,20 +52,39 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
             m.roc_auc_items,
             m.roc_auc_excluded
         )?,
-        _ => writeln!(s, "| ROC AUC | n/a ({}) |", m.roc_auc_note.as_deref().unwrap_or("not computed"))?,
+        _ => writeln!(
+            s,
+            "| ROC AUC | n/a ({}) |",
+            m.roc_auc_note.as_deref().unwrap_or("not computed")
+        )?,
     }
     match &m.calibration {
         Some(c) => {
-            writeln!(s, "| Expected calibration error | {:.4} ({} items with probabilities, 10 bins) |", c.ece, c.n)?;
+            writeln!(
+                s,
+                "| Expected calibration error | {:.4} ({} items with probabilities, 10 bins) |",
+                c.ece, c.n
+            )?;
             writeln!(s, "| Brier score | {:.4} |", c.brier)?;
         }
         None => writeln!(s, "| Calibration | n/a (no item has probabilities) |")?,
     }
 
     writeln!(s, "\n## Per class\n")?;
-    writeln!(s, "| Class | Precision | Recall | F1 | Support |\n|---|---|---|---|---|")?;
+    writeln!(
+        s,
+        "| Class | Precision | Recall | F1 | Support |\n|---|---|---|---|---|"
+    )?;
     for (label, c) in &m.per_class.0 {
-        writeln!(s, "| {} | {:.4} | {:.4} | {:.4} | {} |", cell(label), c.precision, c.recall, c.f1, c.support)?;
+        writeln!(
+            s,
+            "| {} | {:.4} | {:.4} | {:.4} | {} |",
+            cell(label),
+            c.precision,
+            c.recall,
+            c.f1,
+            c.support
+        )?;
     }
 
     writeln!(s, "\n## Confusion matrix\n")?;
@@ -75,7 +94,13 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "|---|{}---|", "---|".repeat(labels.len()))?;
     for (i, row) in m.confusion_matrix.matrix.iter().enumerate() {
         let counts: Vec<String> = row.iter().map(u64::to_string).collect();
-        writeln!(s, "| {} | {} | {} |", labels[i], counts.join(" | "), m.confusion_matrix.no_answer[i])?;
+        writeln!(
+            s,
+            "| {} | {} | {} |",
+            labels[i],
+            counts.join(" | "),
+            m.confusion_matrix.no_answer[i]
+        )?;
     }
     writeln!(s, "\n![Confusion matrix]({CONFUSION_PNG})")?;
     if m.calibration.is_some() {

@@ -135,13 +135,19 @@ pub fn compute(classes: &[String], items: &[Item]) -> Result<Metrics, MetricsErr
     let weighted_f1 = per_class.iter().map(|s| s.f1 * s.support as f64).sum::<f64>() / n as f64;
     let with_probabilities: Vec<&Item> = items.iter().filter(|i| i.probabilities.is_some()).collect();
     let (roc_auc, roc_auc_note) = if k != 2 {
-        (None, Some(format!("ROC AUC is computed for two classes only (this run has {k})")))
+        (
+            None,
+            Some(format!("ROC AUC is computed for two classes only; this run has {k}")),
+        )
     } else if with_probabilities.is_empty() {
         (None, Some("no item has probabilities".to_string()))
     } else {
         match roc_auc_binary(&with_probabilities) {
             Some(auc) => (Some(auc), None),
-            None => (None, Some("the items with probabilities hold only one of the two true classes".to_string())),
+            None => (
+                None,
+                Some("the items with probabilities hold only one of the two true classes".to_string()),
+            ),
         }
     };
     Ok(Metrics {
@@ -161,7 +167,10 @@ pub fn compute(classes: &[String], items: &[Item]) -> Result<Metrics, MetricsErr
         roc_auc_excluded: n - with_probabilities.len() as u64,
         roc_auc_note,
         calibration: calibration(&with_probabilities),
-        confusion_matrix: ConfusionMatrix { labels: classes.to_vec(), ..confusion },
+        confusion_matrix: ConfusionMatrix {
+            labels: classes.to_vec(),
+            ..confusion
+        },
     })
 }
 
@@ -180,7 +189,10 @@ fn check(k: usize, items: &[Item]) -> Result<(), MetricsError> {
         }
         if let Some(p) = &item.probabilities {
             if p.len() != k {
-                return Err(MetricsError::ProbabilityCount { got: p.len(), classes: k });
+                return Err(MetricsError::ProbabilityCount {
+                    got: p.len(),
+                    classes: k,
+                });
             }
         }
     }
@@ -197,7 +209,11 @@ fn confusion(k: usize, items: &[Item]) -> ConfusionMatrix {
             None => no_answer[item.label] += 1,
         }
     }
-    ConfusionMatrix { labels: Vec::new(), matrix, no_answer }
+    ConfusionMatrix {
+        labels: Vec::new(),
+        matrix,
+        no_answer,
+    }
 }
 
 /// Precision tp/(tp+fp), recall tp/(tp+fn), F1 2tp/(2tp+fp+fn), each 0 where its denominator is 0 (scikit-learn's
@@ -236,9 +252,24 @@ fn cohen_kappa(c: &ConfusionMatrix) -> Option<f64> {
     let k = c.matrix.len();
     let n: u64 = c.matrix.iter().flatten().sum::<u64>() + c.no_answer.iter().sum::<u64>();
     // Columns 0..k are the classes, column k is "no answer"; rows never fall in category k.
-    let rows: Vec<u64> = (0..=k).map(|i| if i < k { c.matrix[i].iter().sum::<u64>() + c.no_answer[i] } else { 0 }).collect();
-    let columns: Vec<u64> =
-        (0..=k).map(|j| if j < k { (0..k).map(|r| c.matrix[r][j]).sum() } else { c.no_answer.iter().sum() }).collect();
+    let rows: Vec<u64> = (0..=k)
+        .map(|i| {
+            if i < k {
+                c.matrix[i].iter().sum::<u64>() + c.no_answer[i]
+            } else {
+                0
+            }
+        })
+        .collect();
+    let columns: Vec<u64> = (0..=k)
+        .map(|j| {
+            if j < k {
+                (0..k).map(|r| c.matrix[r][j]).sum()
+            } else {
+                c.no_answer.iter().sum()
+            }
+        })
+        .collect();
     let observed = n - (0..k).map(|i| c.matrix[i][i]).sum::<u64>();
     let mut expected = 0.0;
     for (i, &row) in rows.iter().enumerate() {
@@ -269,8 +300,10 @@ pub fn wilson_interval(successes: u64, n: u64, z: f64) -> [f64; 2] {
 /// statistic over n_pos · n_neg, ties given their average rank (the area under the ROC curve with ties drawn as
 /// diagonal steps, as scikit-learn's `roc_auc_score`). `None` when either class has no item.
 fn roc_auc_binary(items: &[&Item]) -> Option<f64> {
-    let mut scored: Vec<(f64, bool)> =
-        items.iter().filter_map(|i| i.probabilities.as_ref().map(|p| (p[1], i.label == 1))).collect();
+    let mut scored: Vec<(f64, bool)> = items
+        .iter()
+        .filter_map(|i| i.probabilities.as_ref().map(|p| (p[1], i.label == 1)))
+        .collect();
     let positives = scored.iter().filter(|(_, positive)| *positive).count() as f64;
     let negatives = scored.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
@@ -321,12 +354,19 @@ fn calibration(items: &[&Item]) -> Option<Calibration> {
         let p = item.probabilities.as_deref().unwrap_or_default();
         // argmax: the first class with the largest probability.
         let (argmax, confidence) =
-            p.iter().copied().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best });
+            p.iter().copied().enumerate().fold(
+                (0, f64::NEG_INFINITY),
+                |best, (i, v)| if v > best.1 { (i, v) } else { best },
+            );
         let bin = calibration_bin(confidence);
         count[bin] += 1;
         hits[bin] += u64::from(argmax == item.label);
         confidence_sum[bin] += confidence;
-        brier += p.iter().enumerate().map(|(k, &v)| (v - f64::from(u8::from(k == item.label))).powi(2)).sum::<f64>();
+        brier += p
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| (v - f64::from(u8::from(k == item.label))).powi(2))
+            .sum::<f64>();
     }
     let mut ece = 0.0;
     let bins = (0..CALIBRATION_BINS)
@@ -347,7 +387,12 @@ fn calibration(items: &[&Item]) -> Option<Calibration> {
             }
         })
         .collect();
-    Some(Calibration { n: items.len() as u64, ece, brier: brier / n, bins })
+    Some(Calibration {
+        n: items.len() as u64,
+        ece,
+        brier: brier / n,
+        bins,
+    })
 }
 
 #[cfg(test)]
@@ -359,7 +404,11 @@ mod tests {
     }
 
     fn item(label: usize, prediction: Option<usize>) -> Item {
-        Item { label, prediction, probabilities: None }
+        Item {
+            label,
+            prediction,
+            probabilities: None,
+        }
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -383,13 +432,32 @@ mod tests {
         ];
         let m = compute(&classes(&["a", "b", "c"]), &items).unwrap();
         assert_eq!((m.n, m.correct, m.no_answer), (9, 5, 1));
-        assert_eq!(m.confusion_matrix.matrix, vec![vec![2, 1, 0], vec![0, 2, 1], vec![1, 0, 1]]);
+        assert_eq!(
+            m.confusion_matrix.matrix,
+            vec![vec![2, 1, 0], vec![0, 2, 1], vec![1, 0, 1]]
+        );
         assert_eq!(m.confusion_matrix.no_answer, vec![0, 0, 1]);
         assert!(close(m.accuracy, 5.0 / 9.0));
         let s = &m.per_class.0;
         // a: tp 2, predicted 3, support 3; b: tp 2, predicted 3, support 3; c: tp 1, predicted 2, support 3.
-        assert_eq!(s[0].1, ClassScores { precision: 2.0 / 3.0, recall: 2.0 / 3.0, f1: 4.0 / 6.0, support: 3 });
-        assert_eq!(s[2].1, ClassScores { precision: 0.5, recall: 1.0 / 3.0, f1: 2.0 / 5.0, support: 3 });
+        assert_eq!(
+            s[0].1,
+            ClassScores {
+                precision: 2.0 / 3.0,
+                recall: 2.0 / 3.0,
+                f1: 4.0 / 6.0,
+                support: 3
+            }
+        );
+        assert_eq!(
+            s[2].1,
+            ClassScores {
+                precision: 0.5,
+                recall: 1.0 / 3.0,
+                f1: 2.0 / 5.0,
+                support: 3
+            }
+        );
         assert!(close(m.macro_f1, (2.0 / 3.0 + 2.0 / 3.0 + 0.4) / 3.0));
         // Kappa with the no-answer column: rows (3,3,3), columns (3,3,2,1), n 9. Expected agreement
         // (9+9+6)/81 = 24/81; expected disagreements 9 − 24/9 = 57/9; observed disagreements 4.
@@ -408,7 +476,15 @@ mod tests {
         assert_eq!(m.cohen_kappa, Some(0.0));
         // A class with neither items nor predictions: all zeros, and it still counts in the macro average.
         let m = compute(&classes(&["x", "y", "z"]), &items).unwrap();
-        assert_eq!(m.per_class.0[2].1, ClassScores { precision: 0.0, recall: 0.0, f1: 0.0, support: 0 });
+        assert_eq!(
+            m.per_class.0[2].1,
+            ClassScores {
+                precision: 0.0,
+                recall: 0.0,
+                f1: 0.0,
+                support: 0
+            }
+        );
         assert!(close(m.macro_f1, (0.8 + 0.0 + 0.0) / 3.0));
     }
 
@@ -416,7 +492,10 @@ mod tests {
     fn all_correct_and_single_class_degenerate_cases() {
         let items = [item(0, Some(0)), item(1, Some(1)), item(1, Some(1))];
         let m = compute(&classes(&["x", "y"]), &items).unwrap();
-        assert_eq!((m.accuracy, m.macro_f1, m.weighted_f1, m.cohen_kappa), (1.0, 1.0, 1.0, Some(1.0)));
+        assert_eq!(
+            (m.accuracy, m.macro_f1, m.weighted_f1, m.cohen_kappa),
+            (1.0, 1.0, 1.0, Some(1.0))
+        );
         assert_eq!(m.accuracy_ci95[1], 1.0);
         // Every label and prediction the same class: kappa is 0/0, reported as none.
         let m = compute(&classes(&["x", "y"]), &[item(0, Some(0)), item(0, Some(0))]).unwrap();
@@ -427,9 +506,19 @@ mod tests {
     fn refuses_empty_input_and_bad_indices() {
         assert_eq!(compute(&classes(&["x"]), &[]), Err(MetricsError::Empty));
         assert_eq!(compute(&[], &[item(0, None)]), Err(MetricsError::NoClasses));
-        assert_eq!(compute(&classes(&["x"]), &[item(0, Some(1))]), Err(MetricsError::ClassIndex { index: 1, classes: 1 }));
-        let bad = Item { label: 0, prediction: None, probabilities: Some(vec![1.0, 0.0]) };
-        assert_eq!(compute(&classes(&["x"]), &[bad]), Err(MetricsError::ProbabilityCount { got: 2, classes: 1 }));
+        assert_eq!(
+            compute(&classes(&["x"]), &[item(0, Some(1))]),
+            Err(MetricsError::ClassIndex { index: 1, classes: 1 })
+        );
+        let bad = Item {
+            label: 0,
+            prediction: None,
+            probabilities: Some(vec![1.0, 0.0]),
+        };
+        assert_eq!(
+            compute(&classes(&["x"]), &[bad]),
+            Err(MetricsError::ProbabilityCount { got: 2, classes: 1 })
+        );
     }
 
     #[test]
@@ -445,14 +534,24 @@ mod tests {
     }
 
     fn scored(label: usize, p1: f64) -> Item {
-        Item { label, prediction: Some(usize::from(p1 > 0.5)), probabilities: Some(vec![1.0 - p1, p1]) }
+        Item {
+            label,
+            prediction: Some(usize::from(p1 > 0.5)),
+            probabilities: Some(vec![1.0 - p1, p1]),
+        }
     }
 
     #[test]
     fn roc_auc_with_ties_is_mann_whitney() {
         // Positives score 0.8, 0.4, 0.4; negatives 0.4, 0.1. Pairs (pos > neg): 0.8 beats both (2), each 0.4 beats
         // 0.1 (2) and ties 0.4 (2 × ½): U = 5 of 6.
-        let items = [scored(1, 0.8), scored(1, 0.4), scored(1, 0.4), scored(0, 0.4), scored(0, 0.1)];
+        let items = [
+            scored(1, 0.8),
+            scored(1, 0.4),
+            scored(1, 0.4),
+            scored(0, 0.4),
+            scored(0, 0.1),
+        ];
         let m = compute(&classes(&["neg", "pos"]), &items).unwrap();
         assert!(close(m.roc_auc.unwrap(), 5.0 / 6.0));
         assert_eq!(m.roc_auc_positive.as_deref(), Some("pos"));
@@ -482,7 +581,10 @@ mod tests {
         assert_eq!(c.n, 3);
         assert_eq!((c.bins[8].count, c.bins[5].count, c.bins[0].count), (2, 1, 0));
         assert_eq!(c.bins[0].accuracy, None);
-        assert!(close(c.ece, 2.0 / 3.0 * (0.5f64 - 0.9).abs() + 1.0 / 3.0 * (1.0f64 - 0.6).abs()));
+        assert!(close(
+            c.ece,
+            2.0 / 3.0 * (0.5f64 - 0.9).abs() + 1.0 / 3.0 * (1.0f64 - 0.6).abs()
+        ));
         // Brier: (0.1² + 0.1²) + (0.9² + 0.9²) + (0.4² + 0.4²), over 3.
         assert!(close(c.brier, (0.02 + 1.62 + 0.32) / 3.0));
     }

@@ -31,7 +31,10 @@ pub fn confusion_size(classes: usize, no_answer_column: bool) -> (u32, u32) {
     let columns = classes as u32 + u32::from(no_answer_column);
     let left = grid_left();
     let title = glyphs::width(TITLE, 2).max(glyphs::width(SUBTITLE, 1));
-    ((left + columns * CELL + MARGIN).max(title + 2 * MARGIN), GRID_TOP + classes as u32 * CELL + MARGIN)
+    (
+        (left + columns * CELL + MARGIN).max(title + 2 * MARGIN),
+        GRID_TOP + classes as u32 * CELL + MARGIN,
+    )
 }
 
 fn grid_left() -> u32 {
@@ -48,7 +51,11 @@ pub fn confusion_png(c: &ConfusionMatrix) -> RgbImage {
     glyphs::draw(&mut image, (MARGIN, MARGIN), TITLE, 2, BLACK);
     glyphs::draw(&mut image, (MARGIN, MARGIN + 20), SUBTITLE, 1, GREY);
     let left = grid_left();
-    let mut column_labels: Vec<String> = c.labels.iter().map(|l| glyphs::truncated(l, COLUMN_LABEL_CHARS)).collect();
+    let mut column_labels: Vec<String> = c
+        .labels
+        .iter()
+        .map(|l| glyphs::truncated(l, COLUMN_LABEL_CHARS))
+        .collect();
     if with_none {
         column_labels.push("NO ANSWR".to_string());
     }
@@ -69,12 +76,23 @@ pub fn confusion_png(c: &ConfusionMatrix) -> RgbImage {
             let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
             let x = left + j as u32 * CELL;
             fill(&mut image, (x, y), (CELL, CELL), GRID);
-            fill(&mut image, (x + 1, y + 1), (CELL - 2, CELL - 2), blend(WHITE, full, share));
+            fill(
+                &mut image,
+                (x + 1, y + 1),
+                (CELL - 2, CELL - 2),
+                blend(WHITE, full, share),
+            );
             let text = count.to_string();
             let scale = if glyphs::width(&text, 2) + 6 <= CELL { 2 } else { 1 };
             let (tw, th) = (glyphs::width(&text, scale), 7 * scale);
             let ink = if share > 0.5 { WHITE } else { BLACK };
-            glyphs::draw(&mut image, (x + CELL.saturating_sub(tw) / 2, y + (CELL - th) / 2), &text, scale, ink);
+            glyphs::draw(
+                &mut image,
+                (x + CELL.saturating_sub(tw) / 2, y + (CELL - th) / 2),
+                &text,
+                scale,
+                ink,
+            );
         }
     }
     image
@@ -111,7 +129,13 @@ pub fn reliability_png(c: &Calibration) -> RgbImage {
         let text = b.count.to_string();
         let ty = (y0 + PLOT - height).saturating_sub(10).max(y0 + 2);
         let tx = x + bar.saturating_sub(glyphs::width(&text, 1)) / 2;
-        glyphs::draw(&mut image, (tx, ty), &text, 1, if height + 12 > PLOT { WHITE } else { BLACK });
+        glyphs::draw(
+            &mut image,
+            (tx, ty),
+            &text,
+            1,
+            if height + 12 > PLOT { WHITE } else { BLACK },
+        );
     }
     // The frame, then the diagonal from (0, 0) to (1, 1), two pixels wide.
     fill(&mut image, (x0, y0), (PLOT, 1), BLACK);
@@ -124,11 +148,29 @@ pub fn reliability_png(c: &Calibration) -> RgbImage {
     for (value, text) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1")] {
         let offset = (value * PLOT as f64) as u32;
         let tw = glyphs::width(text, 1);
-        glyphs::draw(&mut image, ((x0 + offset).saturating_sub(tw / 2), y0 + PLOT + 6), text, 1, BLACK);
-        glyphs::draw(&mut image, (x0.saturating_sub(tw + 6), y0 + PLOT - offset - 3), text, 1, BLACK);
+        glyphs::draw(
+            &mut image,
+            ((x0 + offset).saturating_sub(tw / 2), y0 + PLOT + 6),
+            text,
+            1,
+            BLACK,
+        );
+        glyphs::draw(
+            &mut image,
+            (x0.saturating_sub(tw + 6), y0 + PLOT - offset - 3),
+            text,
+            1,
+            BLACK,
+        );
     }
     let label = "CONFIDENCE (LARGEST PROBABILITY)";
-    glyphs::draw(&mut image, (x0 + (PLOT - glyphs::width(label, 1)) / 2, y0 + PLOT + 22), label, 1, BLACK);
+    glyphs::draw(
+        &mut image,
+        (x0 + (PLOT - glyphs::width(label, 1)) / 2, y0 + PLOT + 22),
+        label,
+        1,
+        BLACK,
+    );
     glyphs::draw(&mut image, (MARGIN, y0 + PLOT + 36), "Y: ACCURACY", 1, BLACK);
     image
 }
@@ -168,10 +210,26 @@ mod tests {
     #[test]
     fn confusion_png_has_its_size_and_shades() {
         let items = [
-            Item { label: 0, prediction: Some(0), probabilities: None },
-            Item { label: 0, prediction: Some(0), probabilities: None },
-            Item { label: 1, prediction: Some(0), probabilities: None },
-            Item { label: 1, prediction: None, probabilities: None },
+            Item {
+                label: 0,
+                prediction: Some(0),
+                probabilities: None,
+            },
+            Item {
+                label: 0,
+                prediction: Some(0),
+                probabilities: None,
+            },
+            Item {
+                label: 1,
+                prediction: Some(0),
+                probabilities: None,
+            },
+            Item {
+                label: 1,
+                prediction: None,
+                probabilities: None,
+            },
         ];
         let m = metrics_of(&items);
         let image = confusion_png(&m.confusion_matrix);
@@ -182,7 +240,10 @@ mod tests {
         assert_eq!(*image.get_pixel(left + 3, GRID_TOP + 3), BLUE);
         // Row 0, column 1 is empty: white; row 1's no-answer cell is half grey.
         assert_eq!(*image.get_pixel(left + CELL + 3, GRID_TOP + 3), WHITE);
-        assert_eq!(*image.get_pixel(left + 2 * CELL + 3, GRID_TOP + CELL + 3), blend(WHITE, GREY, 0.5));
+        assert_eq!(
+            *image.get_pixel(left + 2 * CELL + 3, GRID_TOP + CELL + 3),
+            blend(WHITE, GREY, 0.5)
+        );
         // Deterministic, and it encodes as a PNG of that size.
         let png = png_bytes(&image);
         assert_eq!(png, png_bytes(&confusion_png(&m.confusion_matrix)));
@@ -192,7 +253,11 @@ mod tests {
 
     #[test]
     fn reliability_png_has_its_size_and_bars() {
-        let scored = |label, p1: f64| Item { label, prediction: None, probabilities: Some(vec![1.0 - p1, p1]) };
+        let scored = |label, p1: f64| Item {
+            label,
+            prediction: None,
+            probabilities: Some(vec![1.0 - p1, p1]),
+        };
         let m = metrics_of(&[scored(1, 0.95), scored(1, 0.92), scored(0, 0.55)]);
         let image = reliability_png(m.calibration.as_ref().unwrap());
         assert_eq!(image.dimensions(), reliability_size());

@@ -30,7 +30,10 @@ const TWO: &[&str] = &[
 fn writes_every_report_file() {
     let dir = folder(&["normal", "pneumonia"], TWO);
     let report = write_report(dir.path()).unwrap();
-    assert_eq!((report.metrics.n, report.metrics.correct, report.metrics.no_answer), (3, 2, 1));
+    assert_eq!(
+        (report.metrics.n, report.metrics.correct, report.metrics.no_answer),
+        (3, 2, 1)
+    );
     assert_eq!(report.metrics.roc_auc, Some(1.0));
     assert_eq!((report.metrics.roc_auc_items, report.metrics.roc_auc_excluded), (2, 1));
     for name in [REPORT_JSON, REPORT_MD, CONFUSION_PNG, RELIABILITY_PNG] {
@@ -39,8 +42,22 @@ fn writes_every_report_file() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(REPORT_JSON)).unwrap()).unwrap();
     for key in [
-        "n", "accuracy", "accuracy_ci95", "no_answer", "classes", "confusion_matrix", "per_class", "macro_f1",
-        "cohen_kappa", "roc_auc", "roc_auc_positive", "calibration", "caution", "model", "input", "mode",
+        "n",
+        "accuracy",
+        "accuracy_ci95",
+        "no_answer",
+        "classes",
+        "confusion_matrix",
+        "per_class",
+        "macro_f1",
+        "cohen_kappa",
+        "roc_auc",
+        "roc_auc_positive",
+        "calibration",
+        "caution",
+        "model",
+        "input",
+        "mode",
     ] {
         assert!(json.get(key).is_some(), "report.json lacks {key}");
     }
@@ -68,25 +85,50 @@ fn without_probabilities_there_is_no_reliability_plot() {
 fn refusals_name_the_file_line_and_fix() {
     let empty = tempfile::tempdir().unwrap();
     let e = write_report(empty.path()).unwrap_err().to_string();
-    assert!(e.starts_with("not an eval folder") && e.contains("medgemma eval --output DIR"), "{e}");
+    assert!(
+        e.starts_with("not an eval folder") && e.contains("medgemma eval --output DIR"),
+        "{e}"
+    );
 
-    let dir = folder(&["a", "b"], &[r#"{"id": "1", "label": "a", "prediction": "a"}"#, r#"{"id": "1", "label": "b", "prediction": null}"#]);
+    let dir = folder(
+        &["a", "b"],
+        &[
+            r#"{"id": "1", "label": "a", "prediction": "a"}"#,
+            r#"{"id": "1", "label": "b", "prediction": null}"#,
+        ],
+    );
     let e = write_report(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("line 2") && e.contains("\"1\"") && e.contains("line 1"), "{e}");
+    assert!(
+        e.contains("line 2") && e.contains("\"1\"") && e.contains("line 1"),
+        "{e}"
+    );
 
     let dir = folder(&["a", "b"], &[r#"{"id": "1", "label": "c", "prediction": "a"}"#]);
     let e = write_report(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("predictions.jsonl line 1") && e.contains("label \"c\""), "{e}");
+    assert!(
+        e.contains("predictions.jsonl line 1") && e.contains("label \"c\""),
+        "{e}"
+    );
 
-    let dir = folder(&["a", "b"], &[r#"{"id": "1", "label": "a", "prediction": "a", "probabilities": {"a": 1.5, "b": 0}}"#]);
-    assert!(write_report(dir.path()).unwrap_err().to_string().contains("not in [0, 1]"));
+    let dir = folder(
+        &["a", "b"],
+        &[r#"{"id": "1", "label": "a", "prediction": "a", "probabilities": {"a": 1.5, "b": 0}}"#],
+    );
+    assert!(write_report(dir.path())
+        .unwrap_err()
+        .to_string()
+        .contains("not in [0, 1]"));
 
     let dir = folder(&["a", "b"], &[]);
     let e = write_report(dir.path()).unwrap_err().to_string();
     assert!(e.contains("holds no predictions"), "{e}");
 
     let dir = folder(&["a"], &[]);
-    std::fs::write(dir.path().join(PREDICTIONS_JSONL), "{\"id\": \"1\", \"label\": \"a\", \"prediction\": \"a\"}\n{\"id\": \"2\", \"la").unwrap();
+    std::fs::write(
+        dir.path().join(PREDICTIONS_JSONL),
+        "{\"id\": \"1\", \"label\": \"a\", \"prediction\": \"a\"}\n{\"id\": \"2\", \"la",
+    )
+    .unwrap();
     let e = write_report(dir.path()).unwrap_err().to_string();
     assert!(e.contains("line 2") && e.contains("cut last line"), "{e}");
 
@@ -94,10 +136,21 @@ fn refusals_name_the_file_line_and_fix() {
     let e = write_report(dir.path()).unwrap_err().to_string();
     assert!(e.contains("is missing") && e.contains("--output"), "{e}");
 
-    std::fs::write(dir.path().join(META_JSON), r#"{"version": 2, "classes": ["a"], "mode": "choices"}"#).unwrap();
+    std::fs::write(
+        dir.path().join(META_JSON),
+        r#"{"version": 2, "classes": ["a"], "mode": "choices"}"#,
+    )
+    .unwrap();
     assert!(write_report(dir.path()).unwrap_err().to_string().contains("version 2"));
-    std::fs::write(dir.path().join(META_JSON), r#"{"version": 1, "classes": ["a", "a"], "mode": "choices"}"#).unwrap();
-    assert!(write_report(dir.path()).unwrap_err().to_string().contains("listed twice"));
+    std::fs::write(
+        dir.path().join(META_JSON),
+        r#"{"version": 1, "classes": ["a", "a"], "mode": "choices"}"#,
+    )
+    .unwrap();
+    assert!(write_report(dir.path())
+        .unwrap_err()
+        .to_string()
+        .contains("listed twice"));
 }
 
 #[test]
@@ -135,7 +188,10 @@ fn compares_two_folders_and_refuses_other_classes() {
         ],
     );
     let c = compare_runs(a.path(), b.path()).unwrap();
-    assert_eq!((c.paired, c.only_in_a, c.only_in_b, c.a_right_b_wrong, c.a_wrong_b_right), (2, 1, 0, 1, 1));
+    assert_eq!(
+        (c.paired, c.only_in_a, c.only_in_b, c.a_right_b_wrong, c.a_wrong_b_right),
+        (2, 1, 0, 1, 1)
+    );
     let other = folder(&["pneumonia", "normal"], TWO);
     let e = compare_runs(a.path(), other.path()).unwrap_err().to_string();
     assert!(e.contains("different classes"), "{e}");
