@@ -12,6 +12,7 @@ mod commands;
 mod conversation;
 mod dicom;
 mod engine;
+mod eval;
 mod files;
 #[cfg(test)]
 mod fuzz;
@@ -27,6 +28,7 @@ mod prompt_images;
 mod quant_eval;
 mod sandbox;
 mod settings;
+mod structured;
 mod terminal;
 mod thinking;
 mod utf8_stream;

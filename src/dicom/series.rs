@@ -39,7 +39,7 @@
 
 mod contact_sheet;
 mod error;
-mod font;
+pub(crate) mod font;
 mod header;
 mod pixels;
 mod recipe;

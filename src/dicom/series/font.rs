@@ -63,6 +63,32 @@ pub fn draw_text(image: &mut RgbImage, x: u32, y: u32, text: &str, scale: u32, c
     }
 }
 
+/// Draws `text` as [`draw_text`] does, taking each glyph from `more` first: for pictures that need characters
+/// this font lacks (the eval plots' letters, `src/eval/glyphs.rs`).
+pub(crate) fn draw_text_with(
+    image: &mut RgbImage,
+    (x, y): (u32, u32),
+    text: &str,
+    scale: u32,
+    colour: Rgb<u8>,
+    more: fn(char) -> Option<[u8; 7]>,
+) {
+    for (i, c) in text.chars().enumerate() {
+        let rows = more(c).or_else(|| glyph(c)).unwrap_or([0x1F; 7]);
+        let left = x + i as u32 * (GLYPH_W + 1) * scale;
+        for (row, bits) in rows.iter().enumerate() {
+            for col in (0..GLYPH_W).filter(|col| bits & (0x10 >> col) != 0) {
+                for (dx, dy) in (0..scale).flat_map(|dy| (0..scale).map(move |dx| (dx, dy))) {
+                    let (px, py) = (left + col * scale + dx, y + row as u32 * scale + dy);
+                    if px < image.width() && py < image.height() {
+                        image.put_pixel(px, py, colour);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
