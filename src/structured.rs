@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 pub use choices::{parse_choices, ChoicesError, MAX_LABEL_CHARS};
 pub use gbnf::{json_object_grammar, literal as gbnf_literal};
 pub use gbnf_check::{check_gbnf, GbnfError};
-pub use schema::{load_schema, Schema, SchemaError};
+pub use schema::{load_schema, Node, Schema, SchemaError, Target};
 pub use validate::ValidationError;
 
 /// The shape an answer must have.

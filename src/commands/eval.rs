@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::cli::EvalArgs;
 use crate::eval::compare::{format_p, Comparison};
@@ -20,13 +20,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let [a, b] = args.compare.as_slice() {
         return compare(a, b, args.json);
     }
-    // The third mode, running the labelled items, lives in commands/eval_run.rs:
-    // return super::eval_run::run(args);
-    bail!("medgemma eval: running labelled items is not built yet")
+    super::eval_run::run(args)
 }
 
 /// `--report DIR`: recompute and write DIR's report files, then print the summary (or the report as JSON).
-fn report(dir: &Path, json: bool) -> Result<()> {
+pub(crate) fn report(dir: &Path, json: bool) -> Result<()> {
     let report = eval::write_report(dir)?;
     let mut written = vec![eval::REPORT_JSON, eval::REPORT_MD, eval::CONFUSION_PNG];
     if report.metrics.calibration.is_some() {

@@ -198,9 +198,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     drop(results);
-    let report = crate::eval::write_report(dir)?;
-    crate::eval::print_summary(&report, dir, args.json)?;
-    Ok(())
+    super::eval::report(dir, args.json)
 }
 
 fn file_name(path: &Path) -> String {
@@ -257,7 +255,7 @@ fn read_items(input: &Path) -> Result<Vec<Job>> {
 fn classes_of(mode: &Mode, items: &[Job], input: &Path) -> Result<Vec<String>> {
     let classes = match mode {
         Mode::Choices(labels) => labels.clone(),
-        Mode::Schema { format, field } => match format.field_enum(field) {
+        Mode::Schema { format, field } => match field_enum(format, field) {
             Ok(Some(values)) => values,
             Ok(None) => {
                 let mut labels: Vec<String> = items.iter().filter_map(|j| j.label.clone()).collect();
@@ -285,6 +283,48 @@ fn classes_of(mode: &Mode, items: &[Job], input: &Path) -> Result<Vec<String>> {
         );
     }
     Ok(classes)
+}
+
+/// The values the schema allows for the top-level property `field` when it is an `enum` (or `const`) of strings or
+/// numbers, else `None`; an error when the schema has no such property.
+fn field_enum(format: &OutputFormat, field: &str) -> Result<Option<Vec<String>>, String> {
+    use crate::structured::{Node, Target};
+    let OutputFormat::Schema(schema) = format else {
+        return Ok(None);
+    };
+    let Node::Rules(root) = &schema.root else {
+        return Err("the schema's top level is not an object with properties".into());
+    };
+    let Some((_, node)) = root.properties.iter().find(|(name, _)| name == field) else {
+        let names: Vec<&str> = root.properties.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "the schema's top level has no property {field:?} (it has: {}); --field must name one",
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        ));
+    };
+    let mut node = node;
+    // One `$ref` to a definition is followed (a field's enum is often kept in $defs).
+    if let Node::Rules(rules) = node {
+        if let Some(Target::Def(i)) = rules.reference {
+            node = &schema.defs[i].1;
+        }
+    }
+    let Node::Rules(rules) = node else {
+        return Ok(None);
+    };
+    let values = match (&rules.enumeration, &rules.constant) {
+        (Some(values), _) => values.clone(),
+        (None, Some(value)) => vec![value.clone()],
+        (None, None) => return Ok(None),
+    };
+    Ok(values
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(v.to_string()),
+            _ => None,
+        })
+        .collect())
 }
 
 /// A schema-mode answer as a prediction: the field's value (a string, or a number or boolean as text) when the
