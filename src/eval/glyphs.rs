@@ -89,6 +89,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn draws_letters_from_here_and_digits_from_the_series_font() {
+        let mut image = RgbImage::new(12, 7);
+        draw(&mut image, (0, 0), "a1", 1, Rgb([255, 255, 255]));
+        let lit = |x, y| image.get_pixel(x, y).0 == [255, 255, 255];
+        // 'A' row 0 is 0x0E (columns 1..=3), row 3 is 0x1F; '1' (font.rs) row 0 is 0x04: its column 2, at x = 6 + 2.
+        assert!(!lit(0, 0) && lit(1, 0) && lit(3, 0) && !lit(4, 0) && (0..5).all(|x| lit(x, 3)));
+        assert!(lit(8, 0) && !lit(7, 0) && !lit(9, 0));
+    }
+
+    #[test]
     fn every_letter_is_drawable_and_others_become_question_marks() {
         assert_eq!(drawable("Pneumonia (left)"), "PNEUMONIA (LEFT)");
         assert!(('A'..='Z').all(|c| glyph(c).is_some() || "SLICE".contains(c)));
