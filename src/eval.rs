@@ -189,7 +189,6 @@ impl EvalMeta {
     }
 
     /// Writes DIR/eval.json atomically.
-    #[allow(dead_code)] // the run mode's (commands/eval_run.rs), which is not in the tree yet
     pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
         let path = dir.join(META_JSON);
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|source| EvalError::Encode {
@@ -202,7 +201,7 @@ impl EvalMeta {
 }
 
 /// Reads every record of a predictions.jsonl; blank lines are skipped, ids must be unique.
-#[allow(dead_code)] // the run mode's (commands/eval_run.rs), which is not in the tree yet
+#[cfg(test)]
 pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>, EvalError> {
     Ok(read_numbered(path)?.into_iter().map(|(_, record)| record).collect())
 }

@@ -193,10 +193,14 @@ fn schema_eval_and_compare() {
     let (ra, rb) = (right(&a), right(&b));
     let only_a = ra.iter().filter(|(id, &r)| r && !rb[*id]).count();
     let only_b = ra.iter().filter(|(id, &r)| !r && rb[*id]).count();
-    let text = cmp.to_string();
-    assert!(text.contains("mcnemar"), "{cmp}");
-    assert_eq!(cmp["mcnemar"]["b"], only_a, "{cmp}");
-    assert_eq!(cmp["mcnemar"]["c"], only_b, "{cmp}");
+    assert_eq!(cmp["paired"], 6, "{cmp}");
+    assert_eq!(cmp["a_right_b_wrong"], only_a, "{cmp}");
+    assert_eq!(cmp["a_wrong_b_right"], only_b, "{cmp}");
+    let p = cmp["mcnemar_exact_p"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p), "{cmp}");
+    if only_a + only_b == 0 {
+        assert_eq!(p, 1.0);
+    }
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn schema_answers_validate_greedy_and_sampled() {
 #[test]
 fn json_format_gives_a_json_object() {
     let g = tiny();
-    let stdout = ok(run_cmd(&g, &["--format", "json", "--json", "-n", "400", "Answer in JSON."]));
+    let stdout = ok(&mut run_cmd(&g, &["--format", "json", "--json", "-n", "400", "Answer in JSON."]));
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     if report["finish_reason"] == "stop" {
         let parsed: Value = serde_json::from_str(report["text"].as_str().unwrap()).unwrap();
@@ -101,7 +101,7 @@ fn grammar_file_constrains_every_answer() {
     let grammar = dir.path().join("yn.gbnf");
     std::fs::write(&grammar, "# yes or no\nroot ::= answer\nanswer ::= \"yes\" | \"no\" | \"uncertain\"\n").unwrap();
     for seed in ["1", "2", "3", "4"] {
-        let stdout = ok(run_cmd(
+        let stdout = ok(&mut run_cmd(
             &g,
             &["--grammar", grammar.to_str().unwrap(), "--temp", "1", "--seed", seed, "Is it normal?"],
         ));
@@ -116,8 +116,10 @@ fn log_softmax(row: &[f64], token: usize) -> f64 {
     row[token] - max - z.ln()
 }
 
+/// Logits as written: float32 in their shortest decimal form, read back to the exact float32 value (parsing the
+/// decimal as f64 alone would be off by up to half a float32 step).
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array().unwrap().iter().map(|x| f64::from(x.as_f64().unwrap() as f32)).collect()
 }
 
 fn check_choices(g: &Gguf, extra: &[&str], prompt: &str) {
@@ -196,7 +198,7 @@ fn choices_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("labels.txt");
     std::fs::write(&file, "# classes\nnormal\n\nabnormal\n").unwrap();
-    let stdout = ok(run_cmd(&g, &["--choices", file.to_str().unwrap(), "--json", "Normal?"]));
+    let stdout = ok(&mut run_cmd(&g, &["--choices", file.to_str().unwrap(), "--json", "Normal?"]));
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     let labels: Vec<&str> = report["choices"].as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap()).collect();
     assert_eq!(labels, ["normal", "abnormal"]);
@@ -310,7 +312,8 @@ fn chat_set_format() {
     assert!(stderr.contains("format:    JSON Schema"), "{stderr}");
     assert!(stderr.contains("format:    free text"), "{stderr}");
     assert!(stderr.contains("/set format: \"yaml\""), "{stderr}");
-    let answer = stdout.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    // The one answer (the grammar allows newlines between JSON tokens): all of stdout.
+    let answer = stdout.trim();
     if !stderr.contains("does not follow") {
         check_finding(&serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer:?}")));
     } else {

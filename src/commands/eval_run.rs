@@ -148,6 +148,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if !todo.is_empty() {
         crate::sandbox::Policy::new("eval")
             .read_model(&files.model)
+            .write_beneath(dir)
             .read_all(&files.mmproj)
             .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(Conversation::media_paths)))
             .verbose(args.model.verbose)

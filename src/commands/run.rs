@@ -256,13 +256,28 @@ fn answer_choice(
         }
     })?;
     if let (Some(path), Some(prompt_logits)) = (&args.logits_out, prompt_logits) {
-        let labels_json: Vec<serde_json::Value> = labels
-            .iter()
-            .zip(tokens)
-            .zip(&rows)
-            .map(|((l, t), r)| serde_json::json!({"label": l, "token_ids": t, "rows": r}))
-            .collect();
-        let json = serde_json::to_vec(&serde_json::json!({"prompt": prompt_logits, "labels": labels_json}))?;
+        // Serialised as float32 (as the plain --logits-out is), so that equal logits read back equal.
+        #[derive(Serialize)]
+        struct LabelRows<'a> {
+            label: &'a str,
+            token_ids: &'a [i32],
+            rows: &'a [Vec<f32>],
+        }
+        #[derive(Serialize)]
+        struct Dump<'a> {
+            prompt: Vec<f32>,
+            labels: Vec<LabelRows<'a>>,
+        }
+        let dump = Dump {
+            prompt: prompt_logits,
+            labels: labels
+                .iter()
+                .zip(tokens)
+                .zip(&rows)
+                .map(|((label, token_ids), rows)| LabelRows { label, token_ids, rows })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&dump)?;
         write_atomically(path, &json).with_context(|| format!("cannot write --logits-out {}", path.display()))?;
     }
     let choice = &labels[scores.best];
