@@ -78,6 +78,35 @@ fn schema_answers_validate_greedy_and_sampled() {
     assert!(complete >= 4, "only {complete} of 6 answers completed within 200 tokens");
 }
 
+/// The fast draw (allowed candidates found in logit order) gives exactly what the grammar over the whole vocabulary
+/// gives, greedy and sampled (top-k 64, top-p, min-p, a repetition penalty), token for token.
+#[test]
+fn fast_constrained_draw_equals_the_full_scan() {
+    let g = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = finding_schema(dir.path());
+    let settings: [&[&str]; 4] = [
+        &["--temp", "0"],
+        &["--temp", "1", "--seed", "7"],
+        &["--temp", "0.8", "--seed", "3", "--min-p", "0.05", "--repeat-penalty", "1.3"],
+        &["--temp", "1", "--seed", "11", "--top-k", "5", "--top-p", "0.9"],
+    ];
+    for extra in settings {
+        for format in [&["--json-schema", schema.to_str().unwrap()][..], &["--format", "json"][..]] {
+            let mut answers = Vec::new();
+            for full in ["0", "1"] {
+                let mut cmd = run_cmd(&g, &["--json", "-n", "120"]);
+                cmd.args(format).args(extra).arg("Report the finding.");
+                cmd.env("MEDGEMMA_GRAMMAR_FULL_SCAN", full);
+                let (_, stdout, stderr) = output(&mut cmd);
+                let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+                answers.push(report["generated_token_ids"].clone());
+            }
+            assert_eq!(answers[0], answers[1], "{format:?} {extra:?}");
+        }
+    }
+}
+
 #[test]
 fn json_format_gives_a_json_object() {
     let g = tiny();

@@ -31,6 +31,13 @@ use crate::settings::SamplingSettings;
 /// Candidates checked one by one before the grammar runs over the whole vocabulary instead.
 const MAX_CHECKED: usize = 2048;
 
+/// Test hook: `MEDGEMMA_GRAMMAR_FULL_SCAN=1` runs the grammar over the whole vocabulary at every step, as
+/// llama.cpp's own chain does; the tests compare answers with and without it (they must be identical).
+fn full_scan_only() -> bool {
+    static FULL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FULL.get_or_init(|| std::env::var_os("MEDGEMMA_GRAMMAR_FULL_SCAN").is_some_and(|v| v == "1"))
+}
+
 pub(crate) struct Constrained {
     grammar: LlamaSampler,
     penalties: Option<LlamaSampler>,
@@ -153,7 +160,7 @@ impl Constrained {
     /// The `keep` highest-logit candidates the grammar allows, in descending order; `None` when they cannot be
     /// found among the first [`MAX_CHECKED`] (or `keep` is 0: every allowed token counts).
     fn allowed_head(&mut self, all: &LlamaTokenDataArray) -> Option<Vec<LlamaTokenData>> {
-        if self.keep == 0 {
+        if self.keep == 0 || full_scan_only() {
             return None;
         }
         let mut order: Vec<usize> = (0..all.data.len()).filter(|&i| all.data[i].logit() > f32::NEG_INFINITY).collect();
