@@ -29,6 +29,8 @@
 mod choices;
 mod gbnf;
 mod gbnf_check;
+#[cfg(test)]
+mod gbnf_matcher;
 mod ordered;
 mod schema;
 mod validate;
