@@ -45,12 +45,24 @@ pub fn check_gbnf(text: &str) -> Result<(), GbnfError> {
         let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-        GbnfError { file: None, line, column, message }
+        GbnfError {
+            file: None,
+            line,
+            column,
+            message,
+        }
     };
     if let Some(nul) = text.find('\0') {
-        return Err(fail(nul, "a NUL character; llama.cpp would stop reading the grammar here".into()));
+        return Err(fail(
+            nul,
+            "a NUL character; llama.cpp would stop reading the grammar here".into(),
+        ));
     }
-    let mut p = Parser { text, src: text.as_bytes(), ..Parser::default() };
+    let mut p = Parser {
+        text,
+        src: text.as_bytes(),
+        ..Parser::default()
+    };
     p.parse().map_err(|(offset, message)| fail(offset, message))?;
     p.check().map_err(|(offset, message)| fail(offset, message))
 }
@@ -148,11 +160,16 @@ impl Parser<'_> {
     }
 
     fn hex(&self, pos: usize, size: usize) -> Result<(u32, usize), Failure> {
-        let digits = self.src[pos..].iter().take(size).take_while(|b| b.is_ascii_hexdigit()).count();
+        let digits = self.src[pos..]
+            .iter()
+            .take(size)
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
         if digits != size {
             return Err((pos, format!("expecting {size} hex digits")));
         }
-        let value = u32::from_str_radix(&self.text[pos..pos + size], 16).map_err(|_| (pos, "hex value too large".to_string()))?;
+        let value = u32::from_str_radix(&self.text[pos..pos + size], 16)
+            .map_err(|_| (pos, "hex value too large".to_string()))?;
         Ok((value, pos + size))
     }
 
@@ -166,7 +183,10 @@ impl Parser<'_> {
                 b'r' => Ok((13, pos + 2)),
                 b'n' => Ok((10, pos + 2)),
                 c @ (b'\\' | b'"' | b'[' | b']' | b'-') => Ok((c as u32, pos + 2)),
-                _ => Err((pos, "unknown escape; use \\x, \\u, \\U, \\t, \\r, \\n, \\\\, \\\", \\[, \\] or \\-".into())),
+                _ => Err((
+                    pos,
+                    "unknown escape; use \\x, \\u, \\U, \\t, \\r, \\n, \\\\, \\\", \\[, \\] or \\-".into(),
+                )),
             };
         }
         match self.text[pos..].chars().next() {
@@ -286,7 +306,10 @@ impl Parser<'_> {
                     last_sym_start = rule.len();
                     rule.push(El::Ref(sub));
                     if self.at(pos) != b')' {
-                        return Err((pos, format!("expecting ')' to close the group opened at {}", self.where_is(start))));
+                        return Err((
+                            pos,
+                            format!("expecting ')' to close the group opened at {}", self.where_is(start)),
+                        ));
                     }
                     pos = self.space(pos + 1, nested);
                 }
@@ -311,7 +334,12 @@ impl Parser<'_> {
                     _ => min.max(1),
                 };
                 if n_prev_rules.saturating_mul(total) > MAX_REPETITION {
-                    return Err((start, format!("nested repetitions make more than llama.cpp's {MAX_REPETITION} rules; reduce the counts")));
+                    return Err((
+                        start,
+                        format!(
+                            "nested repetitions make more than llama.cpp's {MAX_REPETITION} rules; reduce the counts"
+                        ),
+                    ));
                 }
                 let prev: Vec<El> = rule[last_sym_start..].to_vec();
                 if min == 0 {
@@ -371,7 +399,11 @@ impl Parser<'_> {
         if max.is_some_and(|max| max < min) {
             return Err((start, "the repetition's maximum is below its minimum".into()));
         }
-        Ok((min, max.filter(|max| *max <= MAX_REPETITION), self.space(pos + 1, nested)))
+        Ok((
+            min,
+            max.filter(|max| *max <= MAX_REPETITION),
+            self.space(pos + 1, nested),
+        ))
     }
 
     fn where_is(&self, offset: usize) -> String {
@@ -383,18 +415,32 @@ impl Parser<'_> {
     fn rule(&mut self, start: usize) -> Result<usize, Failure> {
         let end = self.name_end(start);
         if end == start {
-            let hint = if self.at(start) == b'_' { " (names hold only letters, digits and '-')" } else { "" };
+            let hint = if self.at(start) == b'_' {
+                " (names hold only letters, digits and '-')"
+            } else {
+                ""
+            };
             return Err((start, format!("expecting a rule name{hint}")));
         }
         let name = self.text[start..end].to_string();
         let mut pos = self.space(end, false);
         let id = self.symbol(&name);
         if !self.src[pos..].starts_with(b"::=") {
-            let hint = if self.at(pos) == b'_' { " (names hold only letters, digits and '-')" } else { "" };
+            let hint = if self.at(pos) == b'_' {
+                " (names hold only letters, digits and '-')"
+            } else {
+                ""
+            };
             return Err((pos, format!("expecting ::= after the rule name {name:?}{hint}")));
         }
         if let Some(first) = self.defined_at.insert(id, start) {
-            return Err((start, format!("rule {name:?} is defined twice (first at {}); llama.cpp would keep only the last", self.where_is(first))));
+            return Err((
+                start,
+                format!(
+                    "rule {name:?} is defined twice (first at {}); llama.cpp would keep only the last",
+                    self.where_is(first)
+                ),
+            ));
         }
         pos = self.space(pos + 3, true);
         pos = self.alternates(pos, &name, id, false)?;
@@ -402,7 +448,15 @@ impl Parser<'_> {
             b'\r' if self.at(pos + 1) == b'\n' => pos += 2,
             b'\r' | b'\n' => pos += 1,
             0 if pos >= self.src.len() => {}
-            _ => return Err((pos, format!("unexpected {:?}; expecting the end of the line", self.text[pos..].chars().next().unwrap_or(' ')))),
+            _ => {
+                return Err((
+                    pos,
+                    format!(
+                        "unexpected {:?}; expecting the end of the line",
+                        self.text[pos..].chars().next().unwrap_or(' ')
+                    ),
+                ))
+            }
         }
         Ok(self.space(pos, true))
     }
@@ -425,10 +479,16 @@ impl Parser<'_> {
             return Err((*offset, format!("undefined rule {:?}", self.names[*id as usize])));
         }
         if self.rules.is_empty() {
-            return Err((0, "the grammar has no rules; write one named root, e.g. root ::= \"yes\" | \"no\"".into()));
+            return Err((
+                0,
+                "the grammar has no rules; write one named root, e.g. root ::= \"yes\" | \"no\"".into(),
+            ));
         }
         if !self.symbols.contains_key("root") {
-            return Err((0, "no rule named root; the answer is generated from the rule root ::= ...".into()));
+            return Err((
+                0,
+                "no rule named root; the answer is generated from the rule root ::= ...".into(),
+            ));
         }
         let rules: Vec<&[El]> = self.rules.iter().map(|r| r.as_deref().unwrap_or(&[El::End])).collect();
         let n = rules.len();
@@ -449,7 +509,13 @@ impl Parser<'_> {
 }
 
 /// llama.cpp's `llama_grammar_detect_left_recursion`; returns a rule on the cycle.
-fn left_recursion(rules: &[&[El]], i: usize, visited: &mut [bool], in_progress: &mut [bool], may_be_empty: &mut [bool]) -> Option<usize> {
+fn left_recursion(
+    rules: &[&[El]],
+    i: usize,
+    visited: &mut [bool],
+    in_progress: &mut [bool],
+    may_be_empty: &mut [bool],
+) -> Option<usize> {
     if in_progress[i] {
         return Some(i);
     }

@@ -29,11 +29,17 @@ fn accepts_llama_cpp_syntax() {
 
 #[test]
 fn errors_give_line_and_column() {
-    assert_eq!(err("root ::= value\n\nvalue ::= \"a\" valu\n"), "3:15: undefined rule \"valu\"");
+    assert_eq!(
+        err("root ::= value\n\nvalue ::= \"a\" valu\n"),
+        "3:15: undefined rule \"valu\""
+    );
     let e = check_gbnf("root ::= x").unwrap_err().in_file(Path::new("grammar.gbnf"));
     assert_eq!(e.to_string(), "grammar.gbnf:1:10: undefined rule \"x\"");
     assert_eq!((e.line, e.column), (1, 10));
-    assert_eq!(err("root ::= \"é\" é"), "1:14: unexpected 'é'; expecting the end of the line");
+    assert_eq!(
+        err("root ::= \"é\" é"),
+        "1:14: unexpected 'é'; expecting the end of the line"
+    );
 }
 
 #[test]
@@ -44,11 +50,20 @@ fn refuses_what_llama_cpp_refuses() {
         ("start ::= \"a\"", "1:1: no rule named root"),
         ("root ::= \"a", "1:10: string literal without its closing \""),
         ("root ::= [a-z", "1:10: character class without its closing ]"),
-        ("root ::= (\"a\" | \"b\"", "1:20: expecting ')' to close the group opened at 1:10"),
+        (
+            "root ::= (\"a\" | \"b\"",
+            "1:20: expecting ')' to close the group opened at 1:10",
+        ),
         ("root ::= \"a\" )", "1:14: unexpected ')'"),
         ("root := \"a\"", "1:6: expecting ::= after the rule name \"root\""),
-        ("my_rule ::= \"a\"", "1:3: expecting ::= after the rule name \"my\" (names hold only letters, digits and '-')"),
-        ("_x ::= \"a\"", "1:1: expecting a rule name (names hold only letters, digits and '-')"),
+        (
+            "my_rule ::= \"a\"",
+            "1:3: expecting ::= after the rule name \"my\" (names hold only letters, digits and '-')",
+        ),
+        (
+            "_x ::= \"a\"",
+            "1:1: expecting a rule name (names hold only letters, digits and '-')",
+        ),
         ("root ::= \"\\q\"", "1:11: unknown escape"),
         ("root ::= \"\\x4\"", "1:13: expecting 2 hex digits"),
         ("root ::= \"\\u12G4\"", "1:13: expecting 4 hex digits"),
@@ -60,19 +75,31 @@ fn refuses_what_llama_cpp_refuses() {
         ("root ::= \"a\"{2,3", "1:17: expecting '}'"),
         ("root ::= \"a\"{2001}", "1:13: more than llama.cpp's 2000 repetitions"),
         ("root ::= \"a\"{99999999999999999999999}", "1:14: number too large"),
-        ("root ::= (\"a\"{0,100}){0,100}", "1:22: nested repetitions make more than llama.cpp's 2000 rules"),
+        (
+            "root ::= (\"a\"{0,100}){0,100}",
+            "1:22: nested repetitions make more than llama.cpp's 2000 rules",
+        ),
         ("root ::= \"a\"{0,50}{0,50}", "1:19: nested repetitions"),
         ("root ::= <abc", "1:14: expecting '>' to end the token"),
         ("root ::= <[12a]>", "1:14: expecting ]> to end the token id"),
         ("root ::= <[99999999999]>", "1:12: token id too large"),
         ("root ::= !\"a\"", "1:11: expecting '<'"),
         ("root ::= root \"a\" | \"b\"", "1:1: rule \"root\" is left-recursive"),
-        ("root ::= x\nx ::= y \"a\"\ny ::= \"b\"? x", "2:1: rule \"x\" is left-recursive"),
+        (
+            "root ::= x\nx ::= y \"a\"\ny ::= \"b\"? x",
+            "2:1: rule \"x\" is left-recursive",
+        ),
         ("root ::= (\"a\"? | \"\")* root", "1:1: rule \"root\" is left-recursive"),
-        ("root ::= \"a\"\nroot ::= \"b\"", "2:1: rule \"root\" is defined twice (first at 1:1)"),
+        (
+            "root ::= \"a\"\nroot ::= \"b\"",
+            "2:1: rule \"root\" is defined twice (first at 1:1)",
+        ),
         ("root ::= []", "1:10: empty character class []"),
         ("root ::= [z-a]", "1:11: range ends below its start"),
-        ("root ::= \"a\"{3,2}", "1:13: the repetition's maximum is below its minimum"),
+        (
+            "root ::= \"a\"{3,2}",
+            "1:13: the repetition's maximum is below its minimum",
+        ),
         ("root ::= \"a\"\0", "1:13: a NUL character"),
         ("root ::= \"a\"\n| \"b\"", "2:1: expecting a rule name"),
         ("root ::= \"a\" |\nb ::= \"c\"", "2:3: unexpected ':'"),

@@ -148,7 +148,11 @@ impl Reader<'_> {
                     (min, max)
                 }
                 _ => {
-                    items.push(Item { atom, min: 1, max: Some(1) });
+                    items.push(Item {
+                        atom,
+                        min: 1,
+                        max: Some(1),
+                    });
                     continue;
                 }
             };
@@ -180,7 +184,13 @@ impl Matcher {
         self.rule("root", &chars, 0, &mut memo).contains(&chars.len())
     }
 
-    fn rule(&self, name: &str, s: &[char], pos: usize, memo: &mut HashMap<(String, usize), BTreeSet<usize>>) -> BTreeSet<usize> {
+    fn rule(
+        &self,
+        name: &str,
+        s: &[char],
+        pos: usize,
+        memo: &mut HashMap<(String, usize), BTreeSet<usize>>,
+    ) -> BTreeSet<usize> {
         if let Some(ends) = memo.get(&(name.to_string(), pos)) {
             return ends.clone();
         }
@@ -189,7 +199,13 @@ impl Matcher {
         ends
     }
 
-    fn alternatives(&self, alts: &[Vec<Item>], s: &[char], pos: usize, memo: &mut HashMap<(String, usize), BTreeSet<usize>>) -> BTreeSet<usize> {
+    fn alternatives(
+        &self,
+        alts: &[Vec<Item>],
+        s: &[char],
+        pos: usize,
+        memo: &mut HashMap<(String, usize), BTreeSet<usize>>,
+    ) -> BTreeSet<usize> {
         let mut ends = BTreeSet::new();
         for seq in alts {
             let mut here = BTreeSet::from([pos]);
@@ -201,7 +217,13 @@ impl Matcher {
         ends
     }
 
-    fn item(&self, item: &Item, s: &[char], starts: &BTreeSet<usize>, memo: &mut HashMap<(String, usize), BTreeSet<usize>>) -> BTreeSet<usize> {
+    fn item(
+        &self,
+        item: &Item,
+        s: &[char],
+        starts: &BTreeSet<usize>,
+        memo: &mut HashMap<(String, usize), BTreeSet<usize>>,
+    ) -> BTreeSet<usize> {
         let mut out = if item.min == 0 { starts.clone() } else { BTreeSet::new() };
         let mut current = starts.clone();
         let mut seen = BTreeSet::new();
@@ -224,16 +246,32 @@ impl Matcher {
         out
     }
 
-    fn atom(&self, atom: &Atom, s: &[char], pos: usize, memo: &mut HashMap<(String, usize), BTreeSet<usize>>) -> BTreeSet<usize> {
+    fn atom(
+        &self,
+        atom: &Atom,
+        s: &[char],
+        pos: usize,
+        memo: &mut HashMap<(String, usize), BTreeSet<usize>>,
+    ) -> BTreeSet<usize> {
         match atom {
             Atom::Literal(chars) => {
-                if s[pos.min(s.len())..].starts_with(chars) { BTreeSet::from([pos + chars.len()]) } else { BTreeSet::new() }
+                if s[pos.min(s.len())..].starts_with(chars) {
+                    BTreeSet::from([pos + chars.len()])
+                } else {
+                    BTreeSet::new()
+                }
             }
             Atom::Class(negated, ranges) => match s.get(pos) {
                 Some(c) if ranges.iter().any(|(l, h)| l <= c && c <= h) != *negated => BTreeSet::from([pos + 1]),
                 _ => BTreeSet::new(),
             },
-            Atom::Any => if pos < s.len() { BTreeSet::from([pos + 1]) } else { BTreeSet::new() },
+            Atom::Any => {
+                if pos < s.len() {
+                    BTreeSet::from([pos + 1])
+                } else {
+                    BTreeSet::new()
+                }
+            }
             Atom::Rule(name) => self.rule(name, s, pos, memo),
             Atom::Group(alts) => self.alternatives(alts, s, pos, memo),
         }

@@ -48,9 +48,17 @@ pub enum SchemaError {
          keywords (listed in medgemma run --help)",
         name(file)
     )]
-    Unsupported { file: Option<PathBuf>, keyword: String, at: Pointer },
+    Unsupported {
+        file: Option<PathBuf>,
+        keyword: String,
+        at: Pointer,
+    },
     #[error("{}invalid JSON Schema at {at}: {problem}", name(file))]
-    Invalid { file: Option<PathBuf>, at: Pointer, problem: String },
+    Invalid {
+        file: Option<PathBuf>,
+        at: Pointer,
+        problem: String,
+    },
 }
 
 fn name(file: &Option<PathBuf>) -> String {
@@ -132,7 +140,10 @@ pub struct Schema {
 
 /// Reads and parses a JSON Schema file; the errors name the file.
 pub fn load_schema(path: &Path) -> Result<Schema, SchemaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
+        path: path.into(),
+        source,
+    })?;
     Schema::parse(&text, Some(path))
 }
 
@@ -145,8 +156,18 @@ fn invalid<T>(at: &Pointer, problem: impl Into<String>) -> Result<T, Fail> {
     Err(Fail::Invalid(at.clone(), problem.into()))
 }
 
-const ANNOTATIONS: &[&str] =
-    &["title", "description", "$schema", "$id", "$comment", "examples", "default", "deprecated", "readOnly", "writeOnly"];
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "$schema",
+    "$id",
+    "$comment",
+    "examples",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
 
 impl Schema {
     /// Parses a schema from a `serde_json::Value`. Its objects' keys come sorted (this build's `serde_json`
@@ -158,17 +179,24 @@ impl Schema {
 
     /// Parses schema text; `file` names it in errors.
     pub fn parse(text: &str, file: Option<&Path>) -> Result<Schema, SchemaError> {
-        let json: Json = serde_json::from_str(text)
-            .map_err(|e| SchemaError::NotJson { file: file.map(Path::to_path_buf), reason: e.to_string() })?;
+        let json: Json = serde_json::from_str(text).map_err(|e| SchemaError::NotJson {
+            file: file.map(Path::to_path_buf),
+            reason: e.to_string(),
+        })?;
         Schema::from_json(&json, file)
     }
 
     fn from_json(json: &Json, file: Option<&Path>) -> Result<Schema, SchemaError> {
         let file = file.map(Path::to_path_buf);
-        parse_schema(json).map(|schema| Schema { file: file.clone(), ..schema }).map_err(|fail| match fail {
-            Fail::Unsupported(keyword, at) => SchemaError::Unsupported { file, keyword, at },
-            Fail::Invalid(at, problem) => SchemaError::Invalid { file, at, problem },
-        })
+        parse_schema(json)
+            .map(|schema| Schema {
+                file: file.clone(),
+                ..schema
+            })
+            .map_err(|fail| match fail {
+                Fail::Unsupported(keyword, at) => SchemaError::Unsupported { file, keyword, at },
+                Fail::Invalid(at, problem) => SchemaError::Invalid { file, at, problem },
+            })
     }
 
     /// The schema a `$ref` target names.
@@ -187,10 +215,15 @@ fn parse_schema(json: &Json) -> Result<Schema, Fail> {
     if let Json::Object(entries) = json {
         for (container, defs) in entries.iter().filter(|(k, _)| k == "$defs" || k == "definitions") {
             let at = root_at.join(container);
-            let Json::Object(defs) = defs else { return invalid(&at, format!("{container} must be an object of schemas")) };
+            let Json::Object(defs) = defs else {
+                return invalid(&at, format!("{container} must be an object of schemas"));
+            };
             for (def, schema) in defs {
                 let def_at = at.join(def);
-                if refs.insert(format!("#{}", def_at.0), Target::Def(def_sources.len())).is_some() {
+                if refs
+                    .insert(format!("#{}", def_at.0), Target::Def(def_sources.len()))
+                    .is_some()
+                {
                     return invalid(&def_at, format!("{def:?} is defined twice"));
                 }
                 def_sources.push((def.clone(), schema, def_at));
@@ -219,15 +252,20 @@ impl Parser {
         match json {
             Json::Bool(b) => Ok(Node::Bool(*b)),
             Json::Object(entries) => Ok(Node::Rules(Box::new(self.rules(entries, at, root)?))),
-            other => invalid(at, format!("a schema must be an object or true/false, not {}", other.kind())),
+            other => invalid(
+                at,
+                format!("a schema must be an object or true/false, not {}", other.kind()),
+            ),
         }
     }
 
     fn nodes(&self, json: &Json, at: &Pointer, keyword: &str) -> Result<Vec<Node>, Fail> {
         match json {
-            Json::Array(items) if !items.is_empty() => {
-                items.iter().enumerate().map(|(i, item)| self.node(item, &at.join(&i.to_string()), false)).collect()
-            }
+            Json::Array(items) if !items.is_empty() => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.node(item, &at.join(&i.to_string()), false))
+                .collect(),
             _ => invalid(at, format!("{keyword} must be a non-empty array of schemas")),
         }
     }
@@ -243,12 +281,15 @@ impl Parser {
             match key.as_str() {
                 "type" => r.types = Some(types(value, &here)?),
                 "properties" => {
-                    let Json::Object(props) = value else { return invalid(&here, "properties must be an object") };
+                    let Json::Object(props) = value else {
+                        return invalid(&here, "properties must be an object");
+                    };
                     for (prop, schema) in props {
                         if r.properties.iter().any(|(p, _)| p == prop) {
                             return invalid(&here, format!("property {prop:?} is listed twice"));
                         }
-                        r.properties.push((prop.clone(), self.node(schema, &here.join(prop), false)?));
+                        r.properties
+                            .push((prop.clone(), self.node(schema, &here.join(prop), false)?));
                     }
                 }
                 "required" => r.required = names(value, &here)?,
@@ -264,7 +305,9 @@ impl Parser {
                 "exclusiveMinimum" => r.exclusive_minimum = Some(number(value, &here)?),
                 "exclusiveMaximum" => r.exclusive_maximum = Some(number(value, &here)?),
                 "enum" => match value {
-                    Json::Array(items) if !items.is_empty() => r.enumeration = Some(items.iter().map(Json::to_value).collect()),
+                    Json::Array(items) if !items.is_empty() => {
+                        r.enumeration = Some(items.iter().map(Json::to_value).collect())
+                    }
                     _ => return invalid(&here, "enum must be a non-empty array of values"),
                 },
                 "const" => r.constant = Some(value.to_value()),
@@ -272,20 +315,27 @@ impl Parser {
                 "oneOf" => r.one_of = self.nodes(value, &here, key)?,
                 "allOf" => r.all_of = self.nodes(value, &here, key)?,
                 "$ref" => {
-                    let Json::String(target) = value else { return invalid(&here, "$ref must be a string") };
+                    let Json::String(target) = value else {
+                        return invalid(&here, "$ref must be a string");
+                    };
                     let Some(target) = self.refs.get(target) else {
                         return invalid(&here, format!("$ref {target:?} names no schema; refer to \"#\" or to \"#/$defs/NAME\" with NAME defined in the root's $defs"));
                     };
                     r.reference = Some(*target);
                 }
                 "$defs" | "definitions" if root => {}
-                "$defs" | "definitions" => return invalid(&here, format!("{key} is only supported at the root; move it there")),
+                "$defs" | "definitions" => {
+                    return invalid(&here, format!("{key} is only supported at the root; move it there"))
+                }
                 "format" => r.format = Some(format(value, &here)?),
                 k if ANNOTATIONS.contains(&k) => {}
                 _ => return Err(Fail::Unsupported(key.clone(), at.clone())),
             }
         }
-        for (min, max, what) in [(r.min_items, r.max_items, "minItems"), (r.min_length, r.max_length, "minLength")] {
+        for (min, max, what) in [
+            (r.min_items, r.max_items, "minItems"),
+            (r.min_length, r.max_length, "minLength"),
+        ] {
             if let (Some(min), Some(max)) = (min, max) {
                 if min > max {
                     return invalid(at, format!("{what} ({min}) is greater than its maximum ({max})"));
@@ -294,12 +344,22 @@ impl Parser {
         }
         let closed = r.additional == Some(Node::Bool(false));
         if closed || seen.contains("properties") {
-            if let Some(missing) = r.required.iter().find(|name| !r.properties.iter().any(|(p, _)| p == *name)) {
-                return invalid(&at.join("required"), format!("required property {missing:?} is not in properties; add it there"));
+            if let Some(missing) = r
+                .required
+                .iter()
+                .find(|name| !r.properties.iter().any(|(p, _)| p == *name))
+            {
+                return invalid(
+                    &at.join("required"),
+                    format!("required property {missing:?} is not in properties; add it there"),
+                );
             }
         }
         if r.all_of.len() > 1 {
-            return invalid(&at.join("allOf"), "allOf with more than one schema is not supported; merge them into one schema");
+            return invalid(
+                &at.join("allOf"),
+                "allOf with more than one schema is not supported; merge them into one schema",
+            );
         }
         Ok(r)
     }
@@ -315,7 +375,10 @@ fn types(value: &Json, at: &Pointer) -> Result<Vec<JsonType>, Fail> {
             "null" => Ok(JsonType::Null),
             "object" => Ok(JsonType::Object),
             "array" => Ok(JsonType::Array),
-            _ => invalid(at, format!("unknown type {name:?}; use string, number, integer, boolean, null, object or array")),
+            _ => invalid(
+                at,
+                format!("unknown type {name:?}; use string, number, integer, boolean, null, object or array"),
+            ),
         },
         _ => invalid(at, "type must be a type name or an array of them"),
     };
@@ -331,10 +394,14 @@ fn types(value: &Json, at: &Pointer) -> Result<Vec<JsonType>, Fail> {
 }
 
 fn names(value: &Json, at: &Pointer) -> Result<Vec<String>, Fail> {
-    let Json::Array(items) = value else { return invalid(at, "required must be an array of property names") };
+    let Json::Array(items) = value else {
+        return invalid(at, "required must be an array of property names");
+    };
     let mut names: Vec<String> = Vec::new();
     for item in items {
-        let Json::String(name) = item else { return invalid(at, "required must be an array of property names") };
+        let Json::String(name) = item else {
+            return invalid(at, "required must be an array of property names");
+        };
         if names.contains(name) {
             return invalid(at, format!("required lists {name:?} twice"));
         }
@@ -366,7 +433,10 @@ fn format(value: &Json, at: &Pointer) -> Result<Format, Fail> {
         Json::String(f) if f == "time" => Ok(Format::Time),
         Json::String(f) if f == "date-time" => Ok(Format::DateTime),
         Json::String(f) if f == "uuid" => Ok(Format::Uuid),
-        _ => invalid(at, "unsupported format; use \"date\", \"time\", \"date-time\" or \"uuid\", or remove it"),
+        _ => invalid(
+            at,
+            "unsupported format; use \"date\", \"time\", \"date-time\" or \"uuid\", or remove it",
+        ),
     }
 }
 
