@@ -5,7 +5,7 @@ fn err(text: &str) -> String {
 }
 
 /// Grammars llama.cpp accepts.
-pub(super) const ACCEPTED: &[&str] = &[
+const ACCEPTED: &[&str] = &[
     "root ::= \"yes\" | \"no\"",
     "root ::= [a-z]+ \"\\n\"\n",
     "# comment first\n\nroot ::= item{2,5} # trailing\nitem ::= [^\\x00-\\x1F\\]\\-] | \"\\u00e9\" | \"\\U0001F600\" | .\n",
@@ -45,7 +45,7 @@ fn errors_give_line_and_column() {
 }
 
 /// Grammars refused, with the start of the error.
-pub(super) const REFUSED: &[(&str, &str)] = &[
+const REFUSED: &[(&str, &str)] = &[
     ("", "1:1: the grammar has no rules"),
     ("# only a comment\n", "1:1: the grammar has no rules"),
     ("start ::= \"a\"", "1:1: no rule named root"),
