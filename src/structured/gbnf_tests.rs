@@ -214,7 +214,7 @@ fn arrays_strings_and_formats() {
             vec!["null"],
             vec!["1"],
         ),
-        (serde_json::json!(false), vec![], vec!["null", "{}"]),
+        (serde_json::json!({"items": false}), vec!["[]"], vec!["[1]"]),
         (serde_json::json!(true), vec!["null", "{\"a\":[]}"], vec![]),
         (
             serde_json::json!({"allOf": [{"type": "integer"}], "description": "x"}),

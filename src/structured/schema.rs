@@ -41,7 +41,7 @@ impl fmt::Display for Pointer {
 pub enum SchemaError {
     #[error("{}: cannot read the JSON Schema: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{}is not JSON: {reason}", name(file))]
+    #[error("{}not JSON: {reason}", name(file))]
     NotJson { file: Option<PathBuf>, reason: String },
     #[error(
         "{}unsupported JSON Schema keyword {keyword:?} at {at}; remove it or express it with the supported \
@@ -232,6 +232,9 @@ fn parse_schema(json: &Json) -> Result<Schema, Fail> {
     }
     let parser = Parser { refs };
     let root = parser.node(json, &root_at, true)?;
+    if root == Node::Bool(false) {
+        return invalid(&root_at, "the schema is false, so no answer can match it");
+    }
     let mut defs = Vec::new();
     for (def, schema, at) in &def_sources {
         defs.push((def.clone(), parser.node(schema, at, false)?));

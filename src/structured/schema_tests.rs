@@ -85,7 +85,7 @@ fn parses_the_supported_keywords() {
 #[test]
 fn boolean_and_recursive_schemas() {
     assert_eq!(Schema::from_value(&json!(true)).unwrap().root, Node::Bool(true));
-    assert_eq!(Schema::from_value(&json!(false)).unwrap().root, Node::Bool(false));
+    assert!(err(json!(false)).ends_with("invalid JSON Schema at the root: the schema is false, so no answer can match it"));
     let tree = json!({"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}});
     assert!(Schema::from_value(&tree).is_ok());
     let list = json!({"$ref": "#/$defs/node", "$defs": {"node": {"properties": {"next": {"$ref": "#/$defs/node"}}}}});
@@ -227,7 +227,7 @@ fn text_errors_name_the_file() {
         .to_string();
     assert!(e.contains("at /properties: property \"a\" is listed twice"), "{e}");
     let e = parse("{\"type\": ").unwrap_err().to_string();
-    assert!(e.starts_with("SCHEMA.json: is not JSON: EOF while parsing"), "{e}");
+    assert!(e.starts_with("SCHEMA.json: not JSON: EOF while parsing"), "{e}");
     let e = load_schema(Path::new("/no/such/schema.json")).unwrap_err().to_string();
     assert!(
         e.starts_with("/no/such/schema.json: cannot read the JSON Schema: "),

@@ -59,7 +59,7 @@ fn types() {
         &[(json!("a"), true), (json!(null), true), (json!(0), false)],
     );
     table(json!(true), &[(json!(1), true), (json!({"a": [null]}), true)]);
-    table(json!(false), &[(json!(1), false), (json!(null), false)]);
+    table(json!({"items": false}), &[(json!([1]), false), (json!([]), true)]);
     table(json!({}), &[(json!(1), true), (json!("x"), true)]);
 }
 
