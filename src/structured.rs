@@ -29,10 +29,12 @@
 mod choices;
 mod gbnf;
 mod gbnf_check;
+mod gbnf_lexer;
 #[cfg(test)]
 mod gbnf_matcher;
 mod ordered;
 mod schema;
+mod schema_parse;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -85,7 +85,9 @@ fn parses_the_supported_keywords() {
 #[test]
 fn boolean_and_recursive_schemas() {
     assert_eq!(Schema::from_value(&json!(true)).unwrap().root, Node::Bool(true));
-    assert!(err(json!(false)).ends_with("invalid JSON Schema at the root: the schema is false, so no answer can match it"));
+    assert!(
+        err(json!(false)).ends_with("invalid JSON Schema at the root: the schema is false, so no answer can match it")
+    );
     let tree = json!({"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}});
     assert!(Schema::from_value(&tree).is_ok());
     let list = json!({"$ref": "#/$defs/node", "$defs": {"node": {"properties": {"next": {"$ref": "#/$defs/node"}}}}});
