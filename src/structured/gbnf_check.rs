@@ -10,7 +10,8 @@
 //! repetitions), its check that every rule used is defined, that `root` exists, and its left-recursion check.
 //!
 //! Stricter than llama.cpp, where llama.cpp would silently do something surely unintended: a rule defined twice
-//! (llama.cpp keeps the last), an empty class `[]`, a range whose end is below its start, `{m,n}` with n < m.
+//! (llama.cpp keeps the last), an empty class `[]`, a range whose end is below its start, and `{m,n}` with n < m
+//! (which llama.cpp expands into about 2^64 rules, hanging).
 //! Not checked: that `<TEXT>` is one token of the model's vocabulary (llama.cpp checks it when the model loads).
 //!
 //! Characters, escapes, names, numbers and tokens are read by [`super::gbnf_lexer`].
