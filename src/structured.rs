@@ -29,8 +29,12 @@
 mod choices;
 mod gbnf;
 mod gbnf_check;
+mod gbnf_lexer;
+#[cfg(test)]
+mod gbnf_matcher;
 mod ordered;
 mod schema;
+mod schema_parse;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -74,9 +78,15 @@ pub enum AnswerError {
 
 /// Reads and checks a `--grammar` file; errors name the file (and the line and column of a mistake).
 pub fn load_grammar(path: &Path) -> Result<OutputFormat, GrammarError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GrammarError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| GrammarError::Read {
+        path: path.into(),
+        source,
+    })?;
     check_gbnf(&text).map_err(|e| e.in_file(path))?;
-    Ok(OutputFormat::Grammar { path: path.into(), text })
+    Ok(OutputFormat::Grammar {
+        path: path.into(),
+        text,
+    })
 }
 
 impl OutputFormat {

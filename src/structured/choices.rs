@@ -34,7 +34,10 @@ pub enum ChoicesError {
 pub fn parse_choices(arg: &str) -> Result<Vec<String>, ChoicesError> {
     let path = Path::new(arg);
     if !arg.is_empty() && path.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|source| ChoicesError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ChoicesError::Read {
+            path: path.into(),
+            source,
+        })?;
         let labels = text
             .lines()
             .enumerate()
@@ -42,7 +45,11 @@ pub fn parse_choices(arg: &str) -> Result<Vec<String>, ChoicesError> {
             .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
         return check(labels);
     }
-    check(arg.split(',').enumerate().map(|(i, part)| (format!("label {}", i + 1), part.trim())))
+    check(
+        arg.split(',')
+            .enumerate()
+            .map(|(i, part)| (format!("label {}", i + 1), part.trim())),
+    )
 }
 
 fn check<'a>(labels: impl Iterator<Item = (String, &'a str)>) -> Result<Vec<String>, ChoicesError> {
@@ -59,7 +66,10 @@ fn check<'a>(labels: impl Iterator<Item = (String, &'a str)>) -> Result<Vec<Stri
             return Err(ChoicesError::Control { where_ });
         }
         if out.iter().any(|seen| seen == label) {
-            return Err(ChoicesError::Duplicate { label: label.to_string(), where_ });
+            return Err(ChoicesError::Duplicate {
+                label: label.to_string(),
+                where_,
+            });
         }
         out.push(label.to_string());
     }
@@ -79,7 +89,10 @@ mod tests {
 
     #[test]
     fn comma_separated_labels_are_trimmed() {
-        assert_eq!(parse_choices(" normal , abnormal,Normal ").unwrap(), ["normal", "abnormal", "Normal"]);
+        assert_eq!(
+            parse_choices(" normal , abnormal,Normal ").unwrap(),
+            ["normal", "abnormal", "Normal"]
+        );
         assert_eq!(parse_choices("a,b").unwrap(), ["a", "b"]);
         assert_eq!(parse_choices("pneumonia (left),pleural effusion").unwrap().len(), 2);
     }
@@ -102,18 +115,31 @@ mod tests {
     fn reads_a_file_of_labels() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("labels.txt");
-        std::fs::write(&path, "# findings\nnormal\n\n  abnormal  \r\n#skip\nindeterminate, maybe\n").unwrap();
+        std::fs::write(
+            &path,
+            "# findings\nnormal\n\n  abnormal  \r\n#skip\nindeterminate, maybe\n",
+        )
+        .unwrap();
         let arg = path.to_str().unwrap();
-        assert_eq!(parse_choices(arg).unwrap(), ["normal", "abnormal", "indeterminate, maybe"]);
+        assert_eq!(
+            parse_choices(arg).unwrap(),
+            ["normal", "abnormal", "indeterminate, maybe"]
+        );
         std::fs::write(&path, "a\nb\na\n").unwrap();
         let e = err(arg);
-        assert!(e.contains("\"a\" is given twice") && e.contains("labels.txt line 3"), "{e}");
+        assert!(
+            e.contains("\"a\" is given twice") && e.contains("labels.txt line 3"),
+            "{e}"
+        );
         std::fs::write(&path, "# nothing\n\nonly\n").unwrap();
         assert!(err(arg).contains("got 1"));
     }
 
     #[test]
     fn a_missing_file_is_a_list() {
-        assert_eq!(parse_choices("no/such/file.txt").unwrap_err().to_string(), "--choices: give at least 2 labels (got 1), e.g. --choices normal,abnormal");
+        assert_eq!(
+            parse_choices("no/such/file.txt").unwrap_err().to_string(),
+            "--choices: give at least 2 labels (got 1), e.g. --choices normal,abnormal"
+        );
     }
 }

@@ -24,20 +24,44 @@ pub const MAX_REPEAT: u64 = 2000;
 
 const PRIMITIVES: &[(&str, &str)] = &[
     ("space", r#"| " " | "\n"{1,2} [ \t]{0,20}"#),
-    ("json-char", r#"[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})"#),
+    (
+        "json-char",
+        r#"[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})"#,
+    ),
     ("json-string", r#""\"" json-char* "\"" space"#),
     ("json-int-part", r#""0" | [1-9] [0-9]{0,15}"#),
-    ("json-number", r#""-"? json-int-part ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})? space"#),
+    (
+        "json-number",
+        r#""-"? json-int-part ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})? space"#,
+    ),
     ("json-integer", r#""-"? json-int-part space"#),
     ("json-boolean", r#"("true" | "false") space"#),
     ("json-null", r#""null" space"#),
-    ("json-value", "json-object | json-array | json-string | json-number | json-boolean | json-null"),
-    ("json-object", r#""{" space (json-string ":" space json-value ("," space json-string ":" space json-value)*)? "}" space"#),
-    ("json-array", r#""[" space (json-value ("," space json-value)*)? "]" space"#),
+    (
+        "json-value",
+        "json-object | json-array | json-string | json-number | json-boolean | json-null",
+    ),
+    (
+        "json-object",
+        r#""{" space (json-string ":" space json-value ("," space json-string ":" space json-value)*)? "}" space"#,
+    ),
+    (
+        "json-array",
+        r#""[" space (json-value ("," space json-value)*)? "]" space"#,
+    ),
     ("never", r"[^\x00-\U0010FFFF]"),
-    ("date", r#"[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [1-2] [0-9] | "3" [0-1])"#),
-    ("time", r#"([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,9})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9])"#),
-    ("uuid", r#"[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}"#),
+    (
+        "date",
+        r#"[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [1-2] [0-9] | "3" [0-1])"#,
+    ),
+    (
+        "time",
+        r#"([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,9})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9])"#,
+    ),
+    (
+        "uuid",
+        r#"[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}"#,
+    ),
 ];
 
 /// The primitive rules each primitive uses.
@@ -46,7 +70,14 @@ fn deps(name: &str) -> &'static [&'static str] {
         "json-string" => &["json-char", "space"],
         "json-number" | "json-integer" => &["json-int-part", "space"],
         "json-boolean" | "json-null" => &["space"],
-        "json-value" => &["json-object", "json-array", "json-string", "json-number", "json-boolean", "json-null"],
+        "json-value" => &[
+            "json-object",
+            "json-array",
+            "json-string",
+            "json-number",
+            "json-boolean",
+            "json-null",
+        ],
         "json-object" | "json-array" => &["space", "json-string", "json-value"],
         _ => &[],
     }
@@ -102,7 +133,11 @@ impl Grammar {
             for dep in deps(name) {
                 self.primitive(dep);
             }
-            let body = PRIMITIVES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).unwrap_or(r"[^\x00-\U0010FFFF]");
+            let body = PRIMITIVES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| *b)
+                .unwrap_or(r"[^\x00-\U0010FFFF]");
             self.rules.push((name.to_string(), body.to_string()));
         }
         name.to_string()
@@ -110,7 +145,10 @@ impl Grammar {
 
     /// A fresh rule name made from `hint` ([a-zA-Z0-9-] only).
     fn name(&mut self, hint: &str) -> String {
-        let base: String = hint.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+        let base: String = hint
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+            .collect();
         let mut name = base.clone();
         let mut n = 2;
         while !self.taken.insert(name.clone()) {
@@ -134,7 +172,10 @@ impl Grammar {
     fn text(&self) -> String {
         let mut rules: Vec<&(String, String)> = self.rules.iter().filter(|(n, _)| n == "root").collect();
         rules.extend(self.rules.iter().filter(|(n, _)| n != "root"));
-        rules.iter().map(|(name, body)| format!("{name} ::= {body}\n")).collect()
+        rules
+            .iter()
+            .map(|(name, body)| format!("{name} ::= {body}\n"))
+            .collect()
     }
 }
 
@@ -157,7 +198,11 @@ impl Schema {
             Node::Bool(false) => return g.primitive("never"),
             Node::Rules(r) => r,
         };
-        let literals = r.constant.as_ref().map(|c| vec![c.clone()]).or_else(|| r.enumeration.clone());
+        let literals = r
+            .constant
+            .as_ref()
+            .map(|c| vec![c.clone()])
+            .or_else(|| r.enumeration.clone());
         if let Some(values) = literals {
             let allowed: Vec<String> = values
                 .iter()
@@ -204,7 +249,9 @@ impl Schema {
         if let Some(name) = g.refs.get(&target) {
             return name.clone();
         }
-        let Target::Def(i) = target else { return "root".to_string() };
+        let Target::Def(i) = target else {
+            return "root".to_string();
+        };
         let (def, node) = &self.defs[i];
         let name = g.name(&format!("def-{def}"));
         g.refs.insert(target, name.clone());
@@ -250,7 +297,10 @@ impl Schema {
                 continue;
             }
             let value = self.value(g, node, &format!("{hint}-{name}"));
-            let body = format!("{} space \":\" space {value}", literal(&serde_json::Value::from(name.as_str()).to_string()));
+            let body = format!(
+                "{} space \":\" space {value}",
+                literal(&serde_json::Value::from(name.as_str()).to_string())
+            );
             pairs.push((g.rule(&format!("{hint}-{i}-kv"), body), required));
         }
         let extra = match &r.additional {
@@ -264,16 +314,27 @@ impl Schema {
         // rest[j]: what may follow once something was written, from property j on.
         let mut rest: Vec<String> = vec![String::new(); pairs.len() + 1];
         if let Some(extra) = &extra {
-            rest[pairs.len()] = format!("{}*", g.rule(&format!("{hint}-extra-next"), format!(r#""," space {extra}"#)));
+            rest[pairs.len()] = format!(
+                "{}*",
+                g.rule(&format!("{hint}-extra-next"), format!(r#""," space {extra}"#))
+            );
         }
         for j in (0..pairs.len()).rev() {
             let (kv, required) = &pairs[j];
-            let item = if *required { format!(r#""," space {kv}"#) } else { format!(r#"("," space {kv})?"#) };
+            let item = if *required {
+                format!(r#""," space {kv}"#)
+            } else {
+                format!(r#"("," space {kv})?"#)
+            };
             rest[j] = g.rule(&format!("{hint}-rest-{j}"), format!("{item} {}", rest[j + 1]));
         }
         let first_required = pairs.iter().position(|(_, required)| *required);
         let mut alternatives: Vec<String> = Vec::new();
-        for (j, (kv, _)) in pairs.iter().enumerate().take(first_required.map_or(pairs.len(), |f| f + 1)) {
+        for (j, (kv, _)) in pairs
+            .iter()
+            .enumerate()
+            .take(first_required.map_or(pairs.len(), |f| f + 1))
+        {
             alternatives.push(format!("{kv} {}", rest[j + 1]));
         }
         if first_required.is_none() {
@@ -298,7 +359,11 @@ impl Schema {
             (None, 0) => Some(g.primitive("json-value")),
             (None, _) => None,
         };
-        let max = if extras.is_none() { Some(r.max_items.unwrap_or(k).min(k)) } else { r.max_items };
+        let max = if extras.is_none() {
+            Some(r.max_items.unwrap_or(k).min(k))
+        } else {
+            r.max_items
+        };
         // The items from position k on, each after a comma.
         let mut tail = String::new();
         if let Some(item) = &extras {
@@ -340,7 +405,11 @@ fn implied_types(r: &Rules) -> Vec<JsonType> {
         vec![JsonType::Array]
     } else if r.min_length.is_some() || r.max_length.is_some() || r.format.is_some() {
         vec![JsonType::String]
-    } else if r.minimum.is_some() || r.maximum.is_some() || r.exclusive_minimum.is_some() || r.exclusive_maximum.is_some() {
+    } else if r.minimum.is_some()
+        || r.maximum.is_some()
+        || r.exclusive_minimum.is_some()
+        || r.exclusive_maximum.is_some()
+    {
         vec![JsonType::Number]
     } else {
         Vec::new()

@@ -10,13 +10,18 @@
 //! repetitions), its check that every rule used is defined, that `root` exists, and its left-recursion check.
 //!
 //! Stricter than llama.cpp, where llama.cpp would silently do something surely unintended: a rule defined twice
-//! (llama.cpp keeps the last), an empty class `[]`, a range whose end is below its start, `{m,n}` with n < m.
+//! (llama.cpp keeps the last), an empty class `[]`, a range whose end is below its start, and `{m,n}` with n < m
+//! (which llama.cpp expands into about 2^64 rules, hanging).
 //! Not checked: that `<TEXT>` is one token of the model's vocabulary (llama.cpp checks it when the model loads).
+//!
+//! Characters, escapes, names, numbers and tokens are read by [`super::gbnf_lexer`].
 //!
 //! Must not: interpret the grammar against text (llama.cpp's sampler does that).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use super::gbnf_lexer::{is_word, Failure, Source};
 
 /// llama.cpp's MAX_REPETITION_THRESHOLD.
 const MAX_REPETITION: u64 = 2000;
@@ -45,12 +50,26 @@ pub fn check_gbnf(text: &str) -> Result<(), GbnfError> {
         let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-        GbnfError { file: None, line, column, message }
+        GbnfError {
+            file: None,
+            line,
+            column,
+            message,
+        }
     };
     if let Some(nul) = text.find('\0') {
-        return Err(fail(nul, "a NUL character; llama.cpp would stop reading the grammar here".into()));
+        return Err(fail(
+            nul,
+            "a NUL character; llama.cpp would stop reading the grammar here".into(),
+        ));
     }
-    let mut p = Parser { text, src: text.as_bytes(), ..Parser::default() };
+    let mut p = Parser {
+        s: Source {
+            text,
+            src: text.as_bytes(),
+        },
+        ..Parser::default()
+    };
     p.parse().map_err(|(offset, message)| fail(offset, message))?;
     p.check().map_err(|(offset, message)| fail(offset, message))
 }
@@ -63,12 +82,9 @@ enum El {
     Terminal,
 }
 
-type Failure = (usize, String);
-
 #[derive(Default)]
 struct Parser<'a> {
-    text: &'a str,
-    src: &'a [u8],
+    s: Source<'a>,
     symbols: HashMap<String, u32>,
     names: Vec<String>,
     /// For each symbol, the user rule it was made for (itself for a named rule).
@@ -78,15 +94,7 @@ struct Parser<'a> {
     defined_at: HashMap<u32, usize>,
 }
 
-fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'-'
-}
-
 impl Parser<'_> {
-    fn at(&self, pos: usize) -> u8 {
-        self.src.get(pos).copied().unwrap_or(0)
-    }
-
     fn symbol(&mut self, name: &str) -> u32 {
         if let Some(id) = self.symbols.get(name) {
             return *id;
@@ -115,93 +123,12 @@ impl Parser<'_> {
         self.rules[id] = Some(rule);
     }
 
-    fn space(&self, mut pos: usize, newline_ok: bool) -> usize {
-        loop {
-            match self.at(pos) {
-                b' ' | b'\t' => pos += 1,
-                b'\r' | b'\n' if newline_ok => pos += 1,
-                b'#' => {
-                    while !matches!(self.at(pos), 0 | b'\r' | b'\n') {
-                        pos += 1;
-                    }
-                }
-                _ => return pos,
-            }
-        }
-    }
-
-    fn name_end(&self, pos: usize) -> usize {
-        let mut end = pos;
-        while is_word(self.at(end)) {
-            end += 1;
-        }
-        end
-    }
-
-    fn int(&self, pos: usize) -> Result<(u64, usize), Failure> {
-        let end = pos + self.src[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
-        match self.text[pos..end].parse() {
-            Ok(n) => Ok((n, end)),
-            Err(_) if end == pos => Err((pos, "expecting a number".into())),
-            Err(_) => Err((pos, "number too large".into())),
-        }
-    }
-
-    fn hex(&self, pos: usize, size: usize) -> Result<(u32, usize), Failure> {
-        let digits = self.src[pos..].iter().take(size).take_while(|b| b.is_ascii_hexdigit()).count();
-        if digits != size {
-            return Err((pos, format!("expecting {size} hex digits")));
-        }
-        let value = u32::from_str_radix(&self.text[pos..pos + size], 16).map_err(|_| (pos, "hex value too large".to_string()))?;
-        Ok((value, pos + size))
-    }
-
-    fn char(&self, pos: usize) -> Result<(u32, usize), Failure> {
-        if self.at(pos) == b'\\' {
-            return match self.at(pos + 1) {
-                b'x' => self.hex(pos + 2, 2),
-                b'u' => self.hex(pos + 2, 4),
-                b'U' => self.hex(pos + 2, 8),
-                b't' => Ok((9, pos + 2)),
-                b'r' => Ok((13, pos + 2)),
-                b'n' => Ok((10, pos + 2)),
-                c @ (b'\\' | b'"' | b'[' | b']' | b'-') => Ok((c as u32, pos + 2)),
-                _ => Err((pos, "unknown escape; use \\x, \\u, \\U, \\t, \\r, \\n, \\\\, \\\", \\[, \\] or \\-".into())),
-            };
-        }
-        match self.text[pos..].chars().next() {
-            Some(c) => Ok((c as u32, pos + c.len_utf8())),
-            None => Err((pos, "unexpected end of the grammar".into())),
-        }
-    }
-
-    fn token(&self, mut pos: usize) -> Result<usize, Failure> {
-        if self.at(pos) != b'<' {
-            return Err((pos, "expecting '<' (a token like <[123]> or <text>)".into()));
-        }
-        pos += 1;
-        if self.at(pos) == b'[' {
-            let (id, end) = self.int(pos + 1)?;
-            if id > u32::MAX as u64 {
-                return Err((pos + 1, "token id too large".into()));
-            }
-            if self.at(end) != b']' || self.at(end + 1) != b'>' {
-                return Err((end, "expecting ]> to end the token id".into()));
-            }
-            return Ok(end + 2);
-        }
-        match self.src[pos..].iter().position(|b| *b == b'>') {
-            Some(n) => Ok(pos + n + 1),
-            None => Err((self.src.len(), "expecting '>' to end the token".into())),
-        }
-    }
-
     fn alternates(&mut self, src: usize, rule_name: &str, rule_id: u32, nested: bool) -> Result<usize, Failure> {
         let mut rule = Vec::new();
         let mut pos = self.sequence(src, rule_name, &mut rule, nested)?;
-        while self.at(pos) == b'|' {
+        while self.s.at(pos) == b'|' {
             rule.push(El::Alt);
-            pos = self.space(pos + 1, true);
+            pos = self.s.space(pos + 1, true);
             pos = self.sequence(pos, rule_name, &mut rule, nested)?;
         }
         rule.push(El::End);
@@ -216,39 +143,39 @@ impl Parser<'_> {
         loop {
             let start = pos;
             let mut repetition = None;
-            match self.at(pos) {
+            match self.s.at(pos) {
                 b'"' => {
                     pos += 1;
                     last_sym_start = rule.len();
                     n_prev_rules = 1;
-                    while self.at(pos) != b'"' {
-                        if pos >= self.src.len() {
+                    while self.s.at(pos) != b'"' {
+                        if pos >= self.s.src.len() {
                             return Err((start, "string literal without its closing \"".into()));
                         }
-                        pos = self.char(pos)?.1;
+                        pos = self.s.char(pos)?.1;
                         rule.push(El::Terminal);
                     }
-                    pos = self.space(pos + 1, nested);
+                    pos = self.s.space(pos + 1, nested);
                 }
                 b'[' => {
                     pos += 1;
-                    if self.at(pos) == b'^' {
+                    if self.s.at(pos) == b'^' {
                         pos += 1;
                     }
                     last_sym_start = rule.len();
                     n_prev_rules = 1;
-                    while self.at(pos) != b']' {
-                        if pos >= self.src.len() {
+                    while self.s.at(pos) != b']' {
+                        if pos >= self.s.src.len() {
                             return Err((start, "character class without its closing ]".into()));
                         }
-                        let (low, next) = self.char(pos)?;
+                        let (low, next) = self.s.char(pos)?;
                         pos = next;
                         rule.push(El::Terminal);
-                        if self.at(pos) == b'-' && self.at(pos + 1) != b']' {
-                            if pos + 1 >= self.src.len() {
+                        if self.s.at(pos) == b'-' && self.s.at(pos + 1) != b']' {
+                            if pos + 1 >= self.s.src.len() {
                                 return Err((start, "character class without its closing ]".into()));
                             }
-                            let (high, next) = self.char(pos + 1)?;
+                            let (high, next) = self.s.char(pos + 1)?;
                             if high < low {
                                 return Err((pos - 1, "range ends below its start, so it matches nothing".into()));
                             }
@@ -259,46 +186,49 @@ impl Parser<'_> {
                     if last_sym_start == rule.len() {
                         return Err((start, "empty character class []".into()));
                     }
-                    pos = self.space(pos + 1, nested);
+                    pos = self.s.space(pos + 1, nested);
                 }
                 b'<' | b'!' => {
-                    let end = self.token(if self.at(pos) == b'!' { pos + 1 } else { pos })?;
+                    let end = self.s.token(if self.s.at(pos) == b'!' { pos + 1 } else { pos })?;
                     last_sym_start = rule.len();
                     n_prev_rules = 1;
                     rule.push(El::Terminal);
-                    pos = self.space(end, nested);
+                    pos = self.s.space(end, nested);
                 }
                 c if is_word(c) => {
-                    let end = self.name_end(pos);
-                    let id = self.symbol(&self.text[pos..end]);
+                    let end = self.s.name_end(pos);
+                    let id = self.symbol(&self.s.text[pos..end]);
                     self.first_use.entry(id).or_insert(pos);
-                    pos = self.space(end, nested);
+                    pos = self.s.space(end, nested);
                     last_sym_start = rule.len();
                     n_prev_rules = 1;
                     rule.push(El::Ref(id));
                 }
                 b'(' => {
-                    pos = self.space(pos + 1, true);
+                    pos = self.s.space(pos + 1, true);
                     let before = self.names.len() as u64;
                     let sub = self.generate(rule_name);
                     pos = self.alternates(pos, rule_name, sub, true)?;
                     n_prev_rules = (self.names.len() as u64 - before).max(1);
                     last_sym_start = rule.len();
                     rule.push(El::Ref(sub));
-                    if self.at(pos) != b')' {
-                        return Err((pos, format!("expecting ')' to close the group opened at {}", self.where_is(start))));
+                    if self.s.at(pos) != b')' {
+                        return Err((
+                            pos,
+                            format!("expecting ')' to close the group opened at {}", self.s.where_is(start)),
+                        ));
                     }
-                    pos = self.space(pos + 1, nested);
+                    pos = self.s.space(pos + 1, nested);
                 }
                 b'.' => {
                     last_sym_start = rule.len();
                     n_prev_rules = 1;
                     rule.push(El::Terminal);
-                    pos = self.space(pos + 1, nested);
+                    pos = self.s.space(pos + 1, nested);
                 }
-                b'*' => repetition = Some((0, None, self.space(pos + 1, nested))),
-                b'+' => repetition = Some((1, None, self.space(pos + 1, nested))),
-                b'?' => repetition = Some((0, Some(1), self.space(pos + 1, nested))),
+                b'*' => repetition = Some((0, None, self.s.space(pos + 1, nested))),
+                b'+' => repetition = Some((1, None, self.s.space(pos + 1, nested))),
+                b'?' => repetition = Some((0, Some(1), self.s.space(pos + 1, nested))),
                 b'{' => repetition = Some(self.braces(pos, nested)?),
                 _ => return Ok(pos),
             }
@@ -311,7 +241,12 @@ impl Parser<'_> {
                     _ => min.max(1),
                 };
                 if n_prev_rules.saturating_mul(total) > MAX_REPETITION {
-                    return Err((start, format!("nested repetitions make more than llama.cpp's {MAX_REPETITION} rules; reduce the counts")));
+                    return Err((
+                        start,
+                        format!(
+                            "nested repetitions make more than llama.cpp's {MAX_REPETITION} rules; reduce the counts"
+                        ),
+                    ));
                 }
                 let prev: Vec<El> = rule[last_sym_start..].to_vec();
                 if min == 0 {
@@ -344,21 +279,21 @@ impl Parser<'_> {
 
     /// `{m}`, `{m,}` or `{m,n}` at `pos`: (min, max, position after it).
     fn braces(&self, start: usize, nested: bool) -> Result<(u64, Option<u64>, usize), Failure> {
-        let pos = self.space(start + 1, nested);
-        let (min, end) = self.int(pos)?;
-        let mut pos = self.space(end, nested);
-        let max = match self.at(pos) {
+        let pos = self.s.space(start + 1, nested);
+        let (min, end) = self.s.int(pos)?;
+        let mut pos = self.s.space(end, nested);
+        let max = match self.s.at(pos) {
             b'}' => Some(min),
             b',' => {
-                pos = self.space(pos + 1, nested);
-                let max = if self.at(pos).is_ascii_digit() {
-                    let (max, end) = self.int(pos)?;
-                    pos = self.space(end, nested);
+                pos = self.s.space(pos + 1, nested);
+                let max = if self.s.at(pos).is_ascii_digit() {
+                    let (max, end) = self.s.int(pos)?;
+                    pos = self.s.space(end, nested);
                     Some(max)
                 } else {
                     None
                 };
-                if self.at(pos) != b'}' {
+                if self.s.at(pos) != b'}' {
                     return Err((pos, "expecting '}' to end the repetition".into()));
                 }
                 max
@@ -371,45 +306,65 @@ impl Parser<'_> {
         if max.is_some_and(|max| max < min) {
             return Err((start, "the repetition's maximum is below its minimum".into()));
         }
-        Ok((min, max.filter(|max| *max <= MAX_REPETITION), self.space(pos + 1, nested)))
-    }
-
-    fn where_is(&self, offset: usize) -> String {
-        let before = &self.text[..offset];
-        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-        format!("{}:{column}", before.matches('\n').count() + 1)
+        Ok((
+            min,
+            max.filter(|max| *max <= MAX_REPETITION),
+            self.s.space(pos + 1, nested),
+        ))
     }
 
     fn rule(&mut self, start: usize) -> Result<usize, Failure> {
-        let end = self.name_end(start);
+        let end = self.s.name_end(start);
         if end == start {
-            let hint = if self.at(start) == b'_' { " (names hold only letters, digits and '-')" } else { "" };
+            let hint = if self.s.at(start) == b'_' {
+                " (names hold only letters, digits and '-')"
+            } else {
+                ""
+            };
             return Err((start, format!("expecting a rule name{hint}")));
         }
-        let name = self.text[start..end].to_string();
-        let mut pos = self.space(end, false);
+        let name = self.s.text[start..end].to_string();
+        let mut pos = self.s.space(end, false);
         let id = self.symbol(&name);
-        if !self.src[pos..].starts_with(b"::=") {
-            let hint = if self.at(pos) == b'_' { " (names hold only letters, digits and '-')" } else { "" };
+        if !self.s.src[pos..].starts_with(b"::=") {
+            let hint = if self.s.at(pos) == b'_' {
+                " (names hold only letters, digits and '-')"
+            } else {
+                ""
+            };
             return Err((pos, format!("expecting ::= after the rule name {name:?}{hint}")));
         }
         if let Some(first) = self.defined_at.insert(id, start) {
-            return Err((start, format!("rule {name:?} is defined twice (first at {}); llama.cpp would keep only the last", self.where_is(first))));
+            return Err((
+                start,
+                format!(
+                    "rule {name:?} is defined twice (first at {}); llama.cpp would keep only the last",
+                    self.s.where_is(first)
+                ),
+            ));
         }
-        pos = self.space(pos + 3, true);
+        pos = self.s.space(pos + 3, true);
         pos = self.alternates(pos, &name, id, false)?;
-        match self.at(pos) {
-            b'\r' if self.at(pos + 1) == b'\n' => pos += 2,
+        match self.s.at(pos) {
+            b'\r' if self.s.at(pos + 1) == b'\n' => pos += 2,
             b'\r' | b'\n' => pos += 1,
-            0 if pos >= self.src.len() => {}
-            _ => return Err((pos, format!("unexpected {:?}; expecting the end of the line", self.text[pos..].chars().next().unwrap_or(' ')))),
+            0 if pos >= self.s.src.len() => {}
+            _ => {
+                return Err((
+                    pos,
+                    format!(
+                        "unexpected {:?}; expecting the end of the line",
+                        self.s.text[pos..].chars().next().unwrap_or(' ')
+                    ),
+                ))
+            }
         }
-        Ok(self.space(pos, true))
+        Ok(self.s.space(pos, true))
     }
 
     fn parse(&mut self) -> Result<(), Failure> {
-        let mut pos = self.space(0, true);
-        while pos < self.src.len() {
+        let mut pos = self.s.space(0, true);
+        while pos < self.s.src.len() {
             pos = self.rule(pos)?;
         }
         Ok(())
@@ -425,10 +380,16 @@ impl Parser<'_> {
             return Err((*offset, format!("undefined rule {:?}", self.names[*id as usize])));
         }
         if self.rules.is_empty() {
-            return Err((0, "the grammar has no rules; write one named root, e.g. root ::= \"yes\" | \"no\"".into()));
+            return Err((
+                0,
+                "the grammar has no rules; write one named root, e.g. root ::= \"yes\" | \"no\"".into(),
+            ));
         }
         if !self.symbols.contains_key("root") {
-            return Err((0, "no rule named root; the answer is generated from the rule root ::= ...".into()));
+            return Err((
+                0,
+                "no rule named root; the answer is generated from the rule root ::= ...".into(),
+            ));
         }
         let rules: Vec<&[El]> = self.rules.iter().map(|r| r.as_deref().unwrap_or(&[El::End])).collect();
         let n = rules.len();
@@ -449,7 +410,13 @@ impl Parser<'_> {
 }
 
 /// llama.cpp's `llama_grammar_detect_left_recursion`; returns a rule on the cycle.
-fn left_recursion(rules: &[&[El]], i: usize, visited: &mut [bool], in_progress: &mut [bool], may_be_empty: &mut [bool]) -> Option<usize> {
+fn left_recursion(
+    rules: &[&[El]],
+    i: usize,
+    visited: &mut [bool],
+    in_progress: &mut [bool],
+    may_be_empty: &mut [bool],
+) -> Option<usize> {
     if in_progress[i] {
         return Some(i);
     }

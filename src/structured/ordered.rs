@@ -85,7 +85,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Number(n.into()))
     }
     fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Json, E> {
-        Number::from_f64(n).map(Json::Number).ok_or_else(|| E::custom("a number that is not finite"))
+        Number::from_f64(n)
+            .map(Json::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
     }
     fn visit_str<E>(self, s: &str) -> Result<Json, E> {
         Ok(Json::String(s.to_string()))
@@ -116,7 +118,9 @@ mod tests {
     #[test]
     fn keeps_key_order_and_repeats() {
         let json: Json = serde_json::from_str(r#"{"b": 1, "a": [true, null, "x"], "b": 2.5}"#).unwrap();
-        let Json::Object(entries) = &json else { panic!("not an object") };
+        let Json::Object(entries) = &json else {
+            panic!("not an object")
+        };
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["b", "a", "b"]);
         assert_eq!(json.to_value(), serde_json::json!({"a": [true, null, "x"], "b": 2.5}));

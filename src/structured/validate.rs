@@ -23,7 +23,10 @@ pub struct ValidationError {
 }
 
 fn fail(at: &Pointer, problem: impl Into<String>) -> Result<(), ValidationError> {
-    Err(ValidationError { at: at.clone(), problem: problem.into() })
+    Err(ValidationError {
+        at: at.clone(),
+        problem: problem.into(),
+    })
 }
 
 impl Schema {
@@ -36,7 +39,12 @@ impl Schema {
     pub(super) fn check(&self, node: &Node, value: &Value, at: &Pointer) -> Result<(), ValidationError> {
         let r = match node {
             Node::Bool(true) => return Ok(()),
-            Node::Bool(false) => return fail(at, format!("expected nothing here (the schema is false), got {}", describe(value))),
+            Node::Bool(false) => {
+                return fail(
+                    at,
+                    format!("expected nothing here (the schema is false), got {}", describe(value)),
+                )
+            }
             Node::Rules(r) => r,
         };
         if let Some(target) = r.reference {
@@ -57,7 +65,10 @@ impl Schema {
             if !values.iter().any(|v| json_equal(v, value)) {
                 let listed: Vec<String> = values.iter().take(10).map(quote).collect();
                 let more = if values.len() > 10 { ", ..." } else { "" };
-                return fail(at, format!("expected one of {}{more}, got {}", listed.join(", "), describe(value)));
+                return fail(
+                    at,
+                    format!("expected one of {}{more}, got {}", listed.join(", "), describe(value)),
+                );
             }
         }
         match value {
@@ -90,8 +101,13 @@ impl Schema {
                 1 => {}
                 0 => return Err(best(results.into_iter().filter_map(Result::err).collect(), at, "oneOf")),
                 n => {
-                    return fail(at, format!("expected exactly one of the oneOf schemas to match, but {n} do (#{} and #{})",
-                        matching[0], matching[1]))
+                    return fail(
+                        at,
+                        format!(
+                            "expected exactly one of the oneOf schemas to match, but {n} do (#{} and #{})",
+                            matching[0], matching[1]
+                        ),
+                    )
                 }
             }
         }
@@ -113,7 +129,10 @@ impl Schema {
             let schema = r.prefix_items.get(i).or(r.items.as_ref());
             if let Some(schema) = schema {
                 if schema == &Node::Bool(false) {
-                    return fail(at, format!("expected at most {} items, got {}", r.prefix_items.len(), items.len()));
+                    return fail(
+                        at,
+                        format!("expected at most {} items, got {}", r.prefix_items.len(), items.len()),
+                    );
                 }
                 self.check(schema, item, &at.join(&i.to_string()))?;
             }
@@ -121,16 +140,33 @@ impl Schema {
         Ok(())
     }
 
-    fn check_object(&self, r: &Rules, map: &serde_json::Map<String, Value>, at: &Pointer) -> Result<(), ValidationError> {
+    fn check_object(
+        &self,
+        r: &Rules,
+        map: &serde_json::Map<String, Value>,
+        at: &Pointer,
+    ) -> Result<(), ValidationError> {
         if let Some(missing) = r.required.iter().find(|name| !map.contains_key(*name)) {
-            return fail(at, format!("expected the required property {}, which is missing", quote_str(missing)));
+            return fail(
+                at,
+                format!(
+                    "expected the required property {}, which is missing",
+                    quote_str(missing)
+                ),
+            );
         }
         for (key, value) in map {
             match r.properties.iter().find(|(p, _)| p == key) {
                 Some((_, schema)) => self.check(schema, value, &at.join(key))?,
                 None => match &r.additional {
                     Some(Node::Bool(false)) => {
-                        return fail(at, format!("expected no property {} (additionalProperties is false)", quote_str(key)))
+                        return fail(
+                            at,
+                            format!(
+                                "expected no property {} (additionalProperties is false)",
+                                quote_str(key)
+                            ),
+                        )
                     }
                     Some(schema) => self.check(schema, value, &at.join(key))?,
                     None => {}
@@ -144,10 +180,15 @@ impl Schema {
 /// The alternatives' error that got deepest into the value, or a summary when none got past this level.
 fn best(errors: Vec<ValidationError>, at: &Pointer, keyword: &str) -> ValidationError {
     let n = errors.len();
-    let deepest = errors.into_iter().reduce(|a, b| if b.at.0.len() > a.at.0.len() { b } else { a });
+    let deepest = errors
+        .into_iter()
+        .reduce(|a, b| if b.at.0.len() > a.at.0.len() { b } else { a });
     match deepest {
         Some(e) if e.at != *at => e,
-        _ => ValidationError { at: at.clone(), problem: format!("expected a value matching one of the {n} {keyword} schemas; none matches") },
+        _ => ValidationError {
+            at: at.clone(),
+            problem: format!("expected a value matching one of the {n} {keyword} schemas; none matches"),
+        },
     }
 }
 
@@ -171,7 +212,10 @@ fn check_string(r: &Rules, s: &str, at: &Pointer) -> Result<(), ValidationError>
             Format::Uuid => (is_uuid(s), "a UUID"),
         };
         if !ok {
-            return fail(at, format!("expected {name}, got {}", describe(&Value::String(s.into()))));
+            return fail(
+                at,
+                format!("expected {name}, got {}", describe(&Value::String(s.into()))),
+            );
         }
     }
     Ok(())
@@ -258,13 +302,17 @@ fn quote_str(s: &str) -> String {
 }
 
 fn digits(s: &str, n: usize) -> Option<u32> {
-    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 fn is_date(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let [y, m, d] = parts[..] else { return false };
-    let (Some(y), Some(m), Some(d)) = (digits(y, 4), digits(m, 2), digits(d, 2)) else { return false };
+    let (Some(y), Some(m), Some(d)) = (digits(y, 4), digits(m, 2), digits(d, 2)) else {
+        return false;
+    };
     let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
     let days = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -303,13 +351,20 @@ fn is_time(s: &str) -> bool {
 }
 
 fn is_date_time(s: &str) -> bool {
-    s.len() > 11 && s.is_char_boundary(10) && matches!(s.as_bytes()[10], b'T' | b't') && is_date(&s[..10]) && is_time(&s[11..])
+    s.len() > 11
+        && s.is_char_boundary(10)
+        && matches!(s.as_bytes()[10], b'T' | b't')
+        && is_date(&s[..10])
+        && is_time(&s[11..])
 }
 
 fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
