@@ -8,9 +8,9 @@ ratio of each constrained variant to free text (per round, then mean and 95% CI 
 
     .venv/bin/python scripts/bench_structured.py --model models/synthetic-medgemma-4b-q4_k_m.gguf --rounds 5
 
-The synthetic 4B (scripts/make_synthetic.py) has random weights: its text is garbage, and its next-token
-distribution is nearly flat, so under a grammar far more of its top candidates are refused than a trained model's
-would be. That makes it a hard case for constrained decoding, not an easy one.
+The synthetic 4B (scripts/make_synthetic.py) has random weights and a synthetic vocabulary: its text is garbage,
+so how often a grammar refuses its most likely tokens (which decides how much work the constrained draw does) is
+not what a trained MedGemma's would be. The figures are the cost of the machinery on a model of the real size.
 """
 
 from __future__ import annotations
