@@ -217,6 +217,18 @@ fn bad_labelled_data_is_refused_before_the_model() {
     let schema = dir.path().join("s.json");
     std::fs::write(&schema, r#"{"type": "object", "properties": {"finding": {"type": "string"}}}"#).unwrap();
     let good = write("c.jsonl", &[json!({"id": "1", "prompt": "q", "label": "normal"})]);
+    // A folder with other files in it is not taken as an eval folder: nothing there is written over.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("report.md"), "my notes").unwrap();
+    let g = converted("tiny-medgemma-mm", "f32");
+    let mut cmd = medgemma();
+    cmd.arg("eval").arg("-m").arg(&g.model).arg("--input").arg(&good).arg("--output").arg(&busy);
+    cmd.args(["--choices", CHOICES]);
+    let stderr = fails(&mut cmd);
+    assert!(stderr.contains("not an eval folder"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(busy.join("report.md")).unwrap(), "my notes");
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
     let cases: Vec<(PathBuf, Vec<&str>, Vec<&str>)> = vec![
         (no_label, vec!["--choices", CHOICES], vec!["a.jsonl", "\"2\"", "label"]),
         (other, vec!["--choices", CHOICES], vec!["b.jsonl", "pneumothorax", "normal, abnormal"]),

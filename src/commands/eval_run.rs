@@ -75,6 +75,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!(super::NEEDS_MMPROJ);
     }
 
+    // The report's files are written over in DIR: only a new or empty folder, or one of our eval folders, is used.
+    if dir.exists() && !dir.join(crate::eval::META_JSON).exists() {
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("--output {} is not a folder", dir.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            bail!(
+                "--output {} holds files and is not an eval folder (no {}); give a new or empty folder",
+                dir.display(),
+                crate::eval::META_JSON
+            );
+        }
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create --output {}", dir.display()))?;
     let predictions = dir.join("predictions.jsonl");
     let mut guard = OutputGuard::new();
