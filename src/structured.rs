@@ -27,6 +27,8 @@
 #![allow(dead_code, unused_imports)]
 
 mod choices;
+#[cfg(test)]
+mod fuzz;
 mod gbnf;
 mod gbnf_check;
 mod gbnf_lexer;

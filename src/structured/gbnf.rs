@@ -418,4 +418,4 @@ fn implied_types(r: &Rules) -> Vec<JsonType> {
 
 #[cfg(test)]
 #[path = "gbnf_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -5,7 +5,7 @@ use crate::structured::gbnf_matcher::Matcher;
 use crate::structured::ordered::Json;
 
 /// JSON text with keys in order: compact, or indented by two spaces a level.
-fn text(json: &Json, pretty: bool, indent: usize) -> String {
+pub(in crate::structured) fn text(json: &Json, pretty: bool, indent: usize) -> String {
     let (nl, pad, inner, colon) = if pretty {
         ("\n", " ".repeat(indent), " ".repeat(indent + 2), ": ")
     } else {
@@ -263,7 +263,7 @@ fn recursive_refs_and_names_are_valid_gbnf() {
 }
 
 /// A random schema (as ordered JSON) of at most `depth` levels of nesting.
-fn random_schema(rng: &mut Rng, depth: usize) -> Json {
+pub(in crate::structured) fn random_schema(rng: &mut Rng, depth: usize) -> Json {
     let s = |v: &str| Json::String(v.to_string());
     let n = |v: i64| Json::Number(v.into());
     let obj = |entries: Vec<(&str, Json)>| Json::Object(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
