@@ -12,14 +12,57 @@ use super::{check_gbnf, json_object_grammar, OutputFormat, Schema};
 use crate::fuzz::{run, Mutator, Rng};
 
 const GBNF_WORDS: &[&[u8]] = &[
-    b"::=", b" | ", b"(", b")", b"*", b"+", b"?", b"{2000}", b"{0,2001}", b"{3,2}", b"[^", b"]", b"\\x", b"\\u",
-    b"\\U0010FFFF", b"<[", b"]>", b"!<", b"root", b"\n", b"\r\n", b"#", b"\"", b"-", b".", b"root ::= root",
+    b"::=",
+    b" | ",
+    b"(",
+    b")",
+    b"*",
+    b"+",
+    b"?",
+    b"{2000}",
+    b"{0,2001}",
+    b"{3,2}",
+    b"[^",
+    b"]",
+    b"\\x",
+    b"\\u",
+    b"\\U0010FFFF",
+    b"<[",
+    b"]>",
+    b"!<",
+    b"root",
+    b"\n",
+    b"\r\n",
+    b"#",
+    b"\"",
+    b"-",
+    b".",
+    b"root ::= root",
 ];
 
 const JSON_WORDS: &[&[u8]] = &[
-    b"\"$ref\": \"#\"", b"\"$defs\"", b"\"anyOf\": [", b"\"type\": ", b"\"required\": [", b"\"properties\": {",
-    b"\"items\": false", b"\"maxItems\": 99999", b"\"minLength\": 2001", b"\"enum\": []", b"true", b"false",
-    b"null", b"-1", b"1e400", b"\"\\u0000\"", b"{", b"}", b"[", b"]", b",", b":",
+    b"\"$ref\": \"#\"",
+    b"\"$defs\"",
+    b"\"anyOf\": [",
+    b"\"type\": ",
+    b"\"required\": [",
+    b"\"properties\": {",
+    b"\"items\": false",
+    b"\"maxItems\": 99999",
+    b"\"minLength\": 2001",
+    b"\"enum\": []",
+    b"true",
+    b"false",
+    b"null",
+    b"-1",
+    b"1e400",
+    b"\"\\u0000\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
 ];
 
 fn grammar_corpus() -> Vec<Vec<u8>> {
@@ -36,7 +79,11 @@ fn grammar_corpus() -> Vec<Vec<u8>> {
 #[test]
 fn structured_gbnf() {
     let corpus = grammar_corpus();
-    let mutator = Mutator { dictionary: GBNF_WORDS, corpus: &corpus, big_endian: false };
+    let mutator = Mutator {
+        dictionary: GBNF_WORDS,
+        corpus: &corpus,
+        big_endian: false,
+    };
     run(
         "structured_gbnf",
         4,
@@ -50,7 +97,15 @@ fn structured_gbnf() {
             Err(e) => {
                 assert!(e.line >= 1 && e.line <= grammar.split('\n').count(), "{e}");
                 assert!(e.column >= 1, "{e}");
-                format!("refused: {}", e.message.split([' ', ';', ':']).take(2).collect::<Vec<_>>().join(" "))
+                let words = e
+                    .message
+                    .split(|c: char| !c.is_ascii_alphabetic() && c != ' ')
+                    .next()
+                    .unwrap_or("");
+                format!(
+                    "refused: {}",
+                    words.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+                )
             }
         },
     );
@@ -59,9 +114,24 @@ fn structured_gbnf() {
 #[test]
 fn structured_schema() {
     let mut rng = Rng::new(2);
-    let corpus: Vec<Vec<u8>> = (0..16).map(|_| text(&random_schema(&mut rng, 3), false, 0).into_bytes()).collect();
-    let mutator = Mutator { dictionary: JSON_WORDS, corpus: &corpus, big_endian: false };
-    let answers = ["null", "{}", "[]", "\"x\"", "1.5", "{\"a\": [1, {\"b\": null}]}", "[[[]]]", "{\"name\": \"é\"}"];
+    let corpus: Vec<Vec<u8>> = (0..16)
+        .map(|_| text(&random_schema(&mut rng, 3), false, 0).into_bytes())
+        .collect();
+    let mutator = Mutator {
+        dictionary: JSON_WORDS,
+        corpus: &corpus,
+        big_endian: false,
+    };
+    let answers = [
+        "null",
+        "{}",
+        "[]",
+        "\"x\"",
+        "1.5",
+        "{\"a\": [1, {\"b\": null}]}",
+        "[[[]]]",
+        "{\"name\": \"é\"}",
+    ];
     run(
         "structured_schema",
         8,
@@ -73,7 +143,10 @@ fn structured_schema() {
             String::from_utf8_lossy(&bytes).into_owned()
         },
         |schema_text| match Schema::parse(schema_text, None) {
-            Err(e) => format!("refused: {}", crate::fuzz::variant(&e, "")),
+            Err(e) => format!(
+                "refused: {}",
+                crate::fuzz::variant(&e, "file").split('/').next().unwrap_or("")
+            ),
             Ok(schema) => {
                 let grammar = schema.to_gbnf();
                 assert_eq!(check_gbnf(&grammar), Ok(()), "{schema_text}\n{grammar}");
@@ -82,7 +155,10 @@ fn structured_schema() {
                 for answer in answers.iter().copied().chain([schema_text.as_str()]) {
                     matched += usize::from(format.check_answer(answer).is_ok());
                 }
-                format!("accepted ({} of the answers match)", if matched > 0 { "some" } else { "none" })
+                format!(
+                    "accepted ({} of the answers match)",
+                    if matched > 0 { "some" } else { "none" }
+                )
             }
         },
     );

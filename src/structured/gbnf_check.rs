@@ -47,7 +47,10 @@ impl GbnfError {
 /// Checks that llama.cpp will accept `text` as a grammar with a `root` rule.
 pub fn check_gbnf(text: &str) -> Result<(), GbnfError> {
     let fail = |offset: usize, message: String| {
-        let offset = (0..=offset.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        let offset = (0..=offset.min(text.len()))
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
