@@ -27,6 +27,8 @@
 #![allow(dead_code, unused_imports)]
 
 mod choices;
+#[cfg(test)]
+mod fuzz;
 mod gbnf;
 mod gbnf_check;
 mod gbnf_lexer;
@@ -40,7 +42,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use choices::{parse_choices, ChoicesError, MAX_LABEL_CHARS};
-pub use gbnf::{json_object_grammar, literal as gbnf_literal};
+pub use gbnf::{choices_grammar, json_object_grammar, literal as gbnf_literal};
 pub use gbnf_check::{check_gbnf, GbnfError};
 pub use schema::{load_schema, Node, Schema, SchemaError, Target};
 pub use validate::ValidationError;

@@ -1,6 +1,6 @@
 //! GBNF grammars (llama.cpp's grammar format) for JSON answers: any JSON object, or the JSON a [`Schema`] allows.
 //!
-//! Owns: [`Schema::to_gbnf`], [`json_object_grammar`] and GBNF literal escaping. Whitespace between tokens is
+//! Owns: [`Schema::to_gbnf`], [`json_object_grammar`], [`choices_grammar`] and GBNF literal escaping. Whitespace between tokens is
 //! bounded (`space`: nothing, one space, or one or two newlines and up to 20 spaces/tabs) so a sampler cannot
 //! loop on it; numbers have at most 16 integer and 16 fraction digits and a 3-digit exponent.
 //!
@@ -9,7 +9,8 @@
 //! (`type`, or the type the keywords imply), `$ref`, a single `allOf` schema, and otherwise any JSON value.
 //! Properties come in the schema's order; required ones always, optional ones may be left out; extra
 //! properties only where `additionalProperties` is `true` or a schema. Strings follow `minLength`/`maxLength`
-//! and `format`; arrays follow `prefixItems`, `items`, `minItems`, `maxItems`. Not enforced, only validated:
+//! and `format`; arrays follow `prefixItems`, `items`, `minItems`, `maxItems`. `enum`/`const` values are written as
+//! serde_json writes them (objects and arrays compact, keys sorted). Not enforced, only validated:
 //! number bounds (`minimum`...), the siblings of the keyword the grammar followed, `oneOf`'s "exactly one",
 //! and counts beyond llama.cpp's repetition limit ([`MAX_REPEAT`]).
 //!
@@ -89,6 +90,12 @@ pub fn json_object_grammar() -> String {
     let object = g.primitive("json-object");
     g.define("root", object);
     g.text()
+}
+
+/// A grammar whose answers are exactly one of `labels` (`--choices`).
+pub fn choices_grammar(labels: &[String]) -> String {
+    let alternatives: Vec<String> = labels.iter().map(|label| literal(label)).collect();
+    format!("root ::= {}\n", alternatives.join(" | "))
 }
 
 /// A GBNF string literal that matches `text` exactly.
@@ -418,4 +425,4 @@ fn implied_types(r: &Rules) -> Vec<JsonType> {
 
 #[cfg(test)]
 #[path = "gbnf_tests.rs"]
-mod tests;
+pub(super) mod tests;

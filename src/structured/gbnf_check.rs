@@ -47,7 +47,11 @@ impl GbnfError {
 /// Checks that llama.cpp will accept `text` as a grammar with a `root` rule.
 pub fn check_gbnf(text: &str) -> Result<(), GbnfError> {
     let fail = |offset: usize, message: String| {
-        let before = &text[..offset.min(text.len())];
+        let offset = (0..=offset.min(text.len()))
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
         GbnfError {
@@ -168,6 +172,7 @@ impl Parser<'_> {
                         if pos >= self.s.src.len() {
                             return Err((start, "character class without its closing ]".into()));
                         }
+                        let low_at = pos;
                         let (low, next) = self.s.char(pos)?;
                         pos = next;
                         rule.push(El::Terminal);
@@ -177,7 +182,7 @@ impl Parser<'_> {
                             }
                             let (high, next) = self.s.char(pos + 1)?;
                             if high < low {
-                                return Err((pos - 1, "range ends below its start, so it matches nothing".into()));
+                                return Err((low_at, "range ends below its start, so it matches nothing".into()));
                             }
                             pos = next;
                             rule.push(El::Terminal);

@@ -5,7 +5,7 @@ use crate::structured::gbnf_matcher::Matcher;
 use crate::structured::ordered::Json;
 
 /// JSON text with keys in order: compact, or indented by two spaces a level.
-fn text(json: &Json, pretty: bool, indent: usize) -> String {
+pub(in crate::structured) fn text(json: &Json, pretty: bool, indent: usize) -> String {
     let (nl, pad, inner, colon) = if pretty {
         ("\n", " ".repeat(indent), " ".repeat(indent + 2), ": ")
     } else {
@@ -84,6 +84,24 @@ fn literals_escape_for_gbnf() {
     let grammar = format!("root ::= {lit}\n");
     assert_eq!(check_gbnf(&grammar), Ok(()));
     assert!(Matcher::new(&grammar).matches(raw));
+}
+
+#[test]
+fn choices_grammar_accepts_exactly_the_labels() {
+    let labels: Vec<String> = ["normal", "Normal", "pleural \"effusion\"", "é ✓ \\ [x]"]
+        .map(String::from)
+        .to_vec();
+    let grammar = choices_grammar(&labels);
+    assert_eq!(check_gbnf(&grammar), Ok(()), "{grammar}");
+    let m = Matcher::new(&grammar);
+    for label in &labels {
+        assert!(m.matches(label), "{label}\n{grammar}");
+    }
+    for bad in ["", "norm", "normal ", "NORMAL", "pleural effusion"] {
+        assert!(!m.matches(bad), "{bad}");
+    }
+    let labels = crate::structured::parse_choices("yes, no").unwrap();
+    assert_eq!(choices_grammar(&labels), "root ::= \"yes\" | \"no\"\n");
 }
 
 #[test]
@@ -263,7 +281,7 @@ fn recursive_refs_and_names_are_valid_gbnf() {
 }
 
 /// A random schema (as ordered JSON) of at most `depth` levels of nesting.
-fn random_schema(rng: &mut Rng, depth: usize) -> Json {
+pub(in crate::structured) fn random_schema(rng: &mut Rng, depth: usize) -> Json {
     let s = |v: &str| Json::String(v.to_string());
     let n = |v: i64| Json::Number(v.into());
     let obj = |entries: Vec<(&str, Json)>| Json::Object(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
