@@ -281,8 +281,10 @@ pub struct FormatArgs {
     #[arg(long, value_name = "json", value_enum, conflicts_with_all = ["json_schema", "grammar"])]
     pub format: Option<AnswerFormat>,
     /// Answer with JSON in the shape of this JSON Schema. Supported: type, properties, required,
-    /// additionalProperties, items, prefixItems, minItems, maxItems, enum, const, anyOf, oneOf, $ref/$defs,
-    /// minLength, maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum; any other keyword is refused.
+    /// additionalProperties, items, prefixItems, minItems, maxItems, enum, const, anyOf, oneOf, allOf (one
+    /// schema), $ref to #/$defs or #/definitions, minLength, maxLength, format (date, time, date-time, uuid),
+    /// minimum, maximum, exclusiveMinimum, exclusiveMaximum (numeric bounds checked after generation);
+    /// annotations (title, description, ...) are ignored and any other keyword is refused.
     #[arg(long = "json-schema", value_name = "SCHEMA.json", conflicts_with = "grammar")]
     pub json_schema: Option<PathBuf>,
     /// Answer following this GBNF grammar (llama.cpp's grammar format, root rule `root`).

@@ -23,8 +23,6 @@
 //!
 //! Must not: touch llama.cpp, print, or put answer text in errors (answers may hold patient data).
 
-// No command uses these yet (run/chat/batch will take --format/--json-schema/--grammar/--choices next).
-#![allow(dead_code, unused_imports)]
 
 mod choices;
 #[cfg(test)]
@@ -41,10 +39,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use choices::{parse_choices, ChoicesError, MAX_LABEL_CHARS};
-pub use gbnf::{choices_grammar, json_object_grammar, literal as gbnf_literal};
+pub use choices::parse_choices;
+pub use gbnf::json_object_grammar;
 pub use gbnf_check::{check_gbnf, GbnfError};
-pub use schema::{load_schema, Node, Schema, SchemaError, Target};
+pub use schema::{load_schema, Node, Schema, Target};
 pub use validate::ValidationError;
 
 /// The shape an answer must have.

@@ -5,7 +5,7 @@
 //! the model is constrained to the exact text), at most [`MAX_LABEL_CHARS`] characters, without control
 //! characters; at least two of them.
 //!
-//! Must not: build the grammar ([`super::gbnf::choices_grammar`]) or the prompt from the labels.
+//! Must not: score the labels (the engine does) or build the prompt from them.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! GBNF grammars (llama.cpp's grammar format) for JSON answers: any JSON object, or the JSON a [`Schema`] allows.
 //!
-//! Owns: [`Schema::to_gbnf`], [`json_object_grammar`], [`choices_grammar`] and GBNF literal escaping. Whitespace between tokens is
+//! Owns: [`Schema::to_gbnf`], [`json_object_grammar`] and GBNF literal escaping. Whitespace between tokens is
 //! bounded (`space`: nothing, one space, or one or two newlines and up to 20 spaces/tabs) so a sampler cannot
 //! loop on it; numbers have at most 16 integer and 16 fraction digits and a 3-digit exponent.
 //!
@@ -90,12 +90,6 @@ pub fn json_object_grammar() -> String {
     let object = g.primitive("json-object");
     g.define("root", object);
     g.text()
-}
-
-/// A grammar whose answers are exactly one of `labels` (`--choices`).
-pub fn choices_grammar(labels: &[String]) -> String {
-    let alternatives: Vec<String> = labels.iter().map(|label| literal(label)).collect();
-    format!("root ::= {}\n", alternatives.join(" | "))
 }
 
 /// A GBNF string literal that matches `text` exactly.
