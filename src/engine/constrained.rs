@@ -46,8 +46,9 @@ pub(crate) struct Constrained {
     /// How many allowed candidates decide the draw: 1 (greedy), k (top-k), 0 (all of them).
     keep: usize,
     banned: Vec<LlamaToken>,
-    /// How many steps needed the whole vocabulary (for tests and --verbose).
+    /// How many steps needed the whole vocabulary, and the time spent drawing (reported in the answer's stats).
     pub(crate) full_scans: usize,
+    pub(crate) time: std::time::Duration,
 }
 
 impl Engine {
@@ -113,12 +114,20 @@ impl Constrained {
             keep,
             banned: engine.banned_in_constrained(),
             full_scans: 0,
+            time: std::time::Duration::ZERO,
         })
     }
 
     /// Draws the next token from `logits` (one row) and accepts it into the grammar and the chain; `None` when
     /// the grammar allows no token at all (a dead end: the answer ends there, and its check says it is incomplete).
     pub(crate) fn sample(&mut self, logits: &[f32]) -> Option<LlamaToken> {
+        let started = std::time::Instant::now();
+        let token = self.draw(logits);
+        self.time += started.elapsed();
+        token
+    }
+
+    fn draw(&mut self, logits: &[f32]) -> Option<LlamaToken> {
         let mut all = LlamaTokenDataArray::new(
             logits
                 .iter()

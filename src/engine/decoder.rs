@@ -50,6 +50,12 @@ pub struct SessionStats {
     pub generated_tokens: usize,
     pub generation_ms: f64,
     pub time_to_first_token_ms: f64,
+    /// With an answer format: the time spent choosing tokens under the grammar (part of `generation_ms`), and
+    /// at how many tokens the grammar had to run over the whole vocabulary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grammar_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grammar_full_scans: Option<usize>,
 }
 
 impl SessionStats {
@@ -198,6 +204,10 @@ impl Decoder {
         }
         self.stats.generated_tokens = self.out.tokens.len();
         self.stats.generation_ms = self.gen_started.elapsed().as_secs_f64() * 1000.0;
+        if let Draw::Constrained(c) = &self.draw {
+            self.stats.grammar_ms = Some(c.time.as_secs_f64() * 1000.0);
+            self.stats.grammar_full_scans = Some(c.full_scans);
+        }
         (self.out, self.stats)
     }
 }
