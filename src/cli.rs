@@ -302,8 +302,8 @@ pub enum AnswerFormat {
 impl FormatArgs {
     /// The answer's format, read and checked (a schema's keywords, a grammar's syntax) before any model work.
     pub fn load(&self) -> anyhow::Result<Option<crate::structured::OutputFormat>> {
-        use anyhow::Context as _;
         use crate::structured::OutputFormat;
+        use anyhow::Context as _;
         if self.format.is_some() {
             return Ok(Some(OutputFormat::JsonObject));
         }

@@ -23,7 +23,6 @@
 //!
 //! Must not: touch llama.cpp, print, or put answer text in errors (answers may hold patient data).
 
-
 mod choices;
 #[cfg(test)]
 mod fuzz;

@@ -40,7 +40,12 @@ fn eval_cmd(g: &Gguf, input: &Path, out: &Path, extra: &[&str]) -> Command {
     if let Some(mmproj) = &g.mmproj {
         cmd.arg("--mmproj").arg(mmproj);
     }
-    cmd.arg("--input").arg(input).arg("--output").arg(out).args(["-t", "2"]).args(extra);
+    cmd.arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .args(["-t", "2"])
+        .args(extra);
     cmd
 }
 
@@ -58,7 +63,12 @@ fn choices_eval_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let input = labelled(dir.path(), 8);
     let out = dir.path().join("run");
-    let stdout = ok(&mut eval_cmd(&g, &input, &out, &["--choices", CHOICES, "--parallel", "2"]));
+    let stdout = ok(&mut eval_cmd(
+        &g,
+        &input,
+        &out,
+        &["--choices", CHOICES, "--parallel", "2"],
+    ));
     assert!(stdout.contains("accuracy"), "{stdout}");
     let preds = predictions(&out);
     assert_eq!(preds.len(), 8);
@@ -86,7 +96,11 @@ fn choices_eval_end_to_end() {
         // have come from another item's cache in eval (another chunking of the same float32 sums: relative
         // differences ~1e-6 in the logits, so ~1e-5 in log-probabilities of a few tokens); 1e-4 holds that.
         let mut cmd = medgemma();
-        cmd.arg("run").arg("-m").arg(&g.model).arg("--mmproj").arg(g.mmproj.as_ref().unwrap());
+        cmd.arg("run")
+            .arg("-m")
+            .arg(&g.model)
+            .arg("--mmproj")
+            .arg(g.mmproj.as_ref().unwrap());
         cmd.args(["-t", "2", "--choices", CHOICES, "--json"]);
         for image in item["images"].as_array().into_iter().flatten() {
             cmd.arg("--image").arg(dir.path().join(image.as_str().unwrap()));
@@ -100,11 +114,25 @@ fn choices_eval_end_to_end() {
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["n"], 8);
     assert!((report["accuracy"].as_f64().unwrap() - correct as f64 / 8.0).abs() < 1e-12);
-    for key in ["accuracy_ci95", "confusion_matrix", "per_class", "macro_f1", "cohen_kappa", "roc_auc", "calibration"] {
+    for key in [
+        "accuracy_ci95",
+        "confusion_matrix",
+        "per_class",
+        "macro_f1",
+        "cohen_kappa",
+        "roc_auc",
+        "calibration",
+    ] {
         assert!(report.get(key).is_some(), "report.json has no {key}: {report}");
     }
     let matrix = &report["confusion_matrix"]["matrix"];
-    let total: u64 = matrix.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|c| c.as_u64().unwrap()).sum();
+    let total: u64 = matrix
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
     assert_eq!(total, 8);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("training data"), "the contamination caution: {md}");
@@ -173,11 +201,22 @@ fn schema_eval_and_compare() {
     .unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    let schema_args = ["--json-schema", schema.to_str().unwrap(), "--field", "finding", "-n", "64"];
+    let schema_args = [
+        "--json-schema",
+        schema.to_str().unwrap(),
+        "--field",
+        "finding",
+        "-n",
+        "64",
+    ];
     ok(&mut eval_cmd(&f32, &input, &a, &schema_args));
     ok(&mut eval_cmd(&f16, &input, &b, &schema_args));
     let meta: Value = serde_json::from_slice(&std::fs::read(a.join("eval.json")).unwrap()).unwrap();
-    assert_eq!(meta["classes"], json!(["normal", "abnormal"]), "the field's enum gives the classes");
+    assert_eq!(
+        meta["classes"],
+        json!(["normal", "abnormal"]),
+        "the field's enum gives the classes"
+    );
     for p in predictions(&a) {
         match p["prediction"].as_str() {
             Some(v) => assert!(v == "normal" || v == "abnormal"),
@@ -188,7 +227,10 @@ fn schema_eval_and_compare() {
     cmd.arg("eval").arg("--compare").arg(&a).arg(&b).arg("--json");
     let cmp: Value = serde_json::from_str(ok(&mut cmd).trim()).unwrap();
     let right = |dir: &Path| -> HashMap<String, bool> {
-        predictions(dir).iter().map(|p| (p["id"].as_str().unwrap().to_string(), p["prediction"] == p["label"])).collect()
+        predictions(dir)
+            .iter()
+            .map(|p| (p["id"].as_str().unwrap().to_string(), p["prediction"] == p["label"]))
+            .collect()
     };
     let (ra, rb) = (right(&a), right(&b));
     let only_a = ra.iter().filter(|(id, &r)| r && !rb[*id]).count();
@@ -209,13 +251,27 @@ fn bad_labelled_data_is_refused_before_the_model() {
     let missing_model = dir.path().join("no-such-model.gguf");
     let write = |name: &str, lines: &[Value]| {
         let p = dir.path().join(name);
-        std::fs::write(&p, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+        std::fs::write(
+            &p,
+            lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n") + "\n",
+        )
+        .unwrap();
         p
     };
-    let no_label = write("a.jsonl", &[json!({"id": "1", "prompt": "q", "label": "normal"}), json!({"id": "2", "prompt": "q"})]);
+    let no_label = write(
+        "a.jsonl",
+        &[
+            json!({"id": "1", "prompt": "q", "label": "normal"}),
+            json!({"id": "2", "prompt": "q"}),
+        ],
+    );
     let other = write("b.jsonl", &[json!({"id": "1", "prompt": "q", "label": "pneumothorax"})]);
     let schema = dir.path().join("s.json");
-    std::fs::write(&schema, r#"{"type": "object", "properties": {"finding": {"type": "string"}}}"#).unwrap();
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"finding": {"type": "string"}}}"#,
+    )
+    .unwrap();
     let good = write("c.jsonl", &[json!({"id": "1", "prompt": "q", "label": "normal"})]);
     // A folder with other files in it is not taken as an eval folder: nothing there is written over.
     let busy = dir.path().join("busy");
@@ -223,7 +279,13 @@ fn bad_labelled_data_is_refused_before_the_model() {
     std::fs::write(busy.join("report.md"), "my notes").unwrap();
     let g = converted("tiny-medgemma-mm", "f32");
     let mut cmd = medgemma();
-    cmd.arg("eval").arg("-m").arg(&g.model).arg("--input").arg(&good).arg("--output").arg(&busy);
+    cmd.arg("eval")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--input")
+        .arg(&good)
+        .arg("--output")
+        .arg(&busy);
     cmd.args(["--choices", CHOICES]);
     let stderr = fails(&mut cmd);
     assert!(stderr.contains("not an eval folder"), "{stderr}");
@@ -231,16 +293,27 @@ fn bad_labelled_data_is_refused_before_the_model() {
     assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
     let cases: Vec<(PathBuf, Vec<&str>, Vec<&str>)> = vec![
         (no_label, vec!["--choices", CHOICES], vec!["a.jsonl", "\"2\"", "label"]),
-        (other, vec!["--choices", CHOICES], vec!["b.jsonl", "pneumothorax", "normal, abnormal"]),
+        (
+            other,
+            vec!["--choices", CHOICES],
+            vec!["b.jsonl", "pneumothorax", "normal, abnormal"],
+        ),
         (good.clone(), vec!["--choices", "normal,normal"], vec!["--choices"]),
-        (good, vec!["--json-schema", schema.to_str().unwrap(), "--field", "diagnosis"], vec!["--field", "diagnosis"]),
+        (
+            good,
+            vec!["--json-schema", schema.to_str().unwrap(), "--field", "diagnosis"],
+            vec!["--field", "diagnosis"],
+        ),
     ];
     for (input, args, expected) in cases {
         let mut cmd = medgemma();
         cmd.arg("eval").arg("-m").arg(&missing_model).arg("--input").arg(&input);
         cmd.arg("--output").arg(dir.path().join("out")).args(&args);
         let stderr = fails(&mut cmd);
-        assert!(!stderr.contains("no-such-model"), "{args:?}: the model was looked at first:\n{stderr}");
+        assert!(
+            !stderr.contains("no-such-model"),
+            "{args:?}: the model was looked at first:\n{stderr}"
+        );
         for e in expected {
             assert!(stderr.contains(e), "{args:?}: expected {e:?} in:\n{stderr}");
         }

@@ -42,11 +42,17 @@ fn finding_schema(dir: &Path) -> PathBuf {
 fn check_finding(v: &Value) {
     let o = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
     assert_eq!(o.len(), 4, "{v}");
-    assert!(["normal", "pneumonia", "effusion"].contains(&o["finding"].as_str().unwrap()), "{v}");
+    assert!(
+        ["normal", "pneumonia", "effusion"].contains(&o["finding"].as_str().unwrap()),
+        "{v}"
+    );
     assert!(o["urgent"].is_boolean(), "{v}");
     assert!(o["note"].as_str().unwrap().chars().count() <= 12, "{v}");
     let regions = o["regions"].as_array().unwrap();
-    assert!(regions.len() <= 2 && regions.iter().all(|r| r == "left" || r == "right"), "{v}");
+    assert!(
+        regions.len() <= 2 && regions.iter().all(|r| r == "left" || r == "right"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -75,7 +81,10 @@ fn schema_answers_validate_greedy_and_sampled() {
             assert!(stderr.contains("incomplete"), "{stderr}");
         }
     }
-    assert!(complete >= 4, "only {complete} of 6 answers completed within 200 tokens");
+    assert!(
+        complete >= 4,
+        "only {complete} of 6 answers completed within 200 tokens"
+    );
 }
 
 /// The fast draw (allowed candidates found in logit order) gives exactly what the grammar over the whole vocabulary
@@ -88,11 +97,23 @@ fn fast_constrained_draw_equals_the_full_scan() {
     let settings: [&[&str]; 4] = [
         &["--temp", "0"],
         &["--temp", "1", "--seed", "7"],
-        &["--temp", "0.8", "--seed", "3", "--min-p", "0.05", "--repeat-penalty", "1.3"],
+        &[
+            "--temp",
+            "0.8",
+            "--seed",
+            "3",
+            "--min-p",
+            "0.05",
+            "--repeat-penalty",
+            "1.3",
+        ],
         &["--temp", "1", "--seed", "11", "--top-k", "5", "--top-p", "0.9"],
     ];
     for extra in settings {
-        for format in [&["--json-schema", schema.to_str().unwrap()][..], &["--format", "json"][..]] {
+        for format in [
+            &["--json-schema", schema.to_str().unwrap()][..],
+            &["--format", "json"][..],
+        ] {
             let mut answers = Vec::new();
             for full in ["0", "1"] {
                 let mut cmd = run_cmd(&g, &["--json", "-n", "120"]);
@@ -110,7 +131,10 @@ fn fast_constrained_draw_equals_the_full_scan() {
 #[test]
 fn json_format_gives_a_json_object() {
     let g = tiny();
-    let stdout = ok(&mut run_cmd(&g, &["--format", "json", "--json", "-n", "400", "Answer in JSON."]));
+    let stdout = ok(&mut run_cmd(
+        &g,
+        &["--format", "json", "--json", "-n", "400", "Answer in JSON."],
+    ));
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     if report["finish_reason"] == "stop" {
         let parsed: Value = serde_json::from_str(report["text"].as_str().unwrap()).unwrap();
@@ -128,13 +152,28 @@ fn grammar_file_constrains_every_answer() {
     let g = tiny();
     let dir = tempfile::tempdir().unwrap();
     let grammar = dir.path().join("yn.gbnf");
-    std::fs::write(&grammar, "# yes or no\nroot ::= answer\nanswer ::= \"yes\" | \"no\" | \"uncertain\"\n").unwrap();
+    std::fs::write(
+        &grammar,
+        "# yes or no\nroot ::= answer\nanswer ::= \"yes\" | \"no\" | \"uncertain\"\n",
+    )
+    .unwrap();
     for seed in ["1", "2", "3", "4"] {
         let stdout = ok(&mut run_cmd(
             &g,
-            &["--grammar", grammar.to_str().unwrap(), "--temp", "1", "--seed", seed, "Is it normal?"],
+            &[
+                "--grammar",
+                grammar.to_str().unwrap(),
+                "--temp",
+                "1",
+                "--seed",
+                seed,
+                "Is it normal?",
+            ],
         ));
-        assert!(["yes\n", "no\n", "uncertain\n"].contains(&stdout.as_str()), "{stdout:?}");
+        assert!(
+            ["yes\n", "no\n", "uncertain\n"].contains(&stdout.as_str()),
+            "{stdout:?}"
+        );
     }
 }
 
@@ -148,7 +187,11 @@ fn log_softmax(row: &[f64], token: usize) -> f64 {
 /// Logits as written: float32 in their shortest decimal form, read back to the exact float32 value (parsing the
 /// decimal as f64 alone would be off by up to half a float32 step).
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| f64::from(x.as_f64().unwrap() as f32)).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| f64::from(x.as_f64().unwrap() as f32))
+        .collect()
 }
 
 fn check_choices(g: &Gguf, extra: &[&str], prompt: &str) {
@@ -157,7 +200,9 @@ fn check_choices(g: &Gguf, extra: &[&str], prompt: &str) {
     let labels = ["normal", "pneumonia", "pleural effusion", "pleural"];
     let choices = labels.join(",");
     let mut cmd = run_cmd(g, extra);
-    cmd.args(["--choices", &choices, "--json", "--logits-out"]).arg(&logits).arg(prompt);
+    cmd.args(["--choices", &choices, "--json", "--logits-out"])
+        .arg(&logits)
+        .arg(prompt);
     let report: Value = serde_json::from_str(ok(&mut cmd).trim()).unwrap();
     let dump: Value = serde_json::from_slice(&std::fs::read(&logits).unwrap()).unwrap();
 
@@ -173,12 +218,24 @@ fn check_choices(g: &Gguf, extra: &[&str], prompt: &str) {
     for (i, label) in labels.iter().enumerate() {
         let entry = &dump["labels"][i];
         assert_eq!(entry["label"], *label);
-        let tokens: Vec<usize> = entry["token_ids"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as usize).collect();
+        let tokens: Vec<usize> = entry["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as usize)
+            .collect();
         let rows = entry["rows"].as_array().unwrap();
         assert_eq!(rows.len(), tokens.len(), "one row of logits per token of {label:?}");
         // The label's tokens end with <end_of_turn> (id 6 in the tiny vocabulary).
-        assert_eq!(*tokens.last().unwrap() as i64, special_token_id("tiny-medgemma-mm", "<end_of_turn>"));
-        assert_eq!(floats(&rows[0]), floats(&dump["prompt"]), "the first token is scored from the prompt's logits");
+        assert_eq!(
+            *tokens.last().unwrap() as i64,
+            special_token_id("tiny-medgemma-mm", "<end_of_turn>")
+        );
+        assert_eq!(
+            floats(&rows[0]),
+            floats(&dump["prompt"]),
+            "the first token is scored from the prompt's logits"
+        );
         let lp: f64 = tokens.iter().zip(rows).map(|(&t, r)| log_softmax(&floats(r), t)).sum();
         direct.push(lp);
         let reported = &report["choices"][i];
@@ -217,7 +274,12 @@ fn choice_probabilities_equal_a_direct_computation() {
 fn choice_probabilities_with_an_image() {
     let g = tiny();
     let chest = fixtures().join("images/chest.png");
-    let extra = ["--mmproj", g.mmproj.as_ref().unwrap().to_str().unwrap(), "--image", chest.to_str().unwrap()];
+    let extra = [
+        "--mmproj",
+        g.mmproj.as_ref().unwrap().to_str().unwrap(),
+        "--image",
+        chest.to_str().unwrap(),
+    ];
     check_choices(&g, &extra, "What does the X-ray show?");
 }
 
@@ -227,9 +289,17 @@ fn choices_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("labels.txt");
     std::fs::write(&file, "# classes\nnormal\n\nabnormal\n").unwrap();
-    let stdout = ok(&mut run_cmd(&g, &["--choices", file.to_str().unwrap(), "--json", "Normal?"]));
+    let stdout = ok(&mut run_cmd(
+        &g,
+        &["--choices", file.to_str().unwrap(), "--json", "Normal?"],
+    ));
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
-    let labels: Vec<&str> = report["choices"].as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap()).collect();
+    let labels: Vec<&str> = report["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
     assert_eq!(labels, ["normal", "abnormal"]);
 }
 
@@ -253,9 +323,18 @@ fn bad_formats_and_choices_are_refused_before_the_model() {
     let missing_model = dir.path().join("no-such-model.gguf");
     let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
         (vec!["--json-schema".into(), not_json.clone()], vec!["broken.json"]),
-        (vec!["--json-schema".into(), unsupported], vec!["patternProperties", "/properties/a"]),
+        (
+            vec!["--json-schema".into(), unsupported],
+            vec!["patternProperties", "/properties/a"],
+        ),
         (vec!["--json-schema".into(), bad_type], vec!["strnig"]),
-        (vec!["--json-schema".into(), dir.path().join("nope.json").to_str().unwrap().into()], vec!["nope.json"]),
+        (
+            vec![
+                "--json-schema".into(),
+                dir.path().join("nope.json").to_str().unwrap().into(),
+            ],
+            vec!["nope.json"],
+        ),
         (vec!["--grammar".into(), undefined], vec!["g.gbnf", "answer"]),
         (vec!["--grammar".into(), syntax], vec!["s.gbnf"]),
         (vec!["--choices".into(), "a,,b".into()], vec!["--choices", "empty"]),
@@ -266,7 +345,10 @@ fn bad_formats_and_choices_are_refused_before_the_model() {
         let mut cmd = medgemma();
         cmd.arg("run").arg("-m").arg(&missing_model).args(&args).arg("question");
         let stderr = fails(&mut cmd);
-        assert!(!stderr.contains("no-such-model"), "{args:?}: the model was looked at first:\n{stderr}");
+        assert!(
+            !stderr.contains("no-such-model"),
+            "{args:?}: the model was looked at first:\n{stderr}"
+        );
         for e in expected {
             assert!(stderr.contains(e), "{args:?}: expected {e:?} in:\n{stderr}");
         }
@@ -293,10 +375,20 @@ fn batch_jobs_carry_their_own_format() {
         json!({"id": "yaml", "prompt": "x", "format": "yaml"}),
     ];
     let input = dir.path().join("jobs.jsonl");
-    std::fs::write(&input, jobs.iter().map(Value::to_string).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    std::fs::write(
+        &input,
+        jobs.iter().map(Value::to_string).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
     let output_path = dir.path().join("out.jsonl");
     let mut cmd = medgemma();
-    cmd.arg("batch").arg("-m").arg(&g.model).arg("--input").arg(&input).arg("--output").arg(&output_path);
+    cmd.arg("batch")
+        .arg("-m")
+        .arg(&g.model)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output_path);
     cmd.args(["-t", "2", "--parallel", "2"]);
     let (out, _, stderr) = output(&mut cmd);
     assert_eq!(out.status.code(), Some(1), "two jobs fail: {stderr}");
@@ -320,8 +412,16 @@ fn batch_jobs_carry_their_own_format() {
     assert_eq!(j["finish_reason"], "length");
     assert_eq!(j["valid"], false);
     assert_eq!(j["incomplete"], true, "{j}");
-    assert!(records["bad"]["error"].as_str().unwrap().contains("\"if\""), "{}", records["bad"]);
-    assert!(records["yaml"]["error"].as_str().unwrap().contains("format"), "{}", records["yaml"]);
+    assert!(
+        records["bad"]["error"].as_str().unwrap().contains("\"if\""),
+        "{}",
+        records["bad"]
+    );
+    assert!(
+        records["yaml"]["error"].as_str().unwrap().contains("format"),
+        "{}",
+        records["yaml"]
+    );
 }
 
 #[test]
@@ -334,7 +434,10 @@ fn chat_set_format() {
         schema.display()
     );
     let mut cmd = medgemma();
-    cmd.arg("chat").arg("-m").arg(&g.model).args(["-t", "2", "-n", "200", "--no-history"]);
+    cmd.arg("chat")
+        .arg("-m")
+        .arg(&g.model)
+        .args(["-t", "2", "-n", "200", "--no-history"]);
     cmd.current_dir(dir.path());
     let (code, stdout, stderr) = within(&mut cmd, &input, 60);
     assert_eq!(code, 0, "{stderr}");

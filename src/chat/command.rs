@@ -223,11 +223,19 @@ mod tests {
         assert_eq!(parse("/set temp 0.7"), Ok(ChatInput::Set(Setting::Temperature(0.7))));
         assert_eq!(parse("/set max-tokens 64"), Ok(ChatInput::Set(Setting::MaxTokens(64))));
         assert_eq!(parse("/set thinking on"), Ok(ChatInput::Set(Setting::Thinking(true))));
-        assert_eq!(parse("/set format json"), Ok(ChatInput::Set(Setting::Format(FormatChoice::Json))));
-        assert_eq!(parse("/set format off"), Ok(ChatInput::Set(Setting::Format(FormatChoice::Off))));
+        assert_eq!(
+            parse("/set format json"),
+            Ok(ChatInput::Set(Setting::Format(FormatChoice::Json)))
+        );
+        assert_eq!(
+            parse("/set format off"),
+            Ok(ChatInput::Set(Setting::Format(FormatChoice::Off)))
+        );
         assert_eq!(
             parse("/set format schema  report schema.json"),
-            Ok(ChatInput::Set(Setting::Format(FormatChoice::Schema("report schema.json".into()))))
+            Ok(ChatInput::Set(Setting::Format(FormatChoice::Schema(
+                "report schema.json".into()
+            ))))
         );
         assert_eq!(
             parse("/set format grammar g.gbnf"),

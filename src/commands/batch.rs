@@ -117,8 +117,10 @@ pub fn run(args: BatchArgs) -> Result<()> {
             &engine,
             &todo,
             &mut |result| Ok(results.append(&result)?),
-            format.as_ref(),
-            &sampling,
+            Answers {
+                format: format.as_ref(),
+                sampling: &sampling,
+            },
             &context,
             parallel,
             &ImageOptions {
@@ -187,6 +189,13 @@ fn read_jobs(args: &BatchArgs) -> Result<Vec<Job>> {
     }
 }
 
+/// How jobs are answered unless they say otherwise: the answer format (checked after each answer) and sampling.
+#[derive(Clone, Copy)]
+pub(crate) struct Answers<'a> {
+    pub(crate) format: Option<&'a OutputFormat>,
+    pub(crate) sampling: &'a SamplingSettings,
+}
+
 /// Runs the jobs `--parallel` at a time in one context (continuous batching on the engine's scheduler; 1 runs
 /// them one after another), handing each finished job's record to `on_result` (batch appends it to the results,
 /// eval turns it into a prediction); returns true when stopped by Ctrl-C (jobs in flight are abandoned: no
@@ -195,12 +204,12 @@ pub(crate) fn run_jobs(
     engine: &Engine,
     todo: &[&Job],
     on_result: &mut dyn FnMut(JobResult) -> Result<()>,
-    format: Option<&OutputFormat>,
-    sampling: &SamplingSettings,
+    answers: Answers<'_>,
     context: &ContextSettings,
     parallel: usize,
     images: &ImageOptions,
 ) -> Result<bool> {
+    let Answers { format, sampling } = answers;
     let mut scheduler: LlamaScheduler<JobTag> = Scheduler::new(engine, context, parallel, true)?;
     let progress = JobProgress::new(todo.len() as u64);
     let (mut failed, mut generated) = (0u64, 0usize);
@@ -292,7 +301,13 @@ fn finished_result(todo: &[&Job], done: Finished<JobTag>, format: Option<&Output
     match done.result {
         Ok(generation) => {
             let format = job.format.as_ref().or(format);
-            let mut result = job_result(&job.id, generation, &done.stats, done.tag.started, done.tag.prompt_tokens);
+            let mut result = job_result(
+                &job.id,
+                generation,
+                &done.stats,
+                done.tag.started,
+                done.tag.prompt_tokens,
+            );
             result.label = job.label.clone();
             if let Some(format) = format {
                 check_result(&mut result, format);

@@ -67,10 +67,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let files = args.model.resolve()?;
     let model = files.model.clone();
     if !model.exists() {
-        bail!("model file {} not found; pass a MedGemma .gguf file with -m/--model", model.display());
+        bail!(
+            "model file {} not found; pass a MedGemma .gguf file with -m/--model",
+            model.display()
+        );
     }
     super::check_ctx_size(&model, &args.context)?;
-    if items.iter().any(|j| j.input.as_ref().is_ok_and(|c| c.media_paths().next().is_some())) && files.mmproj.is_none()
+    if items
+        .iter()
+        .any(|j| j.input.as_ref().is_ok_and(|c| c.media_paths().next().is_some()))
+        && files.mmproj.is_none()
     {
         bail!(super::NEEDS_MMPROJ);
     }
@@ -164,7 +170,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .read_model(&files.model)
             .write_beneath(dir)
             .read_all(&files.mmproj)
-            .read_all(todo.iter().flat_map(|j| j.input.iter().flat_map(Conversation::media_paths)))
+            .read_all(
+                todo.iter()
+                    .flat_map(|j| j.input.iter().flat_map(Conversation::media_paths)),
+            )
             .verbose(args.model.verbose)
             .enter()?;
         interrupt::install();
@@ -177,15 +186,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         };
         let parallel = args.parallel.max(1) as usize;
         let interrupted = match &mode {
-            Mode::Choices(labels) => {
-                score_items(&engine, &todo, labels, &context, parallel, &images, &mut results)?
-            }
+            Mode::Choices(labels) => score_items(&engine, &todo, labels, &context, parallel, &images, &mut results)?,
             Mode::Schema { format, field } => {
                 engine
                     .check_grammar(sampling.grammar.as_ref().expect("schema mode has a grammar").text())
                     .with_context(|| format!("--json-schema ({})", format.describe()))?;
-                let labels: HashMap<&str, &str> =
-                    items.iter().map(|j| (j.id.as_str(), j.label.as_deref().unwrap_or(""))).collect();
+                let labels: HashMap<&str, &str> = items
+                    .iter()
+                    .map(|j| (j.id.as_str(), j.label.as_deref().unwrap_or("")))
+                    .collect();
                 let mut on_result = |result: JobResult| -> Result<()> {
                     let label = labels.get(result.id.as_str()).copied().unwrap_or("");
                     let record = schema_prediction(&result, label, format, field, &classes);
@@ -196,8 +205,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     &engine,
                     &todo,
                     &mut on_result,
-                    Some(format),
-                    &sampling,
+                    super::batch::Answers {
+                        format: Some(format),
+                        sampling: &sampling,
+                    },
                     &context,
                     parallel,
                     &images,
@@ -217,7 +228,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn read_mode(args: &EvalArgs) -> Result<Mode> {
@@ -241,7 +253,10 @@ fn read_items(input: &Path) -> Result<Vec<Job>> {
     let base = input.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let items = job::parse_jobs(&bytes, &base);
     if items.is_empty() {
-        bail!("--input {}: no items (one JSON object per line, each with a \"label\")", input.display());
+        bail!(
+            "--input {}: no items (one JSON object per line, each with a \"label\")",
+            input.display()
+        );
     }
     let problems: Vec<String> = items
         .iter()
@@ -314,7 +329,11 @@ fn field_enum(format: &OutputFormat, field: &str) -> Result<Option<Vec<String>>,
         let names: Vec<&str> = root.properties.iter().map(|(n, _)| n.as_str()).collect();
         return Err(format!(
             "the schema's top level has no property {field:?} (it has: {}); --field must name one",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         ));
     };
     let mut node = node;
@@ -447,7 +466,11 @@ fn score_items(
         }
         scored += 1;
         results.append_record(&item.id, outcome.is_err(), &record)?;
-        progress.update_rate(failed, scored as f64 / started.elapsed().as_secs_f64().max(1e-9), "items/s");
+        progress.update_rate(
+            failed,
+            scored as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            "items/s",
+        );
     }
     progress.finish();
     Ok(false)

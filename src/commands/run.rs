@@ -178,7 +178,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(e) = write_error {
         return Err(e).context("cannot write the answer to stdout");
     }
-    let checked = format.as_ref().map(|f| check_answer(f, &generation, sampling.max_tokens));
+    let checked = format
+        .as_ref()
+        .map(|f| check_answer(f, &generation, sampling.max_tokens));
     if streaming {
         if !generation.text.ends_with('\n') {
             writeln!(out)?;

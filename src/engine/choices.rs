@@ -55,8 +55,7 @@ impl Engine {
 impl ChoiceScores {
     pub(crate) fn from_log_probs(log_probs: Vec<f64>) -> ChoiceScores {
         let probabilities = normalise(&log_probs);
-        let best = (0..log_probs.len())
-            .fold(0, |best, i| if log_probs[i] > log_probs[best] { i } else { best });
+        let best = (0..log_probs.len()).fold(0, |best, i| if log_probs[i] > log_probs[best] { i } else { best });
         ChoiceScores {
             log_probs,
             probabilities,

@@ -172,13 +172,14 @@ impl Constrained {
         if self.keep == 0 || full_scan_only() {
             return None;
         }
-        let mut order: Vec<usize> = (0..all.data.len()).filter(|&i| all.data[i].logit() > f32::NEG_INFINITY).collect();
+        let mut order: Vec<usize> = (0..all.data.len())
+            .filter(|&i| all.data[i].logit() > f32::NEG_INFINITY)
+            .collect();
         let window = MAX_CHECKED.min(order.len());
         if window == 0 {
             return None;
         }
-        let by_logit_desc =
-            |a: &usize, b: &usize| all.data[*b].logit().total_cmp(&all.data[*a].logit()).then(a.cmp(b));
+        let by_logit_desc = |a: &usize, b: &usize| all.data[*b].logit().total_cmp(&all.data[*a].logit()).then(a.cmp(b));
         if window < order.len() {
             order.select_nth_unstable_by(window - 1, by_logit_desc);
             order.truncate(window);

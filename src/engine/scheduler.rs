@@ -276,18 +276,18 @@ impl<T, B: Backend> Scheduler<T, B> {
             }
             on_row(c, 0, &first);
             let mut total = super::choices::log_softmax_at(&first, head);
-            let rest = self.backend.decode_logprobs(
-                seq,
-                n_past,
-                &tokens[..tokens.len() - 1],
-                &tokens[1..],
-                &mut |j, row| on_row(c, j + 1, row),
-            );
+            let rest =
+                self.backend
+                    .decode_logprobs(seq, n_past, &tokens[..tokens.len() - 1], &tokens[1..], &mut |j, row| {
+                        on_row(c, j + 1, row)
+                    });
             // Whatever happened, the sequence goes back to holding just the prompt.
             if !self.backend.remove_from(seq, n_past) {
                 self.backend.clear_sequence(seq);
                 self.ledger.truncated(seq, 0, false);
-                return Err(EngineError::Decode("llama.cpp could not remove a scored continuation".into()));
+                return Err(EngineError::Decode(
+                    "llama.cpp could not remove a scored continuation".into(),
+                ));
             }
             total += rest?.iter().sum::<f64>();
             scores.push(total);
