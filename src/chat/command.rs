@@ -266,12 +266,13 @@ mod tests {
         );
         assert_eq!(
             error("/set colour red"),
-            "/set: unknown setting \"colour\"; usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set \
-             thinking on|off"
+            "/set: unknown setting \"colour\"; usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, /set \
+             thinking on|off, or /set format json|off|schema FILE|grammar FILE"
         );
         assert_eq!(
             error("/set temp"),
-            "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, or /set thinking on|off"
+            "usage: /set temp|top-k|top-p|min-p|seed|max-tokens VALUE, /set thinking on|off, or /set format \
+             json|off|schema FILE|grammar FILE"
         );
         assert_eq!(error("/image"), "usage: /image PATH... (then type the message)");
         assert_eq!(error("/load"), "usage: /load FILE");

@@ -10,7 +10,7 @@
 //! Properties come in the schema's order; required ones always, optional ones may be left out; extra
 //! properties only where `additionalProperties` is `true` or a schema. Strings follow `minLength`/`maxLength`
 //! and `format`; arrays follow `prefixItems`, `items`, `minItems`, `maxItems`. `enum`/`const` values are written as
-//! serde_json writes them (objects and arrays compact, keys sorted). Not enforced, only validated:
+//! serde_json writes them (objects and arrays compact, keys in their written order). Not enforced, only validated:
 //! number bounds (`minimum`...), the siblings of the keyword the grammar followed, `oneOf`'s "exactly one",
 //! and counts beyond llama.cpp's repetition limit ([`MAX_REPEAT`]).
 //!

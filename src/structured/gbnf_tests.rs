@@ -246,11 +246,12 @@ fn recursive_refs_and_names_are_valid_gbnf() {
         "tree-node": {"type": "null"}}});
     let (_, g) = grammar_of(&schema);
     let m = Matcher::new(&g);
-    // from_value's keys come sorted: "kids/all" before "välue".
+    // Properties in the written order (serde_json keeps it: the preserve_order feature).
     assert!(
-        m.matches(r#"{"kids/all":[{"välue":2},{"kids/all":[],"välue":3}],"välue":1}"#),
+        m.matches(r#"{"välue":1,"kids/all":[{"välue":2},{"välue":3,"kids/all":[]}]}"#),
         "{g}"
     );
+    assert!(!m.matches(r#"{"kids/all":[],"välue":1}"#), "another order");
     assert!(!m.matches(r#"{"välue":1,"kids/all":[{}]}"#));
     let (_, g) = grammar_of(&serde_json::json!({"type": ["object", "null"], "properties": {"next": {"$ref": "#"}}}));
     assert!(Matcher::new(&g).matches(r#"{"next":{"next":null}}"#), "{g}");

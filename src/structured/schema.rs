@@ -149,9 +149,8 @@ pub fn load_schema(path: &Path) -> Result<Schema, SchemaError> {
 }
 
 impl Schema {
-    /// Parses a schema from a `serde_json::Value`. Its objects' keys come sorted (this build's `serde_json`
-    /// does not keep their order), so properties are generated in name order; [`Schema::parse`] keeps the
-    /// written order.
+    /// Parses a schema from a `serde_json::Value` (a batch job's "format"). serde_json is built with
+    /// `preserve_order`, so its objects keep their written order, as [`Schema::parse`] does.
     pub fn from_value(value: &Value) -> Result<Schema, SchemaError> {
         Schema::from_json(&Json::from_value(value), None)
     }
