@@ -25,15 +25,8 @@ use crate::terminal::JobProgress;
 
 pub fn run(args: BatchArgs) -> Result<()> {
     crate::settings::check_cache_type(args.context.cache_type, args.context.flash_attention)?;
-    let files = args.model.resolve()?;
+    let files = super::resolve_for_results(&args.model, &args.context)?;
     let model = files.model.clone();
-    if !model.exists() {
-        bail!(
-            "model file {} not found; pass a MedGemma .gguf file with -m/--model",
-            model.display()
-        );
-    }
-    super::check_ctx_size(&model, &args.context)?;
     let jobs = read_jobs(&args)?;
     // Nothing the run reads may be written over: the model, the mmproj, the jobs, their images.
     let guard = output_guard(&files, &args, &jobs);

@@ -64,15 +64,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let mode = read_mode(&args)?;
     let items = read_items(input)?;
     let classes = classes_of(&mode, &items, input)?;
-    let files = args.model.resolve()?;
+    let files = super::resolve_for_results(&args.model, &args.context)?;
     let model = files.model.clone();
-    if !model.exists() {
-        bail!(
-            "model file {} not found; pass a MedGemma .gguf file with -m/--model",
-            model.display()
-        );
-    }
-    super::check_ctx_size(&model, &args.context)?;
     if items
         .iter()
         .any(|j| j.input.as_ref().is_ok_and(|c| c.media_paths().next().is_some()))
@@ -110,6 +103,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     guard.check("--output", &predictions)?;
     guard.check("--output (its sidecar)", &Sidecar::path_for(&predictions))?;
+    for name in [
+        crate::eval::META_JSON,
+        crate::eval::REPORT_JSON,
+        crate::eval::REPORT_MD,
+        crate::eval::CONFUSION_PNG,
+        crate::eval::RELIABILITY_PNG,
+    ] {
+        guard.check("--output (its report)", &dir.join(name))?;
+    }
 
     let mut sampling = args.sampling.settings();
     if let Mode::Schema { format, .. } = &mode {
@@ -117,7 +119,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let context = args.context.settings();
     let meta = EvalMeta {
-        version: 1,
+        version: crate::eval::META_VERSION,
         classes: classes.clone(),
         mode: match &mode {
             Mode::Choices(_) => "choices".into(),

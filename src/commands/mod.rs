@@ -23,6 +23,23 @@ pub(crate) fn trained_length(model: &std::path::Path) -> Option<u64> {
     crate::model_info::ModelInfo::from_header(&header).context_length
 }
 
+/// The model files of a command that writes results (batch, eval), resolved and checked before anything is
+/// written: the model exists, and `-c/--ctx-size` is within its trained length.
+pub(crate) fn resolve_for_results(
+    model: &crate::cli::ModelArgs,
+    context: &crate::cli::ContextArgs,
+) -> anyhow::Result<crate::hub::ModelFiles> {
+    let files = model.resolve()?;
+    if !files.model.exists() {
+        return Err(crate::engine::EngineError::ModelMissing {
+            path: files.model.clone(),
+        }
+        .into());
+    }
+    check_ctx_size(&files.model, context)?;
+    Ok(files)
+}
+
 /// Refuses `-c/--ctx-size` beyond the model's trained length unless `--allow-long-context` (run, chat, batch),
 /// before anything is loaded or written.
 pub(crate) fn check_ctx_size(model: &std::path::Path, context: &crate::cli::ContextArgs) -> anyhow::Result<()> {

@@ -79,38 +79,16 @@ impl Engine {
 impl Constrained {
     pub(crate) fn new(engine: &Engine, settings: &SamplingSettings, gbnf: &str) -> Result<Constrained, EngineError> {
         let grammar = engine.grammar_sampler(gbnf)?;
-        let penalties = (settings.repeat_penalty - 1.0).abs() > f32::EPSILON;
-        let penalties = penalties.then(|| {
-            LlamaSampler::penalties(
-                engine.model.n_vocab(),
-                settings.repeat_last_n,
-                settings.repeat_penalty,
-                0.0,
-                0.0,
-            )
-        });
-        let mut chain = Vec::new();
+        // The draw sees only the candidates the grammar allows: 1 decides greedy, k decides top-k.
         let keep = if settings.is_greedy() {
-            chain.push(LlamaSampler::greedy());
             1
         } else {
-            if settings.top_k > 0 {
-                chain.push(LlamaSampler::top_k(settings.top_k));
-            }
-            if settings.top_p < 1.0 {
-                chain.push(LlamaSampler::top_p(settings.top_p, 1));
-            }
-            if settings.min_p > 0.0 {
-                chain.push(LlamaSampler::min_p(settings.min_p, 1));
-            }
-            chain.push(LlamaSampler::temp(settings.temperature));
-            chain.push(LlamaSampler::dist(settings.seed));
             settings.top_k.max(0) as usize
         };
         Ok(Constrained {
             grammar,
-            penalties,
-            rest: LlamaSampler::chain_simple(chain),
+            penalties: super::sampling::penalties(settings, engine.model.n_vocab()),
+            rest: LlamaSampler::chain_simple(super::sampling::draw(settings)),
             keep,
             banned: engine.banned_in_constrained(),
             full_scans: 0,
