@@ -758,6 +758,103 @@ def flag_cases(m: Matrix) -> None:
 # Batch JSONL, --messages files, piped chat, output paths
 
 
+def structured_cases(m: Matrix) -> None:
+    """Answer formats, label choices and eval's labelled data: refused before any model work, nothing written."""
+    def case(name: str, args: list[str], exit_code: int, contains: list[str], **kw: Any) -> None:
+        m.add(Case(f"structured-{name}", "flags", args, exit_code, contains, **kw))
+
+    schema_ok = m.file("structured/ok.schema.json", b'{"type": "object", "properties": {"finding": {"enum": '
+                       b'["normal", "abnormal"]}}, "required": ["finding"]}')
+    for tag, body, words in [
+        ("schema-not-json", b'{"type": "object",', ["not-json.schema.json"]),
+        ("schema-empty", b"", ["empty.schema.json"]),
+        ("schema-pattern", b'{"type": "string", "pattern": "^[A-Z]+$"}', ["pattern", "unsupported"]),
+        ("schema-nested-not", b'{"type": "object", "properties": {"a": {"not": {"type": "null"}}}}',
+         ["\"not\"", "/properties/a"]),
+        ("schema-type-typo", b'{"type": "objcet"}', ["objcet"]),
+        ("schema-enum-empty", b'{"enum": []}', ["enum"]),
+        ("schema-ref-missing", b'{"$ref": "#/$defs/nowhere"}', ["nowhere"]),
+        ("schema-false", b"false", ["false"]),
+        ("schema-number", b"42", ["number.schema.json"]),
+        ("schema-min-over-max", b'{"type": "integer", "minimum": 5, "maximum": 1}', ["minimum 5"]),
+        ("schema-exclusive-bounds-meet", b'{"type": "number", "exclusiveMinimum": 2, "maximum": 2}', ["minimum 2"]),
+        ("schema-invalid-utf8", b'{"type": "string", "title": "\xff"}', ["invalid-utf8.schema.json"]),
+    ]:
+        path = m.file(f"structured/{tag.removeprefix('schema-')}.schema.json", body)
+        case(tag, RUN + ["--json-schema", path, "hi"], 1, words, protected=[path])
+    for tag, body, words in [
+        ("grammar-undefined-rule", b'root ::= answr\nanswer ::= "x"\n', ["answr"]),
+        ("grammar-no-root", b'answer ::= "x"\n', ["root"]),
+        ("grammar-unterminated", b'root ::= "x\n', ["unterminated.gbnf"]),
+        ("grammar-left-recursion", b'root ::= root "x" | "y"\n', ["left-recursion.gbnf"]),
+        ("grammar-bad-repeat", b'root ::= "x"{3,2}\n', ["bad-repeat.gbnf"]),
+        ("grammar-empty", b"", ["empty.gbnf"]),
+    ]:
+        path = m.file(f"structured/{tag.removeprefix('grammar-')}.gbnf", body)
+        case(tag, RUN + ["--grammar", path, "hi"], 1, words, protected=[path])
+    case("schema-missing", RUN + ["--json-schema", "{dir}/structured/none.json", "hi"], 1, ["none.json"])
+    case("schema-directory", RUN + ["--json-schema", "{dir}/structured", "hi"], 1, ["structured"])
+    case("schema-fifo", RUN + ["--json-schema", "{dir}/pipe.gguf", "hi"], 1, ["pipe.gguf", "FIFO"])
+    case("grammar-fifo", RUN + ["--grammar", "{dir}/pipe.gguf", "hi"], 1, ["pipe.gguf", "FIFO"])
+    case("format-yaml", RUN + ["--format", "yaml", "hi"], 2, ["--format", "yaml"])
+    case("two-formats", RUN + ["--format", "json", "--json-schema", schema_ok, "hi"], 2, ["--format"])
+    case("choices-with-format", RUN + ["--choices", "a,b", "--format", "json", "hi"], 2, ["--choices"])
+    for tag, value, words in [
+        ("choices-empty-label", "normal,,abnormal", ["--choices", "empty"]),
+        ("choices-trailing-comma", "normal,abnormal,", ["--choices", "empty"]),
+        ("choices-duplicate", "normal,abnormal,normal", ["--choices", "\"normal\""]),
+        ("choices-one", "normal", ["--choices"]),
+        ("choices-blank", " , ", ["--choices"]),
+        ("choices-huge-label", "a," + "x" * 300, ["--choices"]),
+    ]:
+        case(tag, RUN + ["--choices", value, "hi"], 1, words)
+    labels = m.file("structured/labels.txt", b"normal\n\x01bell\n")
+    case("choices-file-control-char", RUN + ["--choices", labels, "hi"], 1, ["--choices"], protected=[labels])
+    case("chat-format-schema-bad", CHAT, 0, ["unsupported"],
+         stdin="/set format schema {dir}/structured/pattern.schema.json\nhi\n")
+
+    # eval: labelled data checked before the model; the output folder is never half-written.
+    def labelled(name: str, lines: bytes) -> str:
+        return m.file(f"structured/{name}.jsonl", lines)
+
+    good = labelled("good", b'{"id": "1", "prompt": "hi", "label": "normal"}\n')
+    for tag, lines, words in [
+        ("no-label", b'{"id": "1", "prompt": "hi", "label": "normal"}\n{"id": "2", "prompt": "hi"}\n',
+         ["\"2\"", "label"]),
+        ("label-not-a-choice", b'{"id": "1", "prompt": "hi", "label": "pneumothorax"}\n', ["pneumothorax"]),
+        ("label-empty", b'{"id": "1", "prompt": "hi", "label": ""}\n', ["label"]),
+        ("label-list", b'{"id": "1", "prompt": "hi", "label": ["normal"]}\n', ["label"]),
+        ("not-json", b'{"id": "1", "prompt": "hi", "label": "normal"}\n{"id": \n', ["line 2"]),
+        ("duplicate-id", b'{"id": "1", "prompt": "a", "label": "normal"}\n{"id": "1", "prompt": "b", '
+         b'"label": "normal"}\n', ["duplicate id"]),
+        ("empty", b"", ["no items"]),
+    ]:
+        path = labelled(f"eval-{tag}", lines)
+        case(f"eval-{tag}", ["eval", "-m", "{model}", "--input", path, "--output", f"{{dir}}/eval-out-{tag}",
+                             "--choices", "normal,abnormal"] + T1, 1, words, protected=[path])
+    busy = m.file("structured/busy/report.md", b"My own notes: keep.\n")
+    case("eval-output-busy", ["eval", "-m", "{model}", "--input", good, "--output", "{dir}/structured/busy",
+                              "--choices", "normal,abnormal"] + T1, 1, ["not an eval folder"],
+         protected=[busy, good])
+    case("eval-output-is-file", ["eval", "-m", "{model}", "--input", good, "--output", good, "--choices",
+                                 "normal,abnormal"] + T1, 1, ["good.jsonl"], protected=[good])
+    case("eval-field-missing", ["eval", "-m", "{model}", "--input", good, "--output", "{dir}/eval-out-field",
+                                "--json-schema", schema_ok, "--field", "diagnosis"] + T1, 1,
+         ["--field", "diagnosis"], protected=[good, schema_ok])
+    case("eval-field-without-schema", ["eval", "-m", "{model}", "--input", good, "--output", "{dir}/eval-out-f2",
+                                       "--field", "finding"] + T1, 2, ["--json-schema"])
+    case("eval-no-mode", ["eval", "-m", "{model}", "--input", good, "--output", "{dir}/eval-out-nomode"] + T1, 1,
+         ["--choices"])
+    case("eval-report-not-eval-folder", ["eval", "--report", "{dir}/structured"], 1, ["eval"])
+    case("eval-compare-missing", ["eval", "--compare", "{dir}/nowhere-a", "{dir}/nowhere-b"], 1, ["nowhere-a"])
+    job_schema = labelled("jobs-format", b'{"id": "a", "prompt": "hi", "format": {"type": "object", "if": {}}}\n'
+                          b'{"id": "b", "prompt": "hi", "format": 5}\n{"id": "ok", "prompt": "hi"}\n')
+    m.add(Case("structured-batch-job-formats", "jsonl", ["batch", "-m", "{model}", "--input", job_schema, "--output",
+                                                          "{dir}/out-formats.jsonl", "-n", "1"] + T1, 1, ["2 of"],
+               protected=[job_schema], creates=["out-formats.jsonl", "out-formats.jsonl.meta.json"],
+               output_contains={"out-formats.jsonl": ['\\"if\\"', "format"]}))
+
+
 def batch_cases(m: Matrix) -> None:
     m.file("jobs/ok.jsonl", b'{"id": "a", "prompt": "What is sepsis?", "max_tokens": 1}\n')
 
@@ -968,6 +1065,7 @@ def main() -> None:
     dicom_cases(m)
     flag_cases(m)
     batch_cases(m)
+    structured_cases(m)
     messages_cases(m)
     chat_cases(m)
     output_cases(m)

@@ -155,7 +155,7 @@ impl EvalMeta {
     /// Reads and checks DIR/eval.json: version 1, at least one class, no empty or repeated class.
     pub fn read(dir: &Path) -> Result<EvalMeta, EvalError> {
         let path = dir.join(META_JSON);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::files::read_regular(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(EvalError::NotEvalFolder { dir: dir.to_path_buf() })
@@ -208,7 +208,7 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>, EvalError> {
 
 /// The records of a predictions.jsonl with their line numbers (from 1).
 fn read_numbered(path: &Path) -> Result<Vec<(usize, Prediction)>, EvalError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::files::read_regular_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(EvalError::NoPredictionsFile {

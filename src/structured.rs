@@ -77,7 +77,7 @@ pub enum AnswerError {
 
 /// Reads and checks a `--grammar` file; errors name the file (and the line and column of a mistake).
 pub fn load_grammar(path: &Path) -> Result<OutputFormat, GrammarError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GrammarError::Read {
+    let text = crate::files::read_regular_to_string(path).map_err(|source| GrammarError::Read {
         path: path.into(),
         source,
     })?;

@@ -34,7 +34,7 @@ pub enum ChoicesError {
 pub fn parse_choices(arg: &str) -> Result<Vec<String>, ChoicesError> {
     let path = Path::new(arg);
     if !arg.is_empty() && path.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|source| ChoicesError::Read {
+        let text = crate::files::read_regular_to_string(path).map_err(|source| ChoicesError::Read {
             path: path.into(),
             source,
         })?;

@@ -141,7 +141,7 @@ pub struct Schema {
 
 /// Reads and parses a JSON Schema file; the errors name the file.
 pub fn load_schema(path: &Path) -> Result<Schema, SchemaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
+    let text = crate::files::read_regular_to_string(path).map_err(|source| SchemaError::Read {
         path: path.into(),
         source,
     })?;

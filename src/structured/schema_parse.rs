@@ -172,6 +172,23 @@ impl Parser {
                 }
             }
         }
+        // Numeric bounds that no number meets: a schema no answer can satisfy.
+        let tighter = |a: Option<f64>, b: Option<f64>, lower: bool| match (a, b) {
+            (Some(a), Some(b)) if (lower && b >= a) || (!lower && b <= a) => Some((b, true)),
+            (Some(a), _) => Some((a, false)),
+            (None, Some(b)) => Some((b, true)),
+            (None, None) => None,
+        };
+        let lower = tighter(r.minimum, r.exclusive_minimum, true);
+        let upper = tighter(r.maximum, r.exclusive_maximum, false);
+        if let (Some((lo, lo_exclusive)), Some((hi, hi_exclusive))) = (lower, upper) {
+            if lo > hi || (lo == hi && (lo_exclusive || hi_exclusive)) {
+                return invalid(
+                    at,
+                    format!("no number meets both bounds: minimum {lo} is not below maximum {hi}"),
+                );
+            }
+        }
         let closed = r.additional == Some(Node::Bool(false));
         if closed || seen.contains("properties") {
             if let Some(missing) = r

@@ -194,6 +194,18 @@ fn invalid_schemas_name_the_pointer() {
             "minItems (3) is greater than its maximum (2)",
         ),
         (json!({"minimum": "0"}), "at /minimum: must be a number"),
+        (
+            json!({"minimum": 5, "maximum": 1}),
+            "at the root: no number meets both bounds: minimum 5 is not below maximum 1",
+        ),
+        (
+            json!({"exclusiveMinimum": 2, "maximum": 2}),
+            "no number meets both bounds: minimum 2 is not below maximum 2",
+        ),
+        (
+            json!({"minimum": 0, "exclusiveMinimum": 3, "exclusiveMaximum": 3}),
+            "no number meets both bounds: minimum 3 is not below maximum 3",
+        ),
         (json!({"format": "email"}), "at /format: unsupported format"),
         (
             json!({"prefixItems": []}),
