@@ -199,7 +199,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     .collect();
                 let mut on_result = |result: JobResult| -> Result<()> {
                     let label = labels.get(result.id.as_str()).copied().unwrap_or("");
-                    let record = schema_prediction(&result, label, format, field, &classes);
+                    let record = schema_prediction(&result, label, field, &classes);
                     results.append_record(&result.id, result.finish_reason == "error", &record)?;
                     Ok(())
                 };
@@ -363,12 +363,12 @@ fn field_enum(format: &OutputFormat, field: &str) -> Result<Option<Vec<String>>,
         .collect())
 }
 
-/// A schema-mode answer as a prediction: the field's value (a string, or a number or boolean as text) when the
-/// answer is complete and valid and the value is a class; otherwise no prediction, with the reason.
+/// A schema-mode answer as a prediction, from batch's own check of it (`valid`, `json`, `invalid_reason`): the
+/// field's value (a string, or a number or boolean as text) when the answer is complete and valid and the value is
+/// a class; otherwise no prediction, with the reason.
 fn schema_prediction<'a>(
     result: &'a JobResult,
     label: &'a str,
-    format: &OutputFormat,
     field: &str,
     classes: &[String],
 ) -> PredictionRecord<'a> {
@@ -384,17 +384,18 @@ fn schema_prediction<'a>(
     if result.finish_reason == "error" {
         return record;
     }
-    if result.finish_reason != "stop" {
+    if result.incomplete == Some(true) {
         record.error = Some("the answer is incomplete: it reached max_tokens first (raise -n)".into());
         return record;
     }
-    let value = match format.check_answer(&result.text) {
-        Ok(Some(value)) => value,
-        Ok(None) => return record,
-        Err(e) => {
-            record.error = Some(e.to_string());
-            return record;
-        }
+    let Some(value) = result.json.as_ref().filter(|_| result.valid == Some(true)) else {
+        record.error = Some(
+            result
+                .invalid_reason
+                .clone()
+                .unwrap_or_else(|| "the answer was not checked".into()),
+        );
+        return record;
     };
     let predicted = match value.get(field) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),

@@ -46,6 +46,9 @@ pub(crate) struct Constrained {
     /// How many allowed candidates decide the draw: 1 (greedy), k (top-k), 0 (all of them).
     keep: usize,
     banned: Vec<LlamaToken>,
+    /// Buffers reused from token to token (a row of the vocabulary, and candidate indices).
+    candidates: Vec<LlamaTokenData>,
+    order: Vec<usize>,
     /// How many steps needed the whole vocabulary, and the time spent drawing (reported in the answer's stats).
     pub(crate) full_scans: usize,
     pub(crate) time: std::time::Duration,
@@ -91,6 +94,8 @@ impl Constrained {
             rest: LlamaSampler::chain_simple(super::sampling::draw(settings)),
             keep,
             banned: engine.banned_in_constrained(),
+            candidates: Vec::new(),
+            order: Vec::new(),
             full_scans: 0,
             time: std::time::Duration::ZERO,
         })
@@ -106,14 +111,15 @@ impl Constrained {
     }
 
     fn draw(&mut self, logits: &[f32]) -> Option<LlamaToken> {
-        let mut all = LlamaTokenDataArray::new(
+        let mut row = std::mem::take(&mut self.candidates);
+        row.clear();
+        row.extend(
             logits
                 .iter()
                 .enumerate()
-                .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
-                .collect(),
-            false,
+                .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
         );
+        let mut all = LlamaTokenDataArray::new(row, false);
         if let Some(p) = self.penalties.as_mut() {
             all.apply_sampler(p);
         }
@@ -123,7 +129,10 @@ impl Constrained {
             }
         }
         let mut chosen = match self.allowed_head(&all) {
-            Some(head) => LlamaTokenDataArray::new(head, true),
+            Some(head) => {
+                self.candidates = all.data;
+                LlamaTokenDataArray::new(head, true)
+            }
             None => {
                 self.full_scans += 1;
                 all.apply_sampler(&mut self.grammar);
@@ -131,11 +140,15 @@ impl Constrained {
             }
         };
         chosen.apply_sampler(&mut self.rest);
-        let selected = chosen.data.get(chosen.selected?)?;
-        if selected.logit() == f32::NEG_INFINITY {
-            return None;
+        let token = chosen
+            .selected
+            .and_then(|i| chosen.data.get(i))
+            .filter(|d| d.logit() > f32::NEG_INFINITY)
+            .map(LlamaTokenData::id);
+        if chosen.data.capacity() > self.candidates.capacity() {
+            self.candidates = chosen.data;
         }
-        let token = selected.id();
+        let token = token?;
         self.grammar.accept(token);
         if let Some(p) = self.penalties.as_mut() {
             p.accept(token);
@@ -150,11 +163,12 @@ impl Constrained {
         if self.keep == 0 || full_scan_only() {
             return None;
         }
-        let mut order: Vec<usize> = (0..all.data.len())
-            .filter(|&i| all.data[i].logit() > f32::NEG_INFINITY)
-            .collect();
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend((0..all.data.len()).filter(|&i| all.data[i].logit() > f32::NEG_INFINITY));
         let window = MAX_CHECKED.min(order.len());
         if window == 0 {
+            self.order = order;
             return None;
         }
         let by_logit_desc = |a: &usize, b: &usize| all.data[*b].logit().total_cmp(&all.data[*a].logit()).then(a.cmp(b));
@@ -164,17 +178,18 @@ impl Constrained {
         }
         order.sort_unstable_by(by_logit_desc);
         let mut head = Vec::with_capacity(self.keep);
-        for i in order {
+        for &i in &order {
             let candidate = all.data[i];
             let mut one = LlamaTokenDataArray::new(vec![candidate], false);
             one.apply_sampler(&mut self.grammar);
             if one.data[0].logit() > f32::NEG_INFINITY {
                 head.push(candidate);
                 if head.len() == self.keep {
-                    return Some(head);
+                    break;
                 }
             }
         }
-        None
+        self.order = order;
+        (head.len() == self.keep).then_some(head)
     }
 }
