@@ -22,7 +22,7 @@ pub struct Cli {
     pub command: Command,
     /// Require the sandbox (Landlock file rules and a seccomp filter without sockets) and fail when it cannot be
     /// fully enforced. Without this flag it is entered where the kernel supports it, with a notice when not.
-    /// run, chat, batch, bench, eval-quant, quantize and info are confined; pull, list and rm are not.
+    /// run, chat, batch, bench, eval-quant, quantize and info are confined; pull, list, rm and cache are not.
     #[arg(long, global = true, conflicts_with = "no_sandbox")]
     pub sandbox: bool,
     /// Run without the sandbox (e.g. chat's /image of a file outside the current folder).
@@ -38,6 +38,7 @@ impl Command {
             Command::Pull(_) => Some("pull"),
             Command::List(_) => Some("list"),
             Command::Rm(_) => Some("rm"),
+            Command::Cache(_) => Some("cache"),
             Command::Doctor(_) => Some("doctor"),
             _ => None,
         }
@@ -82,6 +83,9 @@ pub enum Command {
     List(ListArgs),
     /// Remove a model from this machine: NAME[:QUANT] as `medgemma list` shows it (every quantisation without one).
     Rm(RmArgs),
+    /// Show or clear the image embedding cache: what the vision encoder computed for each image, kept so that an
+    /// image is encoded once (folder, entries, size and cap; `medgemma cache clear` empties it).
+    Cache(CacheArgs),
     /// Write the RGB images the model would see (after DICOM windowing, slice selection and fitting to a square)
     /// as PNGs, DIR/001.png, 002.png, ... in prompt order, plus DIR/contact-sheet.png for a series.
     Preview(PreviewArgs),
@@ -205,6 +209,10 @@ pub struct ModelArgs {
     /// Show llama.cpp's own logs and timing statistics on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Neither read nor write the on-disk image embedding cache (`medgemma cache`); images are encoded again in
+    /// every new process. Also: MEDGEMMA_NO_IMAGE_CACHE=1.
+    #[arg(long = "no-image-cache")]
+    pub no_image_cache: bool,
 }
 
 impl ModelArgs {
@@ -221,14 +229,34 @@ impl ModelArgs {
     }
 
     /// What the engine loads, for `threads` CPU threads.
-    pub fn load_options(&self, files: &crate::hub::ModelFiles, threads: i32) -> crate::engine::LoadOptions {
-        crate::engine::LoadOptions {
+    pub fn load_options(
+        &self,
+        files: &crate::hub::ModelFiles,
+        threads: i32,
+    ) -> anyhow::Result<crate::engine::LoadOptions> {
+        Ok(crate::engine::LoadOptions {
             model: files.model.clone(),
             mmproj: files.mmproj.clone(),
             gpu_layers: self.gpu_layers,
             threads,
             verbose: self.verbose,
+            image_cache: match files.mmproj {
+                Some(_) => self.image_cache()?,
+                None => None,
+            },
+        })
+    }
+
+    /// The on-disk image embedding cache, unless `--no-image-cache` (or MEDGEMMA_NO_IMAGE_CACHE=1) or no home
+    /// for it is known.
+    pub fn image_cache(&self) -> anyhow::Result<Option<crate::image_cache::DiskCache>> {
+        let off = std::env::var("MEDGEMMA_NO_IMAGE_CACHE").is_ok_and(|v| !v.is_empty() && v != "0");
+        if self.no_image_cache || off {
+            return Ok(None);
         }
+        let max = crate::image_cache::max_bytes_from_env().map_err(anyhow::Error::msg)?;
+        Ok(crate::image_cache::dir_from_vars(|k| std::env::var_os(k))
+            .map(|dir| crate::image_cache::DiskCache::new(dir, max)))
     }
 }
 
@@ -818,6 +846,24 @@ pub struct SandboxProofArgs {
     /// A listening TCP address: connecting to it must be refused.
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: String,
+}
+
+/// `medgemma cache`
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: Option<CacheAction>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CacheAction {
+    /// Show the folder, the number of entries, their size and the cap (the default).
+    Show,
+    /// Remove every entry (and unfinished writes); other files in the folder are left alone.
+    Clear,
 }
 
 /// `medgemma rm`

@@ -76,6 +76,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The SHA-256 of `bytes`, as lower-case hex.
+#[cfg(test)]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

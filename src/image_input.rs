@@ -42,12 +42,12 @@ pub enum ImageFit {
     Stretch,
 }
 
-/// An image ready for the vision projector: square RGB pixels and the SHA-256 of the original file.
+/// An image ready for the vision projector: square RGB pixels (the engine keys its caches by them, so the same
+/// file read with another fit or window is another image).
 #[derive(Debug, Clone)]
 pub struct ImageInput {
     pub path: PathBuf,
     pub rgb: RgbImage,
-    pub sha256: String,
 }
 
 /// Why an image cannot be used.
@@ -182,13 +182,11 @@ impl ImageInput {
     /// A DICOM file's notices (no window: min-max) go to stderr, naming the file.
     pub fn load_with(path: &Path, fit: ImageFit, side: u32, dicom: &DicomOptions) -> Result<ImageInput, ImageError> {
         let bytes = read_image_file(path)?;
-        let sha256 = crate::files::sha256_hex(&bytes);
         if crate::dicom::is_dicom(&bytes) {
             let rgb = fit_square(load_dicom(path, &bytes, fit, dicom)?, fit, side.max(1));
             return Ok(ImageInput {
                 path: path.to_path_buf(),
                 rgb,
-                sha256,
             });
         }
         let not_image = |reason: String| ImageError::NotAnImage {
@@ -230,7 +228,6 @@ impl ImageInput {
         Ok(ImageInput {
             path: path.to_path_buf(),
             rgb,
-            sha256,
         })
     }
 }
@@ -493,6 +490,5 @@ mod tests {
             .unwrap();
         let img = ImageInput::load(&p, ImageFit::Pad, 64).unwrap();
         assert_eq!(img.rgb.dimensions(), (3, 3));
-        assert_eq!(img.sha256.len(), 64);
     }
 }

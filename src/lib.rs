@@ -19,6 +19,7 @@ mod fuzz;
 mod gguf;
 mod gguf_check;
 mod hub;
+mod image_cache;
 mod image_input;
 mod interrupt;
 mod model_info;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::Pull(args) => commands::pull::run(args),
         cli::Command::List(args) => commands::list::run(args),
         cli::Command::Rm(args) => commands::rm::run(args),
+        cli::Command::Cache(args) => commands::cache::run(args),
         cli::Command::Doctor(args) => commands::doctor::run(args),
         cli::Command::Preview(args) => commands::preview::run(args),
         cli::Command::SandboxProof(args) => commands::doctor::proof_child(args),

@@ -155,17 +155,12 @@ impl ImageLoader {
     }
 }
 
-/// A slice as the vision projector takes it: fitted to the square like any image, identified by the SHA-256 of
-/// its pixels (the same file gives other pixels in another series recipe).
+/// A slice as the vision projector takes it: fitted to the square like any image (the engine identifies it by its
+/// pixels: the same file gives other pixels in another series recipe).
 pub fn slice_input(slice: &SeriesSlice, fit: ImageFit, side: u32) -> ImageInput {
     let rgb = fit_square(image::DynamicImage::ImageRgb8(slice.rgb.clone()), fit, side.max(1));
-    let mut bytes = Vec::with_capacity(rgb.as_raw().len() + 8);
-    bytes.extend_from_slice(&rgb.width().to_le_bytes());
-    bytes.extend_from_slice(&rgb.height().to_le_bytes());
-    bytes.extend_from_slice(rgb.as_raw());
     ImageInput {
         path: slice.file.clone(),
-        sha256: crate::files::sha256_hex(&bytes),
         rgb,
     }
 }

@@ -224,6 +224,19 @@ impl Policy {
         self
     }
 
+    /// Write access to the cache folder that holds the image embedding cache (and the remembered SHA-256 of the
+    /// projector), created first when missing; nothing when the cache is off or cannot be made (the engine then
+    /// goes on without it).
+    pub fn image_cache(self, cache: Option<&crate::image_cache::DiskCache>) -> Policy {
+        match cache {
+            Some(cache) if cache.ensure_dir().is_ok() => {
+                let root = cache.dir().parent().unwrap_or(cache.dir()).to_path_buf();
+                self.write_beneath(root)
+            }
+            _ => self,
+        }
+    }
+
     /// Sets what the command keeps of the network (none by default).
     #[allow(dead_code)] // no command serves yet
     pub fn network(mut self, network: Network) -> Policy {

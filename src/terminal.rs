@@ -165,6 +165,21 @@ pub fn stats_line(stats: &SessionStats) -> String {
     )
 }
 
+/// How images became embeddings, for stderr (None when there were none).
+pub fn image_use_line(u: &crate::engine::ImageUse) -> Option<String> {
+    let reused = u.from_memory + u.from_disk;
+    (u.encoded + reused > 0).then(|| {
+        format!(
+            "images: {} encoded ({:.1} s), {} reused ({} from this run, {} from the image cache)",
+            u.encoded,
+            u.encode_ms / 1000.0,
+            reused,
+            u.from_memory,
+            u.from_disk
+        )
+    })
+}
+
 /// Batch progress: a bar on a terminal (jobs done, failed, tokens/s, ETA), a plain line every 10 seconds otherwise.
 pub struct JobProgress {
     bar: Option<ProgressBar>,

@@ -63,12 +63,17 @@ pub struct Sha256Cache {
 /// writes then stays in that folder), else `$XDG_CACHE_HOME/medgemma/sha256.json`, else
 /// `~/.cache/medgemma/sha256.json`.
 pub fn cache_file_from_vars(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    cache_root_from_vars(var).map(|dir| dir.join("sha256.json"))
+}
+
+/// The folder for what medgemma can rebuild (this memory, the image cache): `$MEDGEMMA_HOME/cache`, else
+/// `$XDG_CACHE_HOME/medgemma`, else `~/.cache/medgemma`.
+pub fn cache_root_from_vars(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     let get = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     get("MEDGEMMA_HOME")
         .map(|h| h.join("cache"))
         .or_else(|| get("XDG_CACHE_HOME").map(|c| c.join("medgemma")))
         .or_else(|| get("HOME").map(|h| h.join(".cache/medgemma")))
-        .map(|dir| dir.join("sha256.json"))
 }
 
 /// The SHA-256 a path names when it is (or links to) a blob of the Hugging Face cache layout.

@@ -89,9 +89,11 @@ pub fn run(args: BatchArgs) -> Result<()> {
     }
     if !todo.is_empty() {
         // The results file is open already; what is left to read is the model and the jobs' images.
+        let options = args.model.load_options(&files, context.threads)?;
         crate::sandbox::Policy::new("batch")
             .read_model(&files.model)
             .read_all(&files.mmproj)
+            .image_cache(options.image_cache.as_ref())
             .read_all(
                 todo.iter()
                     .flat_map(|j| j.input.iter().flat_map(Conversation::media_paths)),
@@ -99,7 +101,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
             .verbose(args.model.verbose)
             .enter()?;
         interrupt::install();
-        let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+        let engine = Engine::load(&options)?;
         let parallel = args.parallel.max(1) as usize;
         if let (Some(grammar), Some(format)) = (&sampling.grammar, &format) {
             engine
@@ -123,6 +125,9 @@ pub fn run(args: BatchArgs) -> Result<()> {
                 series: args.series_select.options(),
             },
         )?;
+        if let Some(line) = engine.image_use().and_then(|u| crate::terminal::image_use_line(&u)) {
+            eprintln!("medgemma: {line}");
+        }
         if interrupted {
             let done = mine.iter().filter(|j| results.is_done(&j.id)).count();
             bail!(

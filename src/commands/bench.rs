@@ -75,7 +75,6 @@ fn test_pattern(side: u32) -> ImageInput {
     ImageInput {
         path: PathBuf::from("(test pattern)"),
         rgb,
-        sha256: "test-pattern".into(),
     }
 }
 
@@ -99,7 +98,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let files = args.model.resolve()?;
     let model = files.model.clone();
     let threads = crate::settings::threads(args.threads, physical_cores);
-    let options = args.model.load_options(&files, threads);
+    // bench times the encoder itself: no image cache.
+    let options = crate::engine::LoadOptions {
+        image_cache: None,
+        ..args.model.load_options(&files, threads)?
+    };
     let (p, n) = (args.prompt_tokens, args.gen_tokens);
     let total = u64::from(p) + u64::from(n);
     crate::settings::check_trained_length(

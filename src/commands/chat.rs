@@ -53,6 +53,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let mut input = InputSource::new(interactive, keep_history)?;
     // /image, /load and /save work beneath the current folder; the history file keeps being written.
     let history_dir = crate::chat::input::history_path().filter(|_| keep_history);
+    let options = args.model.load_options(&files, context.threads)?;
     crate::sandbox::Policy::new("chat")
         .read_model(&files.model)
         .read_all(&files.mmproj)
@@ -60,9 +61,10 @@ pub fn run(args: ChatArgs) -> Result<()> {
         .read_all(&args.series)
         .write_beneath(".")
         .write_beside_each(&history_dir)
+        .image_cache(options.image_cache.as_ref())
         .verbose(args.model.verbose)
         .enter()?;
-    let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+    let engine = Engine::load(&options)?;
     let session = Session::for_conversation(&engine, &context)?;
     // What /save must never write over (the images read so far are added at each /save).
     let mut protected = OutputGuard::new();

@@ -47,6 +47,8 @@ fn load(path: &Path, threads: i32, verbose: bool) -> Result<Engine> {
         gpu_layers: 0,
         threads,
         verbose,
+        // Projectors are being compared: every image is encoded by the one under test.
+        image_cache: None,
     })?)
 }
 

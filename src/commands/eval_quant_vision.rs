@@ -61,6 +61,8 @@ fn load_for_generation(model: &Path, mmproj: &Path, n: usize, threads: i32, verb
         gpu_layers: 0,
         threads,
         verbose,
+        // Projectors are being compared: every image is encoded by the one under test.
+        image_cache: None,
     })?))
 }
 

@@ -168,9 +168,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     if !todo.is_empty() {
+        let options = args.model.load_options(&files, context.threads)?;
         crate::sandbox::Policy::new("eval")
             .read_model(&files.model)
             .write_beneath(dir)
+            .image_cache(options.image_cache.as_ref())
             .read_all(&files.mmproj)
             .read_all(
                 todo.iter()
@@ -179,7 +181,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .verbose(args.model.verbose)
             .enter()?;
         interrupt::install();
-        let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+        let engine = Engine::load(&options)?;
         let images = ImageOptions {
             fit: args.image_fit,
             side: engine.image_size().unwrap_or(crate::image_input::DEFAULT_IMAGE_SIDE),

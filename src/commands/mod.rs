@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod cache;
 pub mod chat;
 pub mod doctor;
 pub mod eval;

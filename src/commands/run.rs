@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::RunArgs;
 use crate::conversation::{Conversation, ConversationFile, Part, Turn};
-use crate::engine::{Engine, FinishReason, PromptItem, Session, SessionStats};
+use crate::engine::{Engine, FinishReason, ImageUse, PromptItem, Session, SessionStats};
 use crate::files::write_atomically;
 use crate::output_guard::OutputGuard;
 use crate::prompt_images::{ImageLoader, ImageOptions};
@@ -25,6 +25,9 @@ struct RunReport<'a> {
     prompt_token_ids: Vec<i64>,
     generated_token_ids: &'a [i32],
     timings: &'a SessionStats,
+    /// With a vision projector: how the images became embeddings (encoded now, or from the image cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<ImageUse>,
     /// With an answer format: the answer parsed (JSON formats), and whether it passed the check.
     #[serde(skip_serializing_if = "Option::is_none")]
     json: Option<serde_json::Value>,
@@ -111,13 +114,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     terminal::research_notice();
 
     let mut context = args.context.settings();
+    let options = args.model.load_options(&files, context.threads)?;
     crate::sandbox::Policy::new("run")
         .read_model(&files.model)
         .read_all(&files.mmproj)
         .write_beside_each(&args.logits_out)
+        .image_cache(options.image_cache.as_ref())
         .verbose(args.model.verbose)
         .enter()?;
-    let engine = Engine::load(&args.model.load_options(&files, context.threads))?;
+    let engine = Engine::load(&options)?;
     if let (Some(grammar), Some(format)) = (&sampling.grammar, &format) {
         engine
             .check_grammar(grammar.text())
@@ -201,6 +206,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 .collect(),
             generated_token_ids: &generation.tokens,
             timings: session.stats(),
+            images: engine.image_use(),
             json: checked.as_ref().and_then(|c| c.as_ref().ok().cloned().flatten()),
             valid: checked.as_ref().map(Result::is_ok),
             invalid_reason: checked.as_ref().and_then(|c| c.as_ref().err().cloned()),
@@ -217,6 +223,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if args.model.verbose {
         eprintln!("medgemma: {}", terminal::stats_line(session.stats()));
+        if let Some(line) = engine.image_use().and_then(|u| terminal::image_use_line(&u)) {
+            eprintln!("medgemma: {line}");
+        }
     }
     if let (Some(Err(reason)), Some(format)) = (checked, &format) {
         bail!("the answer does not follow {}: {reason}", format.describe());

@@ -5,15 +5,14 @@
 //! Owns: the trait and its llama.cpp implementation (a thin forwarding to `Context` and `Decoder`). Must not: hold
 //! scheduling state.
 
-use std::path::Path;
 use std::time::Instant;
 
-use llama_cpp_2::mtmd::MtmdInputChunks;
 use llama_cpp_2::token::LlamaToken;
 
 use super::context::{Batch, Context};
 use super::decoder::{Decoder, FinishReason, Generation, Next, OnToken, SessionStats};
 use super::error::EngineError;
+use super::prepare::ImageChunks;
 use crate::settings::SamplingSettings;
 
 /// One row of a decode step: `token` at position `pos` of sequence `seq`, with its logits.
@@ -57,8 +56,7 @@ pub(crate) trait Backend {
     /// Evaluates an image (its mtmd chunks) into `seq` at `n_past`; returns the position after it.
     fn eval_image(
         &mut self,
-        chunks: &MtmdInputChunks,
-        path: &Path,
+        image: &ImageChunks,
         seq: usize,
         n_past: usize,
         logits_last: bool,
@@ -145,13 +143,12 @@ impl Backend for Context<'_> {
 
     fn eval_image(
         &mut self,
-        chunks: &MtmdInputChunks,
-        path: &Path,
+        image: &ImageChunks,
         seq: usize,
         n_past: usize,
         logits_last: bool,
     ) -> Result<usize, EngineError> {
-        Context::eval_image(self, chunks, path, seq, n_past, logits_last)
+        Context::eval_image(self, image, seq, n_past, logits_last)
     }
 
     fn remove_from(&mut self, seq: usize, from: usize) -> bool {

@@ -6,19 +6,19 @@
 //! ledger) or print anything.
 
 use std::num::NonZeroU32;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::mtmd::MtmdInputChunks;
+use llama_cpp_2::mtmd::MtmdInputChunkType;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
 use super::logging::LoadCapture;
 use super::model::Engine;
+use super::prepare::ImageChunks;
 use crate::settings::{CacheType, ContextSettings, FlashAttention};
 
 /// A batch of tokens for one decode, with the positions it writes (for the fault-injection hook).
@@ -178,32 +178,74 @@ impl<'e> Context<'e> {
         Ok(())
     }
 
-    /// The one evaluation of image chunks (an image with its markers) into sequence `seq` at position `n_past`;
-    /// returns the position after it.
+    /// The one evaluation of an image (its marker tokens and its embeddings) into sequence `seq` at position
+    /// `n_past`; returns the position after it. The embeddings come from the engine's image encoder (computed now,
+    /// or found in memory or on disk) and are decoded by mtmd's own helper, so a cached image gives the same KV as
+    /// a fresh encoding, bit for bit.
     pub(crate) fn eval_image(
         &mut self,
-        chunks: &MtmdInputChunks,
-        path: &Path,
+        image: &ImageChunks,
         seq: usize,
         n_past: usize,
         logits_last: bool,
     ) -> Result<usize, EngineError> {
         let vision = self.engine.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
-        let mut mtmd = vision.ctx.borrow_mut();
-        let end = chunks
-            .eval_chunks(
-                &mut mtmd,
-                &mut self.ctx,
-                n_past as i32,
-                seq as i32,
-                self.n_batch as i32,
-                logits_last,
-            )
-            .map_err(|e| EngineError::ImageEncode {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        Ok(end.max(0) as usize)
+        let fail = |reason: String| EngineError::ImageEncode {
+            path: image.path.clone(),
+            reason,
+        };
+        // Gemma 3 (the only architecture the pre-check admits) takes image rows of its embedding width.
+        let width = usize::try_from(self.engine.model.n_embd()).unwrap_or(0);
+        let chunks = &image.chunks;
+        let mut pos = n_past as i32;
+        for i in 0..chunks.len() {
+            let chunk = chunks.get(i).expect("index in range");
+            let last = logits_last && i + 1 == chunks.len();
+            let mut mtmd = vision.ctx.borrow_mut();
+            let mut new_pos = pos;
+            let rc = if chunk.chunk_type() == MtmdInputChunkType::Text {
+                // SAFETY: live handles borrowed mutably for the call; mtmd's helper decodes the chunk's tokens.
+                unsafe {
+                    llama_cpp_sys_2::mtmd_helper_eval_chunk_single(
+                        mtmd.as_raw_mut(),
+                        self.ctx.as_raw_mut(),
+                        chunk.as_raw(),
+                        pos,
+                        seq as i32,
+                        self.n_batch as i32,
+                        last,
+                        &mut new_pos,
+                    )
+                }
+            } else {
+                let rows = vision
+                    .encoder
+                    .embeddings(&mut mtmd, &chunk, &image.pixels, width, &image.path)?;
+                // mtmd's helper takes a mutable pointer but only reads the rows: give it its own copy.
+                let mut rows = rows.to_vec();
+                // SAFETY: live handles borrowed mutably for the call; `rows` holds the chunk's n_tokens x width
+                // floats, the shape the helper reads, and outlives the call.
+                unsafe {
+                    llama_cpp_sys_2::mtmd_helper_decode_image_chunk(
+                        mtmd.as_raw_mut(),
+                        self.ctx.as_raw_mut(),
+                        chunk.as_raw(),
+                        rows.as_mut_ptr(),
+                        pos,
+                        seq as i32,
+                        self.n_batch as i32,
+                        &mut new_pos,
+                        None,
+                        std::ptr::null_mut(),
+                    )
+                }
+            };
+            if rc != 0 {
+                return Err(fail(format!("llama.cpp could not evaluate it (error {rc})")));
+            }
+            pos = new_pos;
+        }
+        Ok(pos.max(0) as usize)
     }
 
     /// Removes sequence `seq`'s positions from `from` on. Returns false when llama.cpp cannot remove part of a

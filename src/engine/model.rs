@@ -6,15 +6,17 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdContext, MtmdContextParams};
+use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdContext, MtmdContextParams, MtmdInputChunks};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token_type::LlamaTokenAttr;
 
 use super::error::EngineError;
+use super::image_encoder::{ImageEncoder, ImageUse};
 use super::logging::{self, LoadCapture};
 use crate::gguf::GgufHeader;
 use crate::prompt::{ControlToken, PROTECTED_TOKEN_TEXTS};
@@ -30,6 +32,8 @@ pub struct LoadOptions {
     pub threads: i32,
     /// Show llama.cpp's own logging on stderr.
     pub verbose: bool,
+    /// The on-disk image embedding cache (None: `--no-image-cache`).
+    pub image_cache: Option<crate::image_cache::DiskCache>,
 }
 
 /// Facts about the loaded model, for `--verbose`, `/show` and result headers.
@@ -49,6 +53,10 @@ pub struct ModelSummary {
 pub(super) struct Vision {
     pub(super) ctx: RefCell<MtmdContext>,
     pub(super) image_size: u32,
+    /// Computes (or finds) images' embeddings.
+    pub(super) encoder: ImageEncoder,
+    /// Preprocessed images by pixel key, most recently used last (see `prepare::PREPARED_IMAGES_KEPT`).
+    pub(super) prepared: RefCell<Vec<(Arc<str>, Arc<MtmdInputChunks>)>>,
 }
 
 /// A loaded model (and vision projector, when given). Sessions borrow it.
@@ -195,6 +203,8 @@ impl Engine {
                 Some(Vision {
                     ctx: RefCell::new(ctx),
                     image_size,
+                    encoder: ImageEncoder::new(path.clone(), options.image_cache.clone(), options.verbose),
+                    prepared: RefCell::new(Vec::new()),
                 })
             }
             _ => None,
@@ -226,6 +236,11 @@ impl Engine {
 
     pub fn summary(&self) -> &ModelSummary {
         &self.summary
+    }
+
+    /// How this process's images became embeddings so far (None without a vision projector).
+    pub fn image_use(&self) -> Option<ImageUse> {
+        self.vision.as_ref().map(|v| v.encoder.usage())
     }
 
     /// True when a vision projector is loaded.

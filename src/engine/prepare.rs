@@ -8,6 +8,7 @@ use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInp
 use llama_cpp_2::token::LlamaToken;
 
 use super::error::EngineError;
+use super::image_encoder::pixels_key;
 use super::layout::{Position, PromptLayout};
 use super::model::Engine;
 use crate::conversation::Conversation;
@@ -25,11 +26,20 @@ pub enum PromptItem {
 pub(crate) enum Payload {
     Tokens(Vec<LlamaToken>),
     /// An image with its marker tokens, as mtmd chunks (evaluated whole).
-    Image {
-        path: PathBuf,
-        chunks: MtmdInputChunks,
-    },
+    Image(ImageChunks),
 }
+
+/// One image ready to evaluate: its preprocessed mtmd chunks (shared by every prompt that holds the same pixels),
+/// the key of its pixels (the embedding caches' and the layout's), and its path for messages.
+pub(crate) struct ImageChunks {
+    pub(crate) path: PathBuf,
+    pub(crate) pixels: Arc<str>,
+    pub(crate) chunks: Arc<MtmdInputChunks>,
+}
+
+/// Preprocessed images kept for the next prompt (chat turns, batch jobs about the same image): mtmd's resize and
+/// normalisation run once per image. About 10 MB each (896 x 896 x 3 floats).
+pub(super) const PREPARED_IMAGES_KEPT: usize = 8;
 
 /// A prompt turned into tokens and preprocessed images, ready to evaluate: the pure [`PromptLayout`] and, for each
 /// of its spans, the payload llama.cpp evaluates.
@@ -57,27 +67,55 @@ impl PreparedPrompt {
     }
 }
 
-/// The mtmd chunks of one image (its marker tokens and embeddings), with the image's SHA-256 as the bitmap id.
-pub(crate) fn image_chunks(engine: &Engine, image: &ImageInput) -> Result<MtmdInputChunks, EngineError> {
+/// The mtmd chunks of one image (its marker tokens and preprocessed pixels), with the key of its pixels as the
+/// bitmap id; preprocessed once per distinct image and kept for the next prompts.
+pub(crate) fn image_chunks(engine: &Engine, image: &ImageInput) -> Result<ImageChunks, EngineError> {
     let vision = engine.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
     let (w, h) = image.rgb.dimensions();
-    let encode_err = |reason: String| EngineError::ImageEncode {
+    let pixels: Arc<str> = pixels_key(w, h, image.rgb.as_raw()).into();
+    let found = {
+        let mut kept = vision.prepared.borrow_mut();
+        kept.iter().position(|(k, _)| *k == pixels).map(|i| {
+            let entry = kept.remove(i);
+            let chunks = entry.1.clone();
+            kept.push(entry);
+            chunks
+        })
+    };
+    let chunks = match found {
+        Some(chunks) => chunks,
+        None => {
+            let encode_err = |reason: String| EngineError::ImageEncode {
+                path: image.path.clone(),
+                reason,
+            };
+            let mut bitmap =
+                MtmdBitmap::from_image_data(w, h, image.rgb.as_raw()).map_err(|e| encode_err(e.to_string()))?;
+            bitmap.set_id(&pixels).map_err(|e| encode_err(e.to_string()))?;
+            let text = MtmdInputText {
+                text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(),
+                add_special: false,
+                parse_special: true,
+            };
+            let chunks: Arc<MtmdInputChunks> = vision
+                .ctx
+                .borrow()
+                .tokenize(text, &[&bitmap])
+                .map_err(|e| encode_err(e.to_string()))?
+                .into();
+            let mut kept = vision.prepared.borrow_mut();
+            kept.push((pixels.clone(), chunks.clone()));
+            if kept.len() > PREPARED_IMAGES_KEPT {
+                kept.remove(0);
+            }
+            chunks
+        }
+    };
+    Ok(ImageChunks {
         path: image.path.clone(),
-        reason,
-    };
-    let mut bitmap = MtmdBitmap::from_image_data(w, h, image.rgb.as_raw()).map_err(|e| encode_err(e.to_string()))?;
-    bitmap.set_id(&image.sha256).map_err(|e| encode_err(e.to_string()))?;
-    let text = MtmdInputText {
-        text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(),
-        add_special: false,
-        parse_special: true,
-    };
-    let chunks = vision
-        .ctx
-        .borrow()
-        .tokenize(text, &[&bitmap])
-        .map_err(|e| encode_err(e.to_string()))?;
-    Ok(chunks)
+        pixels,
+        chunks,
+    })
 }
 
 impl Engine {
@@ -130,9 +168,8 @@ impl Engine {
                     push_tokens(&mut layout, &mut payloads, tokens);
                 }
                 PromptPiece::Image(index) => {
-                    let image = &images[*index];
-                    let chunks = image_chunks(self, image)?;
-                    let sha: Arc<str> = image.sha256.as_str().into();
+                    let image = image_chunks(self, &images[*index])?;
+                    let chunks = &image.chunks;
                     let mut positions = Vec::with_capacity(chunks.total_tokens());
                     let mut k = 0u32;
                     for i in 0..chunks.len() {
@@ -142,17 +179,14 @@ impl Engine {
                                 .extend(chunk.text_tokens().unwrap_or(&[]).iter().map(|t| Position::Token(t.0))),
                             _ => {
                                 for _ in 0..chunk.n_tokens() {
-                                    positions.push(Position::Image(sha.clone(), k));
+                                    positions.push(Position::Image(image.pixels.clone(), k));
                                     k += 1;
                                 }
                             }
                         }
                     }
                     layout.push_image(positions);
-                    payloads.push(Payload::Image {
-                        path: image.path.clone(),
-                        chunks,
-                    });
+                    payloads.push(Payload::Image(image));
                 }
             }
         }

@@ -195,10 +195,11 @@ impl<T, B: Backend> Scheduler<T, B> {
             let positions = &layout.positions()[from..s.end()];
             let outcome = match &prompt.payloads[span] {
                 Payload::Tokens(tokens) => self.backend.decode_tokens(seq, from, &tokens[from - s.start..], last),
-                Payload::Image { path, chunks } => {
+                Payload::Image(image) => {
+                    let path = &image.path;
                     observer.image_started(image_index, path);
                     let t = Instant::now();
-                    let result = self.backend.eval_image(chunks, path, seq, from, last).and_then(|end| {
+                    let result = self.backend.eval_image(image, seq, from, last).and_then(|end| {
                         if end == s.end() {
                             Ok(())
                         } else {
@@ -507,7 +508,7 @@ mod tests {
     use super::super::decoder::{FinishReason, GeneratedToken, Generation, Next, OnToken, SessionStats};
     use super::super::error::EngineError;
     use super::super::layout::PromptLayout;
-    use super::super::prepare::{Payload, PreparedPrompt};
+    use super::super::prepare::{ImageChunks, Payload, PreparedPrompt};
     use super::{Finished, NoObserver, Scheduler};
     use crate::settings::SamplingSettings;
 
@@ -624,8 +625,7 @@ mod tests {
         }
         fn eval_image(
             &mut self,
-            _: &MtmdInputChunks,
-            _: &Path,
+            _: &ImageChunks,
             seq: usize,
             n_past: usize,
             logits_last: bool,
@@ -743,10 +743,11 @@ mod tests {
             layout,
             payloads: vec![
                 tokens(before),
-                Payload::Image {
+                Payload::Image(ImageChunks {
                     path: "scan.png".into(),
-                    chunks: MtmdInputChunks::new(),
-                },
+                    pixels: sha.clone(),
+                    chunks: std::sync::Arc::new(MtmdInputChunks::new()),
+                }),
                 tokens(after),
             ],
         }

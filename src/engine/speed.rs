@@ -84,7 +84,7 @@ impl Engine {
     /// and returns how long the encoding took.
     pub fn time_image_encoding(&self, image: &ImageInput) -> Result<Duration, EngineError> {
         let vision = self.vision.as_ref().ok_or(EngineError::ImagesWithoutMmproj)?;
-        let chunks = image_chunks(self, image)?;
+        let chunks = image_chunks(self, image)?.chunks;
         let mut mtmd = vision.ctx.borrow_mut();
         let mut elapsed = Duration::ZERO;
         for i in 0..chunks.len() {

@@ -158,7 +158,6 @@ fn check(input: &Input, path: &Path) -> String {
             let (w, h) = image.rgb.dimensions();
             assert_eq!(w, h, "an accepted image comes back square");
             assert!(w >= 1);
-            assert_eq!(image.sha256, crate::files::sha256_hex(&input.bytes.0));
             "decoded".into()
         }
         Err(e) => {
