@@ -18,6 +18,7 @@ mod eval;
 mod eval_quant;
 mod gguf_check;
 mod hub;
+mod image_cache;
 mod info;
 mod injection;
 mod load_reason;
