@@ -405,7 +405,8 @@ mod tests {
         let cache = DiskCache::new(dir.path().to_path_buf(), 1 << 20);
         let values = rows(8, 4, 2.0);
         let len = entry_len(8, 4).unwrap() as usize;
-        let damages: Vec<Box<dyn Fn(&mut Vec<u8>)>> = vec![
+        type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+        let damages: Vec<Damage> = vec![
             Box::new(|b| b[HEADER_LEN + 5] ^= 0x10), // a payload bit
             Box::new(|b| b[3] ^= 1),                 // the magic
             Box::new(|b| b[9] ^= 1),                 // the version
@@ -414,7 +415,7 @@ mod tests {
                 let n = b.len();
                 b[n - 1] ^= 1 // the checksum
             }),
-            Box::new(|b| b.truncate(len - 1)), // one byte short (a write that did not finish)
+            Box::new(move |b| b.truncate(len - 1)), // one byte short (a write that did not finish)
             Box::new(|b| b.truncate(HEADER_LEN)),
             Box::new(|b| b.clear()),
             Box::new(|b| b.push(0)), // one byte too many

@@ -170,12 +170,13 @@ pub fn image_use_line(u: &crate::engine::ImageUse) -> Option<String> {
     let reused = u.from_memory + u.from_disk;
     (u.encoded + reused > 0).then(|| {
         format!(
-            "images: {} encoded ({:.1} s), {} reused ({} from this run, {} from the image cache)",
+            "images: {} encoded ({:.1} s), {} reused ({} from this run, {} from the image cache, {:.0} ms)",
             u.encoded,
             u.encode_ms / 1000.0,
             reused,
             u.from_memory,
-            u.from_disk
+            u.from_disk,
+            u.cache_ms
         )
     })
 }

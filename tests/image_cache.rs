@@ -362,7 +362,7 @@ fn a_batch_encodes_each_image_once_whatever_precedes_it() {
     let (stderr, first) = batch(&dir.path().join("a.jsonl"), &[]);
     assert_eq!(first.len(), 32);
     assert!(
-        stderr.contains("images: 4 encoded") && stderr.contains("28 reused (28 from this run, 0 from the image cache)"),
+        stderr.contains("images: 4 encoded") && stderr.contains("28 reused (28 from this run, 0 from the image cache"),
         "{stderr}"
     );
     // A second batch finds all four on disk and answers the same.

@@ -45,6 +45,9 @@ pub struct ImageUse {
     pub from_disk: u64,
     /// Time in the vision encoder.
     pub encode_ms: f64,
+    /// Time finding the images' rows on disk (reading and checking entries, hits and misses), and the first
+    /// SHA-256 of the projector file when it was not remembered yet.
+    pub cache_ms: f64,
 }
 
 /// The SHA-256 key of the exact pixels mtmd is given: width, height and the RGB bytes.
@@ -109,7 +112,7 @@ impl ImageEncoder {
         }
     }
 
-    fn from_memory(&self, key: &str) -> Option<Arc<[f32]>> {
+    fn remembered(&self, key: &str) -> Option<Arc<[f32]>> {
         let mut memory = self.memory.borrow_mut();
         let i = memory.iter().position(|(k, _)| k == key)?;
         let entry = memory.remove(i);
@@ -152,14 +155,18 @@ impl ImageEncoder {
         width: usize,
         path: &Path,
     ) -> Result<Arc<[f32]>, EngineError> {
-        if let Some(rows) = self.from_memory(pixels) {
+        if let Some(rows) = self.remembered(pixels) {
             self.count(|u| u.from_memory += 1);
             return Ok(rows);
         }
         let n_tokens = chunk.n_tokens();
+        let looking = Instant::now();
         let disk_key = self.disk_key(pixels);
         if let (Some(disk), Some(key)) = (&self.disk, &disk_key) {
-            match disk.get(key, n_tokens, width) {
+            let found = disk.get(key, n_tokens, width);
+            let ms = looking.elapsed().as_secs_f64() * 1000.0;
+            self.count(|u| u.cache_ms += ms);
+            match found {
                 Lookup::Hit(values) => {
                     let rows: Arc<[f32]> = values.into();
                     self.remember(pixels, rows.clone());
@@ -241,9 +248,9 @@ mod tests {
         for k in ["a", "b"] {
             enc.remember(k, vec![0.0f32; big].into());
         }
-        assert!(enc.from_memory("a").is_some()); // "b" is now the oldest
+        assert!(enc.remembered("a").is_some()); // "b" is now the oldest
         enc.remember("c", vec![0.0f32; big].into());
-        assert!(enc.from_memory("b").is_none());
-        assert!(enc.from_memory("a").is_some() && enc.from_memory("c").is_some());
+        assert!(enc.remembered("b").is_none());
+        assert!(enc.remembered("a").is_some() && enc.remembered("c").is_some());
     }
 }

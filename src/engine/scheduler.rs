@@ -498,7 +498,6 @@ mod tests {
     //! taken from the wrong place would change the answers.
 
     use std::ops::ControlFlow;
-    use std::path::Path;
     use std::time::Instant;
 
     use llama_cpp_2::mtmd::MtmdInputChunks;
