@@ -368,7 +368,7 @@ fn a_batch_encodes_each_image_once_whatever_precedes_it() {
     // A second batch finds all four on disk and answers the same.
     let (stderr, second) = batch(&dir.path().join("b.jsonl"), &[]);
     assert!(
-        stderr.contains("images: 0 encoded") && stderr.contains("(28 from this run, 4 from the image cache)"),
+        stderr.contains("images: 0 encoded") && stderr.contains("(28 from this run, 4 from the image cache,"),
         "{stderr}"
     );
     assert_eq!(first, second);
