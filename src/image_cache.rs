@@ -29,7 +29,7 @@ const HEADER_LEN: usize = 8 + 4 * 4 + 32;
 const CHECKSUM_LEN: usize = 32;
 /// Entry files end with this; anything else in the folder is not ours and is left alone.
 const SUFFIX: &str = ".emb";
-/// The default size cap: about 780 images of MedGemma 4B (2.6 MB each), 370 of 27B.
+/// The default size cap: about 800 images of MedGemma 4B (256 x 2560 floats, 2.6 MB each), 390 of 27B (5.5 MB).
 pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 
 /// The cache folder named by the environment (see the module header), when a home for it is known.
