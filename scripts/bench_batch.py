@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark `medgemma batch` (--parallel 1, 4, 8) against running `medgemma run` once per job.
+"""Benchmark `medgemma batch` (--parallel 1, 2, 4, 8) against llama.cpp's llama-server and `medgemma run` per job.
 
 Every mode answers the same N short jobs (distinct short medical questions, one shared system prompt, greedy,
-at most 32 generated tokens, -t 2 -c 512). For each mode the wall time of the whole set is measured, and from it
-jobs/minute and generated tokens/s (the sum of the jobs' generated tokens / wall time: `usage.completion_tokens`
-of the batch output records, and the number of generated token ids that `medgemma run --json` reports for the
-loop). The loop pays the model load once per job; batch pays it once.
+at most 32 generated tokens, -t 2, 512 context positions per sequence). For each mode the wall time of the whole
+set is measured, load included, and from it jobs/minute and generated tokens/s (the sum of the jobs' generated
+tokens / wall time: `usage.completion_tokens` of the batch output records and of the server's answers, and the
+number of generated token ids that `medgemma run --json` reports for the loop). The loop pays the model load once
+per job; batch pays it once.
+
+llama-server (--llama-server PATH; scripts/bench_report.py builds it from the newest llama.cpp in
+target/llama-latest/build/bin) is started with `-np P -c 512*P -t 2` on 127.0.0.1, and all N requests are sent at
+once to /v1/chat/completions (system + user message, max_tokens 32, temperature 0); the wall time runs from the
+server's start to the last answer, so it includes the load, as batch's does.
 
 Prints a Markdown table on stdout and progress on stderr.
 
@@ -16,11 +22,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +50,8 @@ QUESTIONS = [
     "How is diabetes monitored?", "What is meningitis?", "What does the kidney do?", "What is an allergy?",
     "How is tuberculosis spread?", "What is a migraine?",
 ]
-PARALLELS = (1, 4, 8)
+PARALLELS = (1, 2, 4, 8)
+ROOT = Path(__file__).resolve().parent.parent
 MAX_TOKENS = 32
 COMMON = ["-n", str(MAX_TOKENS), "-t", "2", "-c", "512", "--temp", "0"]
 
@@ -115,6 +126,61 @@ def bench_loop(binary: Path, model: Path, jobs: list[str]) -> Result:
     return Result("run once per job (loop)", wall, len(jobs), generated, failed)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict, timeout: float) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def bench_server(server: Path, model: Path, jobs: list[str], parallel: int, tmp: Path) -> Result:
+    port = free_port()
+    cmd = [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
+           "-c", str(512 * parallel), "-t", "2", "--temp", "0", "--no-webui"]
+    log(f"running: {' '.join(cmd)}")
+    err = open(tmp / f"server-np{parallel}.log", "w")
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {proc.returncode}; see {err.name}")
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        loaded = time.monotonic() - start
+
+        def ask(q: str) -> dict:
+            return post(base + "/v1/chat/completions", {
+                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
+                "max_tokens": MAX_TOKENS, "temperature": 0}, timeout=3600)
+
+        generated = failed = 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            for answer in pool.map(ask, jobs):
+                if answer.get("choices"):
+                    generated += answer["usage"]["completion_tokens"]
+                else:
+                    failed += 1
+        wall = time.monotonic() - start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        err.close()
+    log(f"llama-server -np {parallel}: {wall:.1f} s ({loaded:.1f} s to load), {generated} tokens, {failed} failed")
+    return Result(f"llama-server -np {parallel}", wall, len(jobs), generated, failed)
+
+
 def table(results: list[Result], loop: Result) -> str:
     lines = ["| mode | jobs | wall s | jobs/min | generated tokens | tokens/s | speed-up vs loop | failed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -133,6 +199,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-loop", action="store_true", help="measure batch modes only (ratios then omitted)")
     parser.add_argument("--parallel", type=int, nargs="+", default=list(PARALLELS),
                         help=f"the batch modes to measure (default {' '.join(map(str, PARALLELS))})")
+    parser.add_argument("--llama-server", type=Path, default=ROOT / "target/llama-latest/build/bin/llama-server",
+                        help="llama.cpp's llama-server (default: the one scripts/bench-report builds; measured "
+                             "when it exists)")
+    parser.add_argument("--server-parallel", type=int, nargs="*", default=[8],
+                        help="llama-server -np values to measure (default 8; none: leave the server out)")
     return parser.parse_args(argv)
 
 
@@ -150,10 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         for parallel in args.parallel:
             results.append(bench_batch(args.binary, args.model, jobs, parallel, Path(tmp)))
+        if args.llama_server.is_file():
+            for parallel in args.server_parallel:
+                results.append(bench_server(args.llama_server, args.model, jobs, parallel, Path(tmp)))
+        elif args.server_parallel:
+            log(f"no llama-server at {args.llama_server} (scripts/bench-report builds it): measuring medgemma only")
     loop = None if args.skip_loop else bench_loop(args.binary, args.model, jobs)
     print(f"Model: {args.model.name}; {args.jobs} jobs, -n {MAX_TOKENS} -t 2 -c 512, greedy, shared system prompt\n")
     if loop is None:
-        base = max(results, key=lambda r: r.wall_s)
+        base = next((r for r in results if r.mode.startswith("llama-server")), None) or \
+            max(results, key=lambda r: r.wall_s)
         print(table(results, base).replace("vs loop", f"vs {base.mode}"))
     else:
         print(table(results + [loop], loop))

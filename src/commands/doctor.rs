@@ -458,6 +458,9 @@ fn cache_folders() -> Vec<CacheFolder> {
             folders.push(("SHA-256 memory of batch", dir.to_path_buf()));
         }
     }
+    if let Some(dir) = crate::image_cache::dir_from_vars(|k| std::env::var_os(k)) {
+        folders.push(("image embedding cache (medgemma cache)", dir));
+    }
     folders
         .into_iter()
         .map(|(what, path)| CacheFolder {
