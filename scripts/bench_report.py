@@ -337,7 +337,14 @@ def main() -> int:
                         help="stop when every 95%% interval of a ratio is narrower than ± this (default 0.03)")
     parser.add_argument("--image-reps", type=int, default=2, help="image encodings per tool and thread count (0: none)")
     parser.add_argument("--skip-crate", action="store_true", help="leave out the crate-sources reference")
+    parser.add_argument("--replot", action="store_true",
+                        help="measure nothing: print the tables and redraw the chart from docs/bench/results.json")
     args = parser.parse_args()
+    if args.replot:
+        results = json.loads((OUT / "results.json").read_text())
+        print_tables(results)
+        chart(results, OUT / "tokens-per-second.png")
+        return 0
     if args.min_rounds < 2 or args.max_rounds < args.min_rounds:
         parser.error("--min-rounds must be at least 2 and at most --max-rounds")
 
@@ -446,25 +453,26 @@ def chart(r: dict, path: Path) -> None:
     except ImportError:
         log("matplotlib is not installed (pip install -r scripts/requirements-bench.txt): no chart")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     labels = [f"{x['quant'].upper()}\n{x['threads']} thr" for x in r["runs"]]
     tools = ["medgemma", *r["references"]]
     xs = range(len(labels))
     w = 0.8 / len(tools)
     for ax, key, title in ((axes[0], "pp", "prompt processing"), (axes[1], "tg", "generation")):
         for i, tool in enumerate(tools):
-            label = "medgemma bench" if tool == "medgemma" else f"llama-bench ({r['references'][tool]['name']})"
+            label = "medgemma bench" if tool == "medgemma" else f"llama-bench: {r['references'][tool]['name']}"
             ax.bar([x + (i - (len(tools) - 1) / 2) * w for x in xs], [x["tools"][tool][key]["mean"] for x in r["runs"]],
                    w, label=label, yerr=[x["tools"][tool][key]["stddev"] for x in r["runs"]])
         if key == "tg":
             ax.scatter(list(xs), [x["tg_bound"] for x in r["runs"]], marker="_", s=900, color="black",
                        label="memory-bandwidth bound", zorder=3)
         ax.set_xticks(list(xs), labels)
-        ax.set_ylabel("tokens/s")
+        ax.set_ylabel("tokens/s (mean ± sd over rounds)")
         ax.set_title(f"{title}, synthetic MedGemma 4B")
-        ax.legend(fontsize=7)
+    handles, names = axes[1].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"{r['cpu']} ({r['logical_cpus']} CPUs)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     log(f"wrote {path}")
 
