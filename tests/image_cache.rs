@@ -223,6 +223,18 @@ fn cache_shows_and_clears() {
     let empty = show(&home);
     assert_eq!((empty["entries"].as_u64(), empty["bytes"].as_u64()), (Some(0), Some(0)));
     assert_eq!(empty["dir"], json!(images_dir(&home)));
+    // doctor lists the same folder among the caches.
+    // (its exit status depends on the machine's checks, not on this)
+    let (_, stdout, _) = output(with_home(&home).args(["doctor", "--json"]));
+    let doctor: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        doctor["caches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == json!(images_dir(&home)) && c["what"].as_str().unwrap().contains("image")),
+        "{doctor:#}"
+    );
     run_image(
         &home,
         &fixtures().join("images/chest.png"),
