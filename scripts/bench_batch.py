@@ -161,9 +161,13 @@ def bench_server(server: Path, model: Path, jobs: list[str], parallel: int, tmp:
         loaded = time.monotonic() - start
 
         def ask(q: str) -> dict:
-            return post(base + "/v1/chat/completions", {
-                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
-                "max_tokens": MAX_TOKENS, "temperature": 0}, timeout=3600)
+            try:
+                return post(base + "/v1/chat/completions", {
+                    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
+                    "max_tokens": MAX_TOKENS, "temperature": 0}, timeout=3600)
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as e:
+                log(f"llama-server request failed: {e}")
+                return {}
 
         generated = failed = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
