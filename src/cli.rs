@@ -64,6 +64,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// Run many jobs from a JSONL file (or one per image of a folder) into a JSONL file; resumable.
     Batch(BatchArgs),
+    /// Serve the model over HTTP on this machine: OpenAI's chat completions API and ollama's chat API, with
+    /// concurrent requests decoded together.
+    Serve(ServeArgs),
     /// Show what a GGUF file holds (model or mmproj); given both, check that they fit together.
     Info(InfoArgs),
     /// Quantise a MedGemma GGUF model to a smaller type (e.g. an F16 or F32 conversion to Q4_K_M).
@@ -661,6 +664,53 @@ pub struct EvalArgs {
     pub dicom: DicomArgs,
     #[command(flatten)]
     pub series_select: SeriesArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
+/// `medgemma serve`
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The address to listen on. Anything but a loopback address exposes the model (and what people send it) to
+    /// the network: give it an --api-key.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port to listen on (0: any free port, printed on stderr).
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Requests answered together (continuous batching); each has the full context size (-c).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+    /// Requests that may wait for a free sequence; beyond them a request is answered 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub queue: u32,
+    /// Require this key from every client (`Authorization: Bearer KEY`; /health is open). Also:
+    /// MEDGEMMA_API_KEY.
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "MEDGEMMA_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// A folder whose image files requests may name by absolute path (repeatable); otherwise images come only as
+    /// data URLs (OpenAI) or base64 (ollama). Web URLs are always refused.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_paths: Vec<PathBuf>,
+    /// The largest request body, in MiB (images are sent inside it).
+    #[arg(long = "max-body-mb", value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_body_mb: u32,
+    /// The most images one request may carry.
+    #[arg(long = "max-images", value_name = "N", default_value_t = 8)]
+    pub max_images: u32,
+    /// How a non-square image is made square (see `medgemma run --help`).
+    #[arg(long = "image-fit", value_name = "HOW", value_enum, default_value_t = ImageFit::Pad)]
+    pub image_fit: ImageFit,
+    /// Defaults for requests that do not say; -n/--max-tokens is also the most a request may ask for.
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]

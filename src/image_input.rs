@@ -182,8 +182,26 @@ impl ImageInput {
     /// A DICOM file's notices (no window: min-max) go to stderr, naming the file.
     pub fn load_with(path: &Path, fit: ImageFit, side: u32, dicom: &DicomOptions) -> Result<ImageInput, ImageError> {
         let bytes = read_image_file(path)?;
-        if crate::dicom::is_dicom(&bytes) {
-            let rgb = fit_square(load_dicom(path, &bytes, fit, dicom)?, fit, side.max(1));
+        Self::from_bytes(path, &bytes, fit, side, dicom)
+    }
+
+    /// [`ImageInput::load_with`] for an image already in memory (a server request's `data:` URL); `path` only
+    /// names it in messages. The same checks as a file's, its byte count included.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        fit: ImageFit,
+        side: u32,
+        dicom: &DicomOptions,
+    ) -> Result<ImageInput, ImageError> {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(ImageError::FileTooLarge {
+                path: path.to_path_buf(),
+                bytes: bytes.len() as u64,
+            });
+        }
+        if crate::dicom::is_dicom(bytes) {
+            let rgb = fit_square(load_dicom(path, bytes, fit, dicom)?, fit, side.max(1));
             return Ok(ImageInput {
                 path: path.to_path_buf(),
                 rgb,
@@ -194,7 +212,7 @@ impl ImageInput {
             reason,
         };
         let reader = || -> Result<_, ImageError> {
-            let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
                 .with_guessed_format()
                 .map_err(|e| not_image(e.to_string()))?;
             if reader.format().is_none() {
@@ -205,7 +223,7 @@ impl ImageInput {
         };
         // Decoders refuse a zero-sized image before we can see it; say what is wrong in plain words.
         // A truncated PNG whose header claims a huge size is refused for its size, the first thing wrong with it.
-        let zero_sized = |e: image::ImageError| match header_dims(&bytes) {
+        let zero_sized = |e: image::ImageError| match header_dims(bytes) {
             Some((w, h)) => check_dims(path, w, h, fit)
                 .err()
                 .unwrap_or_else(|| not_image(e.to_string())),

@@ -28,6 +28,7 @@ mod prompt;
 mod prompt_images;
 mod quant_eval;
 mod sandbox;
+mod server;
 mod settings;
 mod structured;
 mod terminal;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Chat(args) => commands::chat::run(args),
         cli::Command::Batch(args) => commands::batch::run(args),
+        cli::Command::Serve(args) => commands::serve::run(args),
         cli::Command::Info(args) => commands::info::run(args),
         cli::Command::Quantize(args) => commands::quantize::run(args),
         cli::Command::EvalQuant(args) => commands::eval_quant::run(args),

@@ -64,8 +64,7 @@ pub enum Network {
     /// No sockets at all: `socket`, `connect`, `bind`, `listen` and `accept` answer EPERM.
     None,
     /// A listening socket opened before entering keeps accepting connections; no new socket can be made and no
-    /// connection can be opened (for a future `serve`).
-    #[allow(dead_code)] // no command serves yet
+    /// connection can be opened (`serve`).
     KeepListening,
 }
 

@@ -16,6 +16,7 @@ pub mod pull;
 pub mod quantize;
 pub mod rm;
 pub mod run;
+pub mod serve;
 
 /// The context length `model` was trained for, from its GGUF header; `None` when the header does not say or cannot be
 /// read (loading the model then reports what is wrong with the file).
