@@ -22,7 +22,7 @@ pub struct Cli {
     pub command: Command,
     /// Require the sandbox (Landlock file rules and a seccomp filter without sockets) and fail when it cannot be
     /// fully enforced. Without this flag it is entered where the kernel supports it, with a notice when not.
-    /// run, chat, batch, bench, eval-quant, quantize and info are confined; pull, list, rm and cache are not.
+    /// run, chat, batch, serve, bench, eval-quant, quantize and info are confined; pull, list, rm and cache are not.
     #[arg(long, global = true, conflicts_with = "no_sandbox")]
     pub sandbox: bool,
     /// Run without the sandbox (e.g. chat's /image of a file outside the current folder).

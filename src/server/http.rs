@@ -168,6 +168,10 @@ async fn tags(State(app): State<Arc<App>>) -> Response {
     .into_response()
 }
 
+/// Bytes of an over-long body read and dropped before answering 413, so that a client still sending gets the
+/// answer rather than a reset connection.
+const DRAIN_BYTES: u64 = 64 << 20;
+
 /// The request body, within the server's limit.
 async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
@@ -180,10 +184,28 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if declared.is_some_and(|n| n > max as u64 + DRAIN_BYTES) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| too_large())
+    let mut stream = body.into_data_stream();
+    let mut data = Vec::with_capacity(declared.map_or(0, |n| n.min(max as u64) as usize));
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read ({e})")))?;
+        total += chunk.len() as u64;
+        if total > max as u64 {
+            // Too long already: read on (and drop) a bounded amount, then answer.
+            if total > max as u64 + DRAIN_BYTES {
+                break;
+            }
+            continue;
+        }
+        data.extend_from_slice(&chunk);
+    }
+    if total > max as u64 {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(data))
 }
 
 /// Reads and parses a body off the async threads (decoding images takes a while), then queues its work.
