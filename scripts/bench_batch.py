@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark `medgemma batch` (--parallel 1, 2, 4, 8) against llama.cpp's llama-server and `medgemma run` per job.
+"""Benchmark `medgemma batch` (--parallel 1, 2, 4, 8) and `medgemma serve` against llama.cpp's llama-server and `medgemma run` per job.
 
 Every mode answers the same N short jobs (distinct short medical questions, one shared system prompt, greedy,
 at most 32 generated tokens, -t 2, 512 context positions per sequence). For each mode the wall time of the whole
@@ -11,7 +11,9 @@ per job; batch pays it once.
 llama-server (--llama-server PATH; scripts/bench_report.py builds it from the newest llama.cpp in
 target/llama-latest/build/bin) is started with `-np P -c 512*P -t 2` on 127.0.0.1, and all N requests are sent at
 once to /v1/chat/completions (system + user message, max_tokens 32, temperature 0); the wall time runs from the
-server's start to the last answer, so it includes the load, as batch's does.
+server's start to the last answer, so it includes the load, as batch's does. `medgemma serve` (--serve-parallel)
+is measured the same way through HTTP: `--parallel P -c 512 -t 2` (medgemma's -c is per sequence, llama-server's
+is shared by its P slots: 512 positions per sequence on both), the same requests at once.
 
 Prints a Markdown table on stdout and progress on stderr.
 
@@ -138,19 +140,29 @@ def post(url: str, body: dict, timeout: float) -> dict:
         return json.loads(r.read())
 
 
-def bench_server(server: Path, model: Path, jobs: list[str], parallel: int, tmp: Path) -> Result:
+def llama_server_cmd(server: Path, model: Path, port: int, parallel: int) -> list[str]:
+    return [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
+            "-c", str(512 * parallel), "-t", "2", "--temp", "0", "--no-webui"]
+
+
+def medgemma_serve_cmd(binary: Path, model: Path, port: int, parallel: int) -> list[str]:
+    return [str(binary), "serve", "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel",
+            str(parallel), *COMMON]
+
+
+def bench_server(name: str, cmd_for, model: Path, jobs: list[str], parallel: int, tmp: Path) -> Result:
+    """Wall time of `jobs` sent at once to an OpenAI-compatible server started by `cmd_for(port)`, load included."""
     port = free_port()
-    cmd = [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
-           "-c", str(512 * parallel), "-t", "2", "--temp", "0", "--no-webui"]
+    cmd = cmd_for(port)
     log(f"running: {' '.join(cmd)}")
-    err = open(tmp / f"server-np{parallel}.log", "w")
+    err = open(tmp / f"{name.replace(' ', '-')}-{parallel}.log", "w")
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     base = f"http://127.0.0.1:{port}"
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {proc.returncode}; see {err.name}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {err.name}")
             try:
                 with urllib.request.urlopen(base + "/health", timeout=2) as r:
                     if r.status == 200:
@@ -166,7 +178,7 @@ def bench_server(server: Path, model: Path, jobs: list[str], parallel: int, tmp:
                     "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
                     "max_tokens": MAX_TOKENS, "temperature": 0}, timeout=3600)
             except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as e:
-                log(f"llama-server request failed: {e}")
+                log(f"{name} request failed: {e}")
                 return {}
 
         generated = failed = 0
@@ -181,8 +193,8 @@ def bench_server(server: Path, model: Path, jobs: list[str], parallel: int, tmp:
         proc.terminate()
         proc.wait(timeout=60)
         err.close()
-    log(f"llama-server -np {parallel}: {wall:.1f} s ({loaded:.1f} s to load), {generated} tokens, {failed} failed")
-    return Result(f"llama-server -np {parallel}", wall, len(jobs), generated, failed)
+    log(f"{name} {parallel}: {wall:.1f} s ({loaded:.1f} s to load), {generated} tokens, {failed} failed")
+    return Result(f"{name} {parallel}", wall, len(jobs), generated, failed)
 
 
 def table(results: list[Result], loop: Result) -> str:
@@ -208,6 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "when it exists)")
     parser.add_argument("--server-parallel", type=int, nargs="*", default=[8],
                         help="llama-server -np values to measure (default 8; none: leave the server out)")
+    parser.add_argument("--serve-parallel", type=int, nargs="*", default=[8],
+                        help="medgemma serve --parallel values to measure (default 8; none: leave it out)")
     return parser.parse_args(argv)
 
 
@@ -225,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         for parallel in args.parallel:
             results.append(bench_batch(args.binary, args.model, jobs, parallel, Path(tmp)))
+        for parallel in args.serve_parallel:
+            cmd = lambda port, p=parallel: medgemma_serve_cmd(args.binary, args.model, port, p)  # noqa: E731
+            results.append(bench_server("medgemma serve --parallel", cmd, args.model, jobs, parallel, Path(tmp)))
         if args.llama_server.is_file():
             for parallel in args.server_parallel:
-                results.append(bench_server(args.llama_server, args.model, jobs, parallel, Path(tmp)))
+                cmd = lambda port, p=parallel: llama_server_cmd(args.llama_server, args.model, port, p)  # noqa: E731
+                results.append(bench_server("llama-server -np", cmd, args.model, jobs, parallel, Path(tmp)))
         elif args.server_parallel:
             log(f"no llama-server at {args.llama_server} (scripts/bench-report builds it): measuring medgemma only")
     loop = None if args.skip_loop else bench_loop(args.binary, args.model, jobs)
