@@ -213,7 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--binary", type=Path, default=Path(__file__).resolve().parent.parent / "target/release/medgemma",
                         help="the medgemma binary (default target/release/medgemma)")
     parser.add_argument("--skip-loop", action="store_true", help="measure batch modes only (ratios then omitted)")
-    parser.add_argument("--parallel", type=int, nargs="+", default=list(PARALLELS),
+    parser.add_argument("--parallel", type=int, nargs="*", default=list(PARALLELS),
                         help=f"the batch modes to measure (default {' '.join(map(str, PARALLELS))})")
     parser.add_argument("--llama-server", type=Path, default=ROOT / "target/llama-latest/build/bin/llama-server",
                         help="llama.cpp's llama-server (default: the one scripts/bench-report builds; measured "

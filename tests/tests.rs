@@ -28,4 +28,5 @@ mod parity;
 mod quantize;
 mod sandbox;
 mod series_prompt;
+mod serve;
 mod structured;

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::ServeArgs;
 use crate::server::http::{router, App, ModelListing};
+use crate::server::log;
 use crate::server::request::{Limits, RequestRules};
 use crate::server::worker::{self, EngineSetup, Shared};
 
@@ -41,8 +42,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let local = listener.local_addr()?;
     crate::terminal::research_notice();
     if !local.ip().is_loopback() && args.api_key.is_none() {
-        eprintln!(
-            "medgemma: WARNING: listening on {local}, reachable from other machines, WITHOUT an API key: anyone who \
+        log!(
+            "WARNING: listening on {local}, reachable from other machines, WITHOUT an API key: anyone who \
              can reach this port can use the model and send it patient data. Add --api-key KEY (or \
              MEDGEMMA_API_KEY), or serve on 127.0.0.1."
         );
@@ -91,8 +92,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         api_key: args.api_key.clone(),
         model,
     });
-    eprintln!(
-        "medgemma: serving {} on http://{local} (OpenAI: /v1/chat/completions, ollama: /api/chat); loading the \
+    log!(
+        "serving {} on http://{local} (OpenAI: /v1/chat/completions, ollama: /api/chat); loading the \
          model (GET /health says 200 when ready); Ctrl-C stops",
         app.model.id
     );
@@ -114,7 +115,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?
             .context("the model could not be served")?;
     }
-    eprintln!("medgemma: server stopped");
+    log!("server stopped");
     Ok(())
 }
 
@@ -137,7 +138,7 @@ async fn serve(listener: std::net::TcpListener, app: Arc<App>, shared: Arc<Share
     };
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,
-        () = grace => eprintln!("medgemma: connections still open after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs()),
+        () = grace => log!("connections still open after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs()),
     }
     Ok(())
 }
@@ -152,9 +153,9 @@ async fn stop_requested(shared: &Shared) {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => eprintln!("medgemma: stopping (SIGINT): answers in flight end now"),
+        _ = tokio::signal::ctrl_c() => log!("stopping (SIGINT): answers in flight end now"),
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {
-            eprintln!("medgemma: stopping (SIGTERM): answers in flight end now")
+            log!("stopping (SIGTERM): answers in flight end now")
         }
         () = engine_gone => {}
     }

@@ -13,3 +13,16 @@ pub mod openai;
 pub mod request;
 pub mod stop;
 pub mod worker;
+
+/// Writes one line to stderr, ignoring a closed stderr: a server must not fall over because its log reader went
+/// away (`eprintln!` would panic).
+pub fn write_log(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "medgemma: {args}");
+}
+
+/// `log!("...", args)`: [`write_log`] with `format_args!`.
+macro_rules! log {
+    ($($arg:tt)*) => { $crate::server::write_log(format_args!($($arg)*)) };
+}
+pub(crate) use log;

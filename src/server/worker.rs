@@ -20,6 +20,7 @@ use super::error::{from_engine, ApiError};
 use super::request::{Ask, Event, Outcome};
 use super::stop::StopStrings;
 use crate::engine::{Engine, FinishReason, Finished, GeneratedToken, LlamaScheduler, LoadOptions, Scheduler};
+use crate::server::log;
 use crate::settings::{ContextSettings, Grammar};
 
 /// A request on its way to the engine, with where its events go.
@@ -117,8 +118,8 @@ fn serve(setup: &EngineSetup, queue: Receiver<Work>, shared: &Shared) -> Result<
     let parallel = setup.parallel.max(1);
     let mut scheduler: LlamaScheduler<Answering> = Scheduler::new(&engine, &setup.context, parallel, true)?;
     shared.ready.store(true, Ordering::Release);
-    eprintln!(
-        "medgemma: model loaded in {:.1} s; {parallel} sequence(s) of {} positions",
+    log!(
+        "model loaded in {:.1} s; {parallel} sequence(s) of {} positions",
         started.elapsed().as_secs_f64(),
         scheduler.ctx_size()
     );
@@ -174,7 +175,7 @@ fn serve(setup: &EngineSetup, queue: Receiver<Work>, shared: &Shared) -> Result<
         }
     }
     if let Some(line) = engine.image_use().and_then(|u| crate::terminal::image_use_line(&u)) {
-        eprintln!("medgemma: {line}");
+        log!("{line}");
     }
     Ok(())
 }
@@ -188,11 +189,11 @@ fn admit(
 ) -> Option<Finished<Answering>> {
     let Work { id, ask, events } = work;
     if events.is_closed() {
-        eprintln!("medgemma: request {id}: the client left before it started");
+        log!("request {id}: the client left before it started");
         return None;
     }
     let fail = |e: ApiError| {
-        eprintln!("medgemma: request {id}: refused ({}): {}", e.status.as_u16(), e.message);
+        log!("request {id}: refused ({}): {}", e.status.as_u16(), e.message);
         let _ = events.send(Event::Failed(e));
     };
     let mut sampling = ask.sampling;
@@ -244,7 +245,7 @@ fn report(done: Finished<Answering>, stopping: &AtomicBool) {
         Ok(generation) => generation,
         Err(e) => {
             let e = from_engine(&e);
-            eprintln!("medgemma: request {id}: failed: {}", e.message);
+            log!("request {id}: failed: {}", e.message);
             let _ = events.send(Event::Failed(e));
             return;
         }
@@ -252,14 +253,14 @@ fn report(done: Finished<Answering>, stopping: &AtomicBool) {
     let mut stop = stop.into_inner();
     if generation.finish == FinishReason::Interrupted && !stop.stopped() {
         if stopping.load(Ordering::Acquire) {
-            eprintln!("medgemma: request {id}: cancelled (the server is stopping)");
+            log!("request {id}: cancelled (the server is stopping)");
             let _ = events.send(Event::Failed(ApiError::busy(
                 "the server is shutting down; the answer was not finished",
                 5,
             )));
         } else {
-            eprintln!(
-                "medgemma: request {id}: cancelled after {} tokens (the client went away); its sequence is free",
+            log!(
+                "request {id}: cancelled after {} tokens (the client went away); its sequence is free",
                 generation.tokens.len()
             );
         }
@@ -283,8 +284,8 @@ fn report(done: Finished<Answering>, stopping: &AtomicBool) {
         prompt_ms: done.stats.prompt_ms,
         generation_ms: done.stats.generation_ms,
     };
-    eprintln!(
-        "medgemma: request {id}: {} prompt positions ({} cached), {} tokens, {finish_reason}, {:.2} s",
+    log!(
+        "request {id}: {} prompt positions ({} cached), {} tokens, {finish_reason}, {:.2} s",
         outcome.prompt_tokens,
         outcome.cached_tokens,
         outcome.completion_tokens,
