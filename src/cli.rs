@@ -206,9 +206,17 @@ pub struct ModelArgs {
     /// Use only models already on this machine, never the network (also: HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
-    /// Number of layers to offload to the GPU (GPU builds only; 0 = CPU only).
-    #[arg(long = "gpu-layers", value_name = "N", default_value_t = 0)]
-    pub gpu_layers: u32,
+    /// Layers to offload to the GPU: auto (as many as fit in the device's free memory with room for the KV cache
+    /// at the chosen context; --verbose prints the plan), all, or a number (0 = CPU only). GPU builds only: a CPU
+    /// build runs on the CPU.
+    #[arg(long = "gpu-layers", value_name = "auto|all|N", default_value = "auto")]
+    pub gpu_layers: crate::gpu_plan::GpuLayers,
+    /// The GPU to use, by name as `medgemma doctor` lists it (e.g. Vulkan0, CUDA0) [default: the first GPU].
+    #[arg(long = "gpu-device", value_name = "NAME")]
+    pub gpu_device: Option<String>,
+    /// Put the vision projector on the GPU too, when it fits beside the layers.
+    #[arg(long = "mmproj-offload", value_name = "on|off", value_enum, default_value_t = OnOff::On)]
+    pub mmproj_offload: OnOff,
     /// Show llama.cpp's own logs and timing statistics on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -240,7 +248,12 @@ impl ModelArgs {
         Ok(crate::engine::LoadOptions {
             model: files.model.clone(),
             mmproj: files.mmproj.clone(),
-            gpu_layers: self.gpu_layers,
+            gpu: crate::engine::GpuOptions {
+                layers: self.gpu_layers,
+                device: self.gpu_device.clone(),
+                mmproj_offload: self.mmproj_offload == OnOff::On,
+                kv_positions: None,
+            },
             threads,
             verbose: self.verbose,
             image_cache: match files.mmproj {
@@ -321,6 +334,13 @@ pub struct FormatArgs {
     /// Answer following this GBNF grammar (llama.cpp's grammar format, root rule `root`).
     #[arg(long, value_name = "FILE.gbnf")]
     pub grammar: Option<PathBuf>,
+}
+
+/// A switch given as on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 /// `--format`'s values.

@@ -18,6 +18,7 @@ mod files;
 mod fuzz;
 mod gguf;
 mod gguf_check;
+mod gpu_plan;
 mod hub;
 mod image_cache;
 mod image_input;

@@ -17,6 +17,7 @@ mod errors;
 mod eval;
 mod eval_quant;
 mod gguf_check;
+mod gpu_flags;
 mod hub;
 mod image_cache;
 mod info;

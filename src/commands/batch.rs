@@ -89,7 +89,8 @@ pub fn run(args: BatchArgs) -> Result<()> {
     }
     if !todo.is_empty() {
         // The results file is open already; what is left to read is the model and the jobs' images.
-        let options = args.model.load_options(&files, context.threads)?;
+        let mut options = args.model.load_options(&files, context.threads)?;
+        options.gpu.kv_positions = Some(super::kv_positions(&files.model, &context, args.parallel));
         crate::sandbox::Policy::new("batch")
             .read_model(&files.model)
             .read_all(&files.mmproj)

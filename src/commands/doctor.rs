@@ -27,6 +27,8 @@ struct Report {
     kernel: String,
     sandbox: SandboxReport,
     caches: Vec<CacheFolder>,
+    /// Every device llama.cpp sees in this build (the CPU included), with its memory.
+    devices: Vec<crate::engine::Device>,
     checks: Vec<Check>,
     ok: bool,
 }
@@ -218,6 +220,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             proof,
         },
         caches,
+        devices: crate::engine::devices(),
         checks,
         ok,
     };
@@ -256,6 +259,33 @@ fn write_text(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
             .map_or_else(|| "free space unknown".into(), |b| format!("{} free", human_bytes(b)));
         let state = if c.exists { "" } else { " (not created yet)" };
         writeln!(out, "cache      {}: {}{state}, {free}", c.what, c.path.display())?;
+    }
+    for d in &r.devices {
+        let memory = if d.kind == "cpu" {
+            String::new()
+        } else {
+            format!(
+                ", {} free of {}",
+                human_bytes(d.memory_free),
+                human_bytes(d.memory_total)
+            )
+        };
+        writeln!(
+            out,
+            "device     {} ({}, {}): {}{memory}",
+            d.name, d.backend, d.kind, d.description
+        )?;
+    }
+    if !r.devices.iter().any(|d| d.kind != "cpu") {
+        writeln!(
+            out,
+            "device     no GPU: {}",
+            if r.build.gpu_features.is_empty() {
+                "this is a CPU build (scripts/build --features vulkan or cuda makes a GPU build)"
+            } else {
+                "none found by this GPU build (lavapipe, the Vulkan CPU device, shows with GGML_VK_VISIBLE_DEVICES=0)"
+            }
+        )?;
     }
     writeln!(out)?;
     for c in &r.checks {

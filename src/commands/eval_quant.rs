@@ -44,7 +44,11 @@ fn load(path: &Path, threads: i32, verbose: bool) -> Result<Engine> {
     Ok(Engine::load(&LoadOptions {
         model: path.to_path_buf(),
         mmproj: None,
-        gpu_layers: 0,
+        // Measured on the CPU: the reference for every quantisation is the same arithmetic.
+        gpu: crate::engine::GpuOptions {
+            layers: crate::gpu_plan::GpuLayers::Count(0),
+            ..Default::default()
+        },
         threads,
         verbose,
         // Projectors are being compared: every image is encoded by the one under test.

@@ -58,7 +58,11 @@ fn load_for_generation(model: &Path, mmproj: &Path, n: usize, threads: i32, verb
     Ok(Some(Engine::load(&LoadOptions {
         model: model.to_path_buf(),
         mmproj: Some(mmproj.to_path_buf()),
-        gpu_layers: 0,
+        // Measured on the CPU: the reference for every quantisation is the same arithmetic.
+        gpu: crate::engine::GpuOptions {
+            layers: crate::gpu_plan::GpuLayers::Count(0),
+            ..Default::default()
+        },
         threads,
         verbose,
         // Projectors are being compared: every image is encoded by the one under test.

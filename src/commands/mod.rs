@@ -42,6 +42,14 @@ pub(crate) fn resolve_for_results(
     Ok(files)
 }
 
+/// KV positions of a context of `parallel` sequences (for the GPU fit): `-c` each, or the default context size.
+pub(crate) fn kv_positions(model: &std::path::Path, context: &crate::settings::ContextSettings, parallel: u32) -> u64 {
+    let per_sequence = context
+        .ctx_size
+        .map_or_else(|| trained_length(model).unwrap_or(8192).min(8192), u64::from);
+    per_sequence * u64::from(parallel.max(1))
+}
+
 /// Refuses `-c/--ctx-size` beyond the model's trained length unless `--allow-long-context` (run, chat, batch),
 /// before anything is loaded or written.
 pub(crate) fn check_ctx_size(model: &std::path::Path, context: &crate::cli::ContextArgs) -> anyhow::Result<()> {

@@ -50,7 +50,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
 
     let context = args.context.settings();
-    let options = args.model.load_options(&files, context.threads)?;
+    let mut options = args.model.load_options(&files, context.threads)?;
+    options.gpu.kv_positions = Some(super::kv_positions(&files.model, &context, args.parallel));
     crate::sandbox::Policy::new("serve")
         .read_model(&files.model)
         .read_all(&files.mmproj)

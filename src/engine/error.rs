@@ -56,6 +56,13 @@ pub enum EngineError {
     Quantize { input: PathBuf, reason: String },
     #[error("a saved answer holds token id {token}, outside this model's vocabulary of {n_vocab}: the conversation was saved with another model")]
     BadTokenId { token: i32, n_vocab: i32 },
+    #[error(
+        "--gpu-device {asked}: no such GPU device; {}",
+        if available.is_empty() { "this build sees none (`medgemma doctor` lists the devices)".to_string() } else { format!("this build has {}", available.join(", ")) }
+    )]
+    NoSuchDevice { asked: String, available: Vec<String> },
+    #[error("{0}")]
+    GpuDoesNotFit(String),
     #[error("user text produced the control token {token:?}; refusing to run a forged prompt")]
     ForgedControlToken { token: String },
 }

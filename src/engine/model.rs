@@ -26,8 +26,8 @@ use crate::prompt::{ControlToken, PROTECTED_TOKEN_TEXTS};
 pub struct LoadOptions {
     pub model: PathBuf,
     pub mmproj: Option<PathBuf>,
-    /// Layers offloaded to the GPU (0 on a CPU-only build).
-    pub gpu_layers: u32,
+    /// What goes to the GPU (nothing on a CPU-only build).
+    pub gpu: super::gpu::GpuOptions,
     /// Threads for the vision encoder.
     pub threads: i32,
     /// Show llama.cpp's own logging on stderr.
@@ -156,7 +156,15 @@ impl Engine {
             path: options.model.clone(),
             reason: String::new(),
         })?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
+        let mmproj_bytes = mmproj_header.as_ref().map(|h| h.file_len);
+        let placement = super::gpu::placement(&options.gpu, &model_header, mmproj_bytes, options.verbose)?;
+        let mut params = LlamaModelParams::default().with_n_gpu_layers(placement.layers);
+        if let Some(device) = placement.device {
+            params = params.with_devices(&[device]).map_err(|e| EngineError::ModelLoad {
+                path: options.model.clone(),
+                reason: format!("cannot select the GPU device: {e}"),
+            })?;
+        }
         let model = match LlamaModel::load_from_file(backend, &options.model, &params) {
             Ok(model) => model,
             Err(_) => {
@@ -171,7 +179,7 @@ impl Engine {
         let vision = match (&options.mmproj, &mmproj_header) {
             (Some(path), Some(header)) => {
                 let params = MtmdContextParams {
-                    use_gpu: options.gpu_layers > 0,
+                    use_gpu: placement.mmproj_on_gpu,
                     print_timings: options.verbose,
                     n_threads: options.threads,
                     media_marker: CString::new(mtmd_default_marker()).expect("marker has no NUL"),
