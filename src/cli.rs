@@ -209,7 +209,12 @@ pub struct ModelArgs {
     /// Layers to offload to the GPU: auto (as many as fit in the device's free memory with room for the KV cache
     /// at the chosen context; --verbose prints the plan), all, or a number (0 = CPU only). GPU builds only: a CPU
     /// build runs on the CPU.
-    #[arg(long = "gpu-layers", value_name = "auto|all|N", default_value = "auto")]
+    #[arg(
+        long = "gpu-layers",
+        value_name = "auto|all|N",
+        default_value = "auto",
+        env = "MEDGEMMA_GPU_LAYERS"
+    )]
     pub gpu_layers: crate::gpu_plan::GpuLayers,
     /// The GPU to use, by name as `medgemma doctor` lists it (e.g. Vulkan0, CUDA0) [default: the first GPU].
     #[arg(long = "gpu-device", value_name = "NAME")]

@@ -18,6 +18,8 @@ mod eval;
 mod eval_quant;
 mod gguf_check;
 mod gpu_flags;
+#[cfg(any(feature = "cuda", feature = "vulkan", feature = "metal"))]
+mod gpu_parity;
 mod hub;
 mod image_cache;
 mod info;
