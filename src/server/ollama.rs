@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::openai::{number, schema_format, seed, stop_strings};
-use super::request::{conversation, decode_base64, Ask, Outcome, RequestRules};
+use super::request::{
+    conversation, decode_base64, field_error, message_list, role, Ask, Messages, Outcome, RequestRules,
+};
 use crate::conversation::{Part, Role};
 use crate::settings::Allowed;
 use crate::structured::OutputFormat;
@@ -17,10 +19,6 @@ use crate::structured::OutputFormat;
 pub struct ChatRequest {
     pub ask: Ask,
     pub stream: bool,
-}
-
-fn field_error(field: &str, what: &str) -> ApiError {
-    ApiError::bad_request(format!("{field}: {what}"))
 }
 
 /// Parses an `/api/chat` body; images are decoded here.
@@ -91,19 +89,8 @@ pub fn parse(body: &[u8], rules: &RequestRules) -> Result<ChatRequest, ApiError>
     })
 }
 
-type Messages = (
-    Option<String>,
-    Vec<(Role, Vec<Part>)>,
-    Vec<crate::image_input::ImageInput>,
-);
-
 fn messages(value: Option<&Value>, rules: &RequestRules) -> Result<Messages, ApiError> {
-    let list = match value {
-        Some(Value::Array(list)) if !list.is_empty() => list,
-        Some(Value::Array(_)) => return Err(field_error("messages", "is empty: send at least one user message")),
-        None | Some(Value::Null) => return Err(field_error("messages", "missing")),
-        Some(_) => return Err(field_error("messages", "must be a list of messages")),
-    };
+    let list = message_list(value)?;
     let n_images: usize = list
         .iter()
         .filter_map(|m| m.get("images").and_then(Value::as_array))
@@ -115,18 +102,7 @@ fn messages(value: Option<&Value>, rules: &RequestRules) -> Result<Messages, Api
     let mut images = Vec::new();
     for (i, message) in list.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let role = match message.get("role").and_then(Value::as_str) {
-            Some("system") => Role::System,
-            Some("user") => Role::User,
-            Some("assistant") => Role::Model,
-            Some(other) => {
-                return Err(field_error(
-                    &format!("{at}.role"),
-                    &format!("{other:?} is not one of system, user, assistant"),
-                ))
-            }
-            None => return Err(field_error(&format!("{at}.role"), "missing")),
-        };
+        let role = role(message, &at)?;
         let text = match message.get("content") {
             Some(Value::String(text)) => text.clone(),
             None | Some(Value::Null) => String::new(),

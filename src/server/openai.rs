@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::request::{conversation, Ask, Outcome, RequestRules};
+use super::request::{conversation, field_error, message_list, role, Ask, Messages, Outcome, RequestRules};
 use crate::conversation::{Part, Role};
 use crate::settings::{Allowed, SamplingSettings};
 use crate::structured::{OutputFormat, Schema};
@@ -19,10 +19,6 @@ pub struct ChatRequest {
     pub ask: Ask,
     pub stream: bool,
     pub include_usage: bool,
-}
-
-fn field_error(field: &str, what: &str) -> ApiError {
-    ApiError::bad_request(format!("{field}: {what}"))
 }
 
 /// Parses a chat completion request body; images are decoded here (the caller runs this off the async threads).
@@ -178,19 +174,8 @@ pub fn schema_format(schema: &Value, field: &str) -> Result<OutputFormat, ApiErr
         .map_err(|e| field_error(field, &e.to_string()))
 }
 
-type Messages = (
-    Option<String>,
-    Vec<(Role, Vec<Part>)>,
-    Vec<crate::image_input::ImageInput>,
-);
-
 fn messages(value: Option<&Value>, rules: &RequestRules) -> Result<Messages, ApiError> {
-    let list = match value {
-        Some(Value::Array(list)) if !list.is_empty() => list,
-        Some(Value::Array(_)) => return Err(field_error("messages", "is empty: send at least one user message")),
-        None | Some(Value::Null) => return Err(field_error("messages", "missing")),
-        Some(_) => return Err(field_error("messages", "must be a list of messages")),
-    };
+    let list = message_list(value)?;
     let n_images: usize = list
         .iter()
         .filter_map(|m| m.get("content").and_then(Value::as_array))
@@ -207,18 +192,7 @@ fn messages(value: Option<&Value>, rules: &RequestRules) -> Result<Messages, Api
     let mut images = Vec::new();
     for (i, message) in list.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let role = match message.get("role").and_then(Value::as_str) {
-            Some("system") | Some("developer") => Role::System,
-            Some("user") => Role::User,
-            Some("assistant") | Some("model") => Role::Model,
-            Some(other) => {
-                return Err(field_error(
-                    &format!("{at}.role"),
-                    &format!("{other:?} is not one of system, developer, user, assistant"),
-                ))
-            }
-            None => return Err(field_error(&format!("{at}.role"), "missing")),
-        };
+        let role = role(message, &at)?;
         let mut parts = Vec::new();
         match message.get("content") {
             Some(Value::String(text)) => parts.push(Part::Text(text.clone())),
@@ -308,29 +282,31 @@ pub fn completion(id: &str, model: &str, created: u64, outcome: &Outcome) -> Val
     })
 }
 
-/// One `chat.completion.chunk`: a delta, and the finish reason on the last.
-pub fn chunk(id: &str, model: &str, created: u64, delta: Value, finish_reason: Option<&str>) -> Value {
-    json!({
+/// A `chat.completion.chunk` with `choices` (and `usage`, on the last with `stream_options.include_usage`).
+fn chunk_with(id: &str, model: &str, created: u64, choices: Value, usage: Option<Value>) -> Value {
+    let mut chunk = json!({
         "id": id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "system_fingerprint": fingerprint(),
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-    })
+        "choices": choices,
+    });
+    if let Some(usage) = usage {
+        chunk["usage"] = usage;
+    }
+    chunk
+}
+
+/// One `chat.completion.chunk`: a delta, and the finish reason on the last.
+pub fn chunk(id: &str, model: &str, created: u64, delta: Value, finish_reason: Option<&str>) -> Value {
+    let choices = json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}]);
+    chunk_with(id, model, created, choices, None)
 }
 
 /// The chunk that carries `usage` after the last (with `stream_options.include_usage`).
 pub fn usage_chunk(id: &str, model: &str, created: u64, outcome: &Outcome) -> Value {
-    json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": fingerprint(),
-        "choices": [],
-        "usage": usage(outcome),
-    })
+    chunk_with(id, model, created, json!([]), Some(usage(outcome)))
 }
 
 fn fingerprint() -> String {

@@ -172,6 +172,39 @@ impl RequestRules {
     }
 }
 
+/// A wrong field of a request: `FIELD: WHAT` (400).
+pub fn field_error(field: &str, what: &str) -> ApiError {
+    ApiError::bad_request(format!("{field}: {what}"))
+}
+
+/// A request's messages as parsed: the system prompt, the turns (role and parts), the images in prompt order.
+pub type Messages = (Option<String>, Vec<(Role, Vec<Part>)>, Vec<ImageInput>);
+
+/// The `messages` field: a non-empty list.
+pub fn message_list(value: Option<&serde_json::Value>) -> Result<&Vec<serde_json::Value>, ApiError> {
+    use serde_json::Value;
+    match value {
+        Some(Value::Array(list)) if !list.is_empty() => Ok(list),
+        Some(Value::Array(_)) => Err(field_error("messages", "is empty: send at least one user message")),
+        None | Some(Value::Null) => Err(field_error("messages", "missing")),
+        Some(_) => Err(field_error("messages", "must be a list of messages")),
+    }
+}
+
+/// A message's `role`: system (also `developer` for OpenAI), user, assistant (also `model`).
+pub fn role(message: &serde_json::Value, at: &str) -> Result<Role, ApiError> {
+    match message.get("role").and_then(serde_json::Value::as_str) {
+        Some("system") | Some("developer") => Ok(Role::System),
+        Some("user") => Ok(Role::User),
+        Some("assistant") | Some("model") => Ok(Role::Model),
+        Some(other) => Err(field_error(
+            &format!("{at}.role"),
+            &format!("{other:?} is not one of system, user, assistant"),
+        )),
+        None => Err(field_error(&format!("{at}.role"), "missing")),
+    }
+}
+
 /// The bytes of a `data:` URL after `data:`: `[MEDIATYPE][;base64],DATA`. Only base64 data is taken.
 fn data_url_bytes(rest: &str) -> Result<Vec<u8>, String> {
     let (meta, data) = rest
