@@ -211,23 +211,9 @@ fn rfc3339(secs: u64, millis: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::request::Limits;
-    use crate::settings::SamplingSettings;
 
     fn rules() -> RequestRules {
-        RequestRules {
-            model_id: "m".into(),
-            aliases: vec![],
-            defaults: SamplingSettings::default(),
-            limits: Limits {
-                max_body: 1 << 20,
-                max_images: 4,
-                max_tokens: 64,
-            },
-            images: Default::default(),
-            allowed_paths: vec![],
-            has_vision: false,
-        }
+        crate::server::request::test_rules(4)
     }
 
     #[test]

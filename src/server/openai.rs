@@ -316,22 +316,9 @@ fn fingerprint() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::request::Limits;
 
     fn rules() -> RequestRules {
-        RequestRules {
-            model_id: "m".into(),
-            aliases: vec![],
-            defaults: SamplingSettings::default(),
-            limits: Limits {
-                max_body: 1 << 20,
-                max_images: 1,
-                max_tokens: 64,
-            },
-            images: Default::default(),
-            allowed_paths: vec![],
-            has_vision: false,
-        }
+        crate::server::request::test_rules(1)
     }
 
     fn parse_json(v: Value) -> Result<ChatRequest, ApiError> {

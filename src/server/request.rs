@@ -172,6 +172,27 @@ impl RequestRules {
     }
 }
 
+/// Rules for unit tests: model `m` (alias `tiny.gguf`), at most `max_images` images and 64 tokens, no projector.
+#[cfg(test)]
+pub fn test_rules(max_images: usize) -> RequestRules {
+    RequestRules {
+        model_id: "m".into(),
+        aliases: vec!["tiny.gguf".into()],
+        defaults: SamplingSettings::default(),
+        limits: Limits {
+            max_body: 1 << 20,
+            max_images,
+            max_tokens: 64,
+        },
+        images: ImageOptions {
+            side: 896,
+            ..ImageOptions::default()
+        },
+        allowed_paths: Vec::new(),
+        has_vision: false,
+    }
+}
+
 /// A wrong field of a request: `FIELD: WHAT` (400).
 pub fn field_error(field: &str, what: &str) -> ApiError {
     ApiError::bad_request(format!("{field}: {what}"))
@@ -277,19 +298,12 @@ mod tests {
     fn rules() -> RequestRules {
         RequestRules {
             model_id: "medgemma-4b-it".into(),
-            aliases: vec!["tiny.gguf".into()],
-            defaults: SamplingSettings::default(),
-            limits: Limits {
-                max_body: 1 << 20,
-                max_images: 2,
-                max_tokens: 100,
-            },
-            images: ImageOptions {
-                side: 896,
-                ..ImageOptions::default()
-            },
-            allowed_paths: Vec::new(),
             has_vision: true,
+            limits: Limits {
+                max_tokens: 100,
+                ..test_rules(2).limits
+            },
+            ..test_rules(2)
         }
     }
 
