@@ -384,3 +384,49 @@ def test_sigint_ends_answers_in_flight_and_exits_0(model):
     conn.close()
     assert "shutting down" in rest
     assert "cancelled (the server is stopping)" in s.stderr()
+
+
+def chest_dicom(path: Path) -> Path:
+    """A CT-like 16-bit DICOM of a synthetic gradient with a window, and made-up patient identifiers."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.PatientName = "Secret^Patient"
+    ds.PatientID = "PID-0042-SECRET"
+    y, x = np.mgrid[0:64, 0:48]
+    arr = (x * 20 + y * 10).astype(np.uint16)
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.SamplesPerPixel = 1
+    ds.Rows, ds.Columns = arr.shape
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.WindowCenter, ds.WindowWidth = -400, 1500
+    ds.PixelData = arr.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_over_http_equals_run_on_the_file(server, model, tmp_path):
+    dcm = chest_dicom(tmp_path / "ct.dcm")
+    prompt = "Describe this CT slice."
+    expected = run_answer(model, prompt, "--image", str(dcm))
+    url = "data:application/dicom;base64," + base64.b64encode(dcm.read_bytes()).decode()
+    answer = server.client().chat.completions.create(model=model_id(server), messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]}])
+    assert answer.choices[0].message.content == expected
+    status, lines = ollama_chat(server, {"stream": False, "messages": [
+        {"role": "user", "content": prompt, "images": [base64.b64encode(dcm.read_bytes()).decode()]}]})
+    assert status == 200 and lines[0]["message"]["content"] == expected
+    assert "Secret" not in server.stderr() and "PID-0042" not in server.stderr()
