@@ -220,6 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "when it exists)")
     parser.add_argument("--server-parallel", type=int, nargs="*", default=[8],
                         help="llama-server -np values to measure (default 8; none: leave the server out)")
+    parser.add_argument("--server-first", action="store_true",
+                        help="run llama-server before medgemma serve (to check that the order does not matter)")
     parser.add_argument("--serve-parallel", type=int, nargs="*", default=[8],
                         help="medgemma serve --parallel values to measure (default 8; none: leave it out)")
     return parser.parse_args(argv)
@@ -239,15 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         for parallel in args.parallel:
             results.append(bench_batch(args.binary, args.model, jobs, parallel, Path(tmp)))
+        ours, theirs = [], []
         for parallel in args.serve_parallel:
             cmd = lambda port, p=parallel: medgemma_serve_cmd(args.binary, args.model, port, p)  # noqa: E731
-            results.append(bench_server("medgemma serve --parallel", cmd, args.model, jobs, parallel, Path(tmp)))
+            ours.append(("medgemma serve --parallel", cmd, parallel))
         if args.llama_server.is_file():
             for parallel in args.server_parallel:
                 cmd = lambda port, p=parallel: llama_server_cmd(args.llama_server, args.model, port, p)  # noqa: E731
-                results.append(bench_server("llama-server -np", cmd, args.model, jobs, parallel, Path(tmp)))
+                theirs.append(("llama-server -np", cmd, parallel))
         elif args.server_parallel:
             log(f"no llama-server at {args.llama_server} (scripts/bench-report builds it): measuring medgemma only")
+        for name, cmd, parallel in (theirs + ours if args.server_first else ours + theirs):
+            results.append(bench_server(name, cmd, args.model, jobs, parallel, Path(tmp)))
     loop = None if args.skip_loop else bench_loop(args.binary, args.model, jobs)
     print(f"Model: {args.model.name}; {args.jobs} jobs, -n {MAX_TOKENS} -t 2 -c 512, greedy, shared system prompt\n")
     if loop is None:
