@@ -707,7 +707,8 @@ pub struct ServeArgs {
     /// The port to listen on (0: any free port, printed on stderr).
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Requests answered together (continuous batching); each has the full context size (-c).
+    /// Requests answered together (continuous batching); each has the full context size (-c; serve's default is
+    /// 4096 positions per request, the model's trained length if shorter).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
     /// Requests that may wait for a free sequence; beyond them a request is answered 503 with Retry-After.

@@ -20,6 +20,9 @@ use crate::server::log;
 use crate::server::request::{Limits, RequestRules};
 use crate::server::worker::{self, EngineSetup, Shared};
 
+/// Positions per sequence unless -c says otherwise (the other commands default to 8192).
+const DEFAULT_CTX_SIZE: u32 = 4096;
+
 /// How long answers in flight get to end after SIGINT/SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -49,7 +52,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
     }
 
-    let context = args.context.settings();
+    let mut context = args.context.settings();
+    if context.ctx_size.is_none() {
+        // Each of --parallel sequences holds its own KV cache (the whole of it: prefixes are kept for later
+        // requests): 4096 positions each keeps 4 sequences of the 4B model near 2.2 GiB of cache on a laptop.
+        let trained = super::trained_length(&files.model).unwrap_or(DEFAULT_CTX_SIZE as u64);
+        context.ctx_size = Some(DEFAULT_CTX_SIZE.min(trained as u32));
+    }
     let mut options = args.model.load_options(&files, context.threads)?;
     options.gpu.kv_positions = Some(super::kv_positions(&files.model, &context, args.parallel));
     crate::sandbox::Policy::new("serve")
