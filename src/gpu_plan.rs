@@ -1,8 +1,9 @@
 //! How many of a model's layers go to the GPU: `--gpu-layers auto|all|N` and the fit behind `auto`.
 //!
-//! Owns: the flag's values, the memory estimate (each block's weights from the GGUF tensor table, its KV cache at
-//! the chosen context, the non-repeating tensors (embeddings, output) counted when every layer is offloaded, plus
-//! a margin for llama.cpp's compute buffers and, with `--mmproj-offload on`, the vision projector and its
+//! Owns: the flag's values, the memory estimate in llama.cpp's order of offloading (N layers = the output layer
+//! and the last N-1 blocks; the output layer is `output.weight`, or a copy of the token embeddings when they are
+//! tied, as in Gemma 3; the input embeddings stay on the CPU), each block's weights from the GGUF tensor table and
+//! its KV cache at the chosen context, plus a margin for llama.cpp's compute buffers and, with `--mmproj-offload on`, the vision projector and its
 //! buffers), and the plan's one-line description. `auto` places as many layers as fit in the device's free memory
 //! (as ollama does); an explicit count larger than the model is capped with a notice, one that does not fit is
 //! refused with the count that would. Pure: the engine lists the devices and applies the plan.
@@ -44,8 +45,8 @@ pub const VISION_COMPUTE_BYTES: u64 = 768 << 20;
 pub struct ModelFootprint {
     /// Weight bytes of each repeating block (`blk.N.*`).
     pub block_bytes: Vec<u64>,
-    /// Weight bytes of everything else (token embeddings, output norm, output).
-    pub other_bytes: u64,
+    /// Weight bytes of the output layer: the output norm and `output.weight`, or the token embeddings' copy.
+    pub output_bytes: u64,
     /// KV cache bytes per position per layer (K and V at F16).
     pub kv_bytes_per_position: u64,
 }
@@ -54,7 +55,7 @@ impl ModelFootprint {
     pub fn from_header(h: &GgufHeader) -> ModelFootprint {
         let n_layer = h.arch_u64("block_count").unwrap_or(0) as usize;
         let mut block_bytes = vec![0u64; n_layer];
-        let mut other_bytes = 0u64;
+        let (mut output, mut embeddings, mut norm) = (None, 0u64, 0u64);
         for t in &h.tensors {
             let bytes = t.n_bytes().unwrap_or(0);
             let block = t
@@ -62,16 +63,20 @@ impl ModelFootprint {
                 .strip_prefix("blk.")
                 .and_then(|rest| rest.split('.').next())
                 .and_then(|n| n.parse::<usize>().ok());
-            match block {
-                Some(i) if i < n_layer => block_bytes[i] += bytes,
-                _ => other_bytes += bytes,
+            match (block, t.name.as_str()) {
+                (Some(i), _) if i < n_layer => block_bytes[i] += bytes,
+                (_, "output.weight") => output = Some(bytes),
+                (_, "token_embd.weight") => embeddings = bytes,
+                (_, "output_norm.weight") => norm = bytes,
+                _ => {}
             }
         }
+        let output_bytes = norm + output.unwrap_or(embeddings);
         let head_dim = h.arch_u64("attention.key_length").unwrap_or(256);
         let kv_heads = h.arch_u64("attention.head_count_kv").unwrap_or(1);
         ModelFootprint {
             block_bytes,
-            other_bytes,
+            output_bytes,
             kv_bytes_per_position: 2 * head_dim * kv_heads * 2,
         }
     }
@@ -81,17 +86,17 @@ impl ModelFootprint {
         self.block_bytes.len() as u32 + 1
     }
 
-    /// Device bytes for the first `layers` layers at `kv_positions` positions (all sequences together).
+    /// Device bytes for `layers` offloaded layers at `kv_positions` positions (all sequences together): the output
+    /// layer, then the blocks from the last one down, with their KV cache.
     pub fn bytes_for(&self, layers: u32, kv_positions: u64) -> u64 {
-        let blocks = (layers as usize).min(self.block_bytes.len());
-        let weights: u64 = self.block_bytes[..blocks].iter().sum();
+        if layers == 0 {
+            return 0;
+        }
+        let n = self.block_bytes.len();
+        let blocks = (layers as usize - 1).min(n);
+        let weights: u64 = self.block_bytes[n - blocks..].iter().sum();
         let kv = blocks as u64 * kv_positions * self.kv_bytes_per_position;
-        let output = if layers > self.block_bytes.len() as u32 {
-            self.other_bytes
-        } else {
-            0
-        };
-        weights + kv + output
+        self.output_bytes + weights + kv
     }
 }
 
@@ -205,10 +210,10 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn model() -> ModelFootprint {
-        // 4 blocks of 100 MiB, 300 MiB of embeddings/output, 1 KiB of KV per position per layer.
+        // 4 blocks of 100 MiB, a 300 MiB output layer, 1 KiB of KV per position per layer.
         ModelFootprint {
             block_bytes: vec![100 * MIB; 4],
-            other_bytes: 300 * MIB,
+            output_bytes: 300 * MIB,
             kv_bytes_per_position: 1024,
         }
     }
@@ -227,7 +232,9 @@ mod tests {
         let m = model();
         assert_eq!(m.n_layers(), 5);
         assert_eq!(m.bytes_for(0, 1000), 0);
-        assert_eq!(m.bytes_for(2, 1024), 200 * MIB + 2 * MIB);
+        // The output layer comes first, then blocks from the end.
+        assert_eq!(m.bytes_for(1, 1024), 300 * MIB);
+        assert_eq!(m.bytes_for(3, 1024), 300 * MIB + 200 * MIB + 2 * MIB);
         assert_eq!(m.bytes_for(5, 0), 700 * MIB);
         assert_eq!(m.bytes_for(99, 0), 700 * MIB);
     }
@@ -235,9 +242,11 @@ mod tests {
     #[test]
     fn auto_places_what_fits() {
         let m = model();
-        // 512 MiB margin + 2 blocks fit in 750 MiB, not 3.
+        // 512 MiB margin + the output layer + 2 blocks fit in 1050 MiB, not a third block.
+        let p = plan(GpuLayers::Auto, &m, 0, None, "Vulkan0", 1050 * MIB).unwrap();
+        assert_eq!(p.layers, 3);
         let p = plan(GpuLayers::Auto, &m, 0, None, "Vulkan0", 750 * MIB).unwrap();
-        assert_eq!(p.layers, 2);
+        assert_eq!(p.layers, 0, "the output layer does not fit beside the margin");
         let p = plan(GpuLayers::Auto, &m, 0, None, "Vulkan0", 100 * MIB).unwrap();
         assert_eq!(p.layers, 0, "nothing fits beside the margin");
         let p = plan(GpuLayers::Auto, &m, 0, None, "Vulkan0", 64 << 30).unwrap();
@@ -248,9 +257,11 @@ mod tests {
     #[test]
     fn the_kv_cache_at_the_context_counts() {
         let m = model();
-        // 100k positions x 1 KiB = ~98 MiB per layer: two layers take ~396 MiB + margin.
-        let p = plan(GpuLayers::Auto, &m, 100_000, None, "Vulkan0", 950 * MIB).unwrap();
-        assert_eq!(p.layers, 2);
+        // 100k positions x 1 KiB = ~98 MiB per block: output + 2 blocks take ~696 MiB + margin.
+        let p = plan(GpuLayers::Auto, &m, 100_000, None, "Vulkan0", 1250 * MIB).unwrap();
+        assert_eq!(p.layers, 3);
+        let p = plan(GpuLayers::Auto, &m, 0, None, "Vulkan0", 1250 * MIB).unwrap();
+        assert_eq!(p.layers, 5, "without the KV cache everything fits");
     }
 
     #[test]
@@ -262,14 +273,14 @@ mod tests {
 
     #[test]
     fn an_explicit_count_that_does_not_fit_is_refused_with_what_fits() {
-        let e = plan(GpuLayers::Count(4), &model(), 0, None, "Vulkan0", 750 * MIB).unwrap_err();
-        assert_eq!(e.fit, 2);
+        let e = plan(GpuLayers::Count(4), &model(), 0, None, "Vulkan0", 1050 * MIB).unwrap_err();
+        assert_eq!(e.fit, 3);
         let text = e.to_string();
         assert!(
-            text.contains("--gpu-layers 4") && text.contains("2 layers fit"),
+            text.contains("--gpu-layers 4") && text.contains("3 layers fit"),
             "{text}"
         );
-        assert!(plan(GpuLayers::All, &model(), 0, None, "Vulkan0", 750 * MIB).is_err());
+        assert!(plan(GpuLayers::All, &model(), 0, None, "Vulkan0", 1050 * MIB).is_err());
     }
 
     #[test]
@@ -277,7 +288,7 @@ mod tests {
         let m = model();
         let p = plan(GpuLayers::Auto, &m, 0, Some(800 * MIB), "Vulkan0", 64 << 30).unwrap();
         assert!(p.mmproj_on_device && p.notice.is_none());
-        let p = plan(GpuLayers::Auto, &m, 0, Some(800 * MIB), "Vulkan0", 1300 * MIB).unwrap();
+        let p = plan(GpuLayers::Auto, &m, 0, Some(800 * MIB), "Vulkan0", 1600 * MIB).unwrap();
         assert!(!p.mmproj_on_device);
         assert!(p.notice.unwrap().contains("runs on the CPU"));
     }
