@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::openai::{number, schema_format, seed, stop_strings};
 use super::request::{
-    conversation, decode_base64, field_error, message_list, role, Ask, Messages, Outcome, RequestRules,
+    conversation, decode_base64, field_error, json_object, message_list, role, Ask, Messages, Outcome, RequestRules,
 };
 use crate::conversation::{Part, Role};
 use crate::settings::Allowed;
@@ -23,11 +23,7 @@ pub struct ChatRequest {
 
 /// Parses an `/api/chat` body; images are decoded here.
 pub fn parse(body: &[u8], rules: &RequestRules) -> Result<ChatRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON ({e})")))?;
-    let Value::Object(req) = value else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
-    };
+    let req = json_object(body)?;
     rules.check_model(req.get("model").and_then(Value::as_str))?;
     let stream = match req.get("stream") {
         None | Some(Value::Null) => true,

@@ -9,7 +9,9 @@
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::request::{conversation, field_error, message_list, role, Ask, Messages, Outcome, RequestRules};
+use super::request::{
+    conversation, field_error, json_object, message_list, role, Ask, Messages, Outcome, RequestRules,
+};
 use crate::conversation::{Part, Role};
 use crate::settings::{Allowed, SamplingSettings};
 use crate::structured::{OutputFormat, Schema};
@@ -23,11 +25,7 @@ pub struct ChatRequest {
 
 /// Parses a chat completion request body; images are decoded here (the caller runs this off the async threads).
 pub fn parse(body: &[u8], rules: &RequestRules) -> Result<ChatRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON ({e})")))?;
-    let Value::Object(req) = value else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
-    };
+    let req = json_object(body)?;
     let model = match req.get("model") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),

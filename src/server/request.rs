@@ -198,6 +198,17 @@ pub fn field_error(field: &str, what: &str) -> ApiError {
     ApiError::bad_request(format!("{field}: {what}"))
 }
 
+/// A request body as a JSON object.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("the request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON ({e})"
+        ))),
+    }
+}
+
 /// A request's messages as parsed: the system prompt, the turns (role and parts), the images in prompt order.
 pub type Messages = (Option<String>, Vec<(Role, Vec<Part>)>, Vec<ImageInput>);
 
