@@ -373,7 +373,76 @@ fn rand_u32() -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::same_key;
+    use super::*;
+
+    fn app(capacity: usize) -> (Arc<App>, std::sync::mpsc::Receiver<super::super::worker::Work>) {
+        let (queue, receiver) = super::super::worker::test_queue(capacity);
+        let app = App {
+            queue,
+            rules: crate::server::request::test_rules(1),
+            api_key: None,
+            model: ModelListing {
+                id: "m".into(),
+                created: 0,
+                size: 0,
+                file_type: None,
+                parameters: 0,
+            },
+        };
+        (Arc::new(app), receiver)
+    }
+
+    async fn status_of(response: Response) -> (StatusCode, Value, Option<String>) {
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap(), retry)
+    }
+
+    #[test]
+    fn health_says_loading_then_ok_then_stopping() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let (app, _receiver) = app(1);
+            let (status, body, retry) = status_of(health(State(app.clone())).await).await;
+            assert_eq!(
+                (status, body["status"].as_str(), retry.as_deref()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("loading"), Some("5"))
+            );
+            app.queue.shared.ready.store(true, Ordering::Release);
+            let (status, body, _) = status_of(health(State(app.clone())).await).await;
+            assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+            app.queue.shared.stopping.store(true, Ordering::Release);
+            let (status, body, _) = status_of(health(State(app.clone())).await).await;
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("stopping"))
+            );
+        });
+    }
+
+    #[test]
+    fn requests_wait_for_the_model_and_a_full_queue_is_refused() {
+        let (app, receiver) = app(1);
+        let ask = || empty_ask();
+        let (events, _) = unbounded_channel();
+        let e = app.queue.send(ask(), events.clone()).unwrap_err();
+        assert_eq!((e.status, e.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(5)));
+        assert!(e.message.contains("still loading"), "{}", e.message);
+        app.queue.shared.ready.store(true, Ordering::Release);
+        assert_eq!(app.queue.send(ask(), events.clone()).unwrap(), 1);
+        let e = app.queue.send(ask(), events.clone()).unwrap_err();
+        assert_eq!((e.status, e.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+        assert_eq!(receiver.try_recv().unwrap().id, 1);
+        assert_eq!(
+            app.queue.send(ask(), events).unwrap(),
+            2,
+            "a freed place takes the next request"
+        );
+    }
 
     #[test]
     fn keys() {

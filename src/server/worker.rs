@@ -74,6 +74,17 @@ impl Queue {
     }
 }
 
+/// A queue with no engine behind it, for tests of the HTTP side: the receiver gets what is sent.
+#[cfg(test)]
+pub fn test_queue(capacity: usize) -> (Queue, Receiver<Work>) {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
+    let queue = Queue {
+        sender,
+        shared: Arc::new(Shared::default()),
+    };
+    (queue, receiver)
+}
+
 /// What the engine thread needs to start.
 pub struct EngineSetup {
     pub load: LoadOptions,
