@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::openai::{number, schema_format, seed, stop_strings};
 use super::request::{
-    conversation, decode_base64, field_error, json_object, message_list, role, Ask, Messages, Outcome, RequestRules,
+    decode_base64, field_error, json_object, message_list, role, Ask, Messages, Outcome, RequestRules,
 };
 use crate::conversation::{Part, Role};
 use crate::settings::Allowed;
@@ -72,15 +72,8 @@ pub fn parse(body: &[u8], rules: &RequestRules) -> Result<ChatRequest, ApiError>
         Some(schema @ Value::Object(_)) => Some(schema_format(schema, "format")?),
         Some(_) => return Err(field_error("format", "must be \"json\" or a JSON Schema object")),
     };
-    let (system, turns, images) = messages(req.get("messages"), rules)?;
     Ok(ChatRequest {
-        ask: Ask {
-            conversation: conversation(system, turns)?,
-            images,
-            sampling,
-            format,
-            stop,
-        },
+        ask: Ask::new(messages(req.get("messages"), rules)?, sampling, format, stop)?,
         stream,
     })
 }

@@ -9,9 +9,7 @@
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::request::{
-    conversation, field_error, json_object, message_list, role, Ask, Messages, Outcome, RequestRules,
-};
+use super::request::{field_error, json_object, message_list, role, Ask, Messages, Outcome, RequestRules};
 use crate::conversation::{Part, Role};
 use crate::settings::{Allowed, SamplingSettings};
 use crate::structured::{OutputFormat, Schema};
@@ -46,15 +44,8 @@ pub fn parse(body: &[u8], rules: &RequestRules) -> Result<ChatRequest, ApiError>
     sampling_fields(&req, rules, &mut sampling)?;
     let stop = stop_strings(req.get("stop"), "stop")?;
     let format = response_format(req.get("response_format"))?;
-    let (system, turns, images) = messages(req.get("messages"), rules)?;
     Ok(ChatRequest {
-        ask: Ask {
-            conversation: conversation(system, turns)?,
-            images,
-            sampling,
-            format,
-            stop,
-        },
+        ask: Ask::new(messages(req.get("messages"), rules)?, sampling, format, stop)?,
         stream,
         include_usage,
     })

@@ -25,6 +25,25 @@ pub struct Ask {
     pub stop: Vec<String>,
 }
 
+impl Ask {
+    /// A request's work from its parsed messages (validated into a conversation here) and settings.
+    pub fn new(
+        messages: Messages,
+        sampling: SamplingSettings,
+        format: Option<OutputFormat>,
+        stop: Vec<String>,
+    ) -> Result<Ask, ApiError> {
+        let (system, turns, images) = messages;
+        Ok(Ask {
+            conversation: conversation(system, turns)?,
+            images,
+            sampling,
+            format,
+            stop,
+        })
+    }
+}
+
 /// What the engine reports about one request, in order: `Text` pieces, then `Done` or `Failed`.
 #[derive(Debug)]
 pub enum Event {
