@@ -33,6 +33,12 @@ Inputs (made when missing; models/ is git-ignored):
 Writes docs/bench/results.json and docs/bench/tokens-per-second.png (needs matplotlib:
 scripts/requirements-bench.txt), prints Markdown tables on stdout and progress on stderr.
 
+On a GPU: --gpu-layers N offloads N layers in every tool (medgemma --gpu-layers N, llama.cpp -ngl N; the vision
+projector too, both tools' default), with binaries built elsewhere: --medgemma names a GPU build of medgemma and
+--newest-tools a folder holding llama-bench and llama-mtmd-cli built with the same GPU backend from the newest
+llama-cpp-python sdist (nothing is fetched or built then; scripts/cuda-check-prebuilt runs it that way). --out
+and --models move the results and the model files.
+
 Example (run through scripts/bench-report, which sets the build environment):
     scripts/bench-report --quants q4_k_m q8_0
 """
@@ -89,6 +95,18 @@ def cmake_build(src: Path, build: Path, targets: list[str], extra: list[str]) ->
 def version_key(name: str) -> tuple:
     m = re.search(r"llama_cpp_python-([\d.]+)\.tar\.gz$", name)
     return tuple(int(x) for x in m.group(1).split(".") if x) if m else ()
+
+
+def prebuilt_llama(folder: Path) -> dict:
+    """llama-bench and llama-mtmd-cli built elsewhere (e.g. with CUDA), named by --newest-tools."""
+    tools = {"bench": folder / "llama-bench", "mtmd": folder / "llama-mtmd-cli"}
+    missing = [str(p) for p in tools.values() if not p.exists()]
+    if missing:
+        sys.exit(f"bench_report: --newest-tools {folder}: missing {', '.join(missing)}")
+    version = (folder / "VERSION").read_text().strip() if (folder / "VERSION").exists() else "unknown"
+    ggml = (folder / "GGML_VERSION").read_text().strip() if (folder / "GGML_VERSION").exists() else "unknown"
+    return {"name": f"llama.cpp from llama-cpp-python {version} (prebuilt)", "version": version, "src": None,
+            "ggml_version": ggml, **tools}
 
 
 def latest_llama() -> dict:
@@ -161,9 +179,14 @@ def crate_llama(bench_src: Path) -> dict:
 # Measurements
 
 
+GPU_LAYERS: int | None = None  # --gpu-layers: layers offloaded by every tool (None: a CPU run)
+
+
 def llama_bench(tool: dict, model: Path, threads: int, prompt: int, gen: int) -> dict:
+    ngl = ["-ngl", str(GPU_LAYERS)] if GPU_LAYERS is not None else []
+
     def one(args: list[str]) -> dict:
-        out = run([str(tool["bench"]), "-m", str(model), "-t", str(threads), "-r", "1", "-o", "json", *args])
+        out = run([str(tool["bench"]), "-m", str(model), "-t", str(threads), "-r", "1", "-o", "json", *ngl, *args])
         rows = json.loads(out.stdout)
         if len(rows) != 1:
             sys.exit(f"bench_report: llama-bench printed {len(rows)} results, expected 1:\n{out.stdout[-2000:]}")
@@ -176,7 +199,8 @@ def llama_bench(tool: dict, model: Path, threads: int, prompt: int, gen: int) ->
 
 
 def ours(model: Path, args: list[str]) -> dict:
-    out = run([str(MEDGEMMA), "bench", "-m", str(model), "--json", *args])
+    gpu = ["--gpu-layers", str(GPU_LAYERS)] if GPU_LAYERS is not None else []
+    out = run([str(MEDGEMMA), "bench", "-m", str(model), "--json", *gpu, *args])
     return json.loads(out.stdout)
 
 
@@ -190,8 +214,9 @@ IMAGE_MS = re.compile(r"(?:image slice encoded in|batch encoding done in) (\d+) 
 
 
 def reference_image(tool: dict, model: Path, mmproj: Path, threads: int) -> float:
+    ngl = ["-ngl", str(GPU_LAYERS)] if GPU_LAYERS is not None else []
     out = run([str(tool["mtmd"]), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-n", "1",
-               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "-lv", "4"])
+               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "-lv", "4", *ngl])
     m = IMAGE_MS.search(out.stdout + out.stderr)
     if not m:
         sys.exit(f"bench_report: no image timing in llama-mtmd-cli's output:\n{(out.stdout + out.stderr)[-3000:]}")
@@ -238,6 +263,16 @@ def kv_bytes(depth: int) -> int:
     per_position = 2 * 4 * 256 * 2
     global_layers, local_layers = 34 // 6, 34 - 34 // 6
     return per_position * (global_layers * depth + local_layers * min(depth, 1024))
+
+
+def gpu_name() -> str:
+    """The GPU's name as nvidia-smi gives it (the report's heading), or 'unknown GPU'."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             text=True, capture_output=True, timeout=30)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown GPU"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown GPU"
 
 
 def physical_cores() -> int:
@@ -325,6 +360,7 @@ def text_rounds(model: Path, quant: str, refs: dict[str, dict], args, threads: i
 
 
 def main() -> int:
+    global MEDGEMMA, MODELS, OUT, GPU_LAYERS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quants", nargs="+", default=["q4_k_m", "q8_0"])
     parser.add_argument("--threads", nargs="+", type=int, default=None,
@@ -337,9 +373,21 @@ def main() -> int:
                         help="stop when every 95%% interval of a ratio is narrower than ± this (default 0.03)")
     parser.add_argument("--image-reps", type=int, default=2, help="image encodings per tool and thread count (0: none)")
     parser.add_argument("--skip-crate", action="store_true", help="leave out the crate-sources reference")
+    parser.add_argument("--gpu-layers", type=int, default=None,
+                        help="layers offloaded to the GPU by every tool (medgemma --gpu-layers, llama.cpp -ngl)")
+    parser.add_argument("--medgemma", type=Path, default=None, help=f"the medgemma binary [default: {MEDGEMMA}]")
+    parser.add_argument("--newest-tools", type=Path, default=None,
+                        help="a folder with llama-bench and llama-mtmd-cli already built (and optionally files "
+                             "VERSION, GGML_VERSION): no download, no build; implies --skip-crate")
+    parser.add_argument("--models", type=Path, default=None, help=f"the model folder [default: {MODELS}]")
+    parser.add_argument("--out", type=Path, default=None, help=f"where results go [default: {OUT}]")
     parser.add_argument("--replot", action="store_true",
                         help="measure nothing: print the tables and redraw the chart from docs/bench/results.json")
     args = parser.parse_args()
+    MEDGEMMA = args.medgemma.resolve() if args.medgemma else MEDGEMMA
+    MODELS = args.models.resolve() if args.models else MODELS
+    OUT = args.out.resolve() if args.out else OUT
+    GPU_LAYERS = args.gpu_layers
     if args.replot:
         results = json.loads((OUT / "results.json").read_text())
         print_tables(results)
@@ -350,9 +398,9 @@ def main() -> int:
 
     if not MEDGEMMA.exists():
         sys.exit("bench_report: build medgemma first (scripts/build)")
-    newest = latest_llama()
+    newest = prebuilt_llama(args.newest_tools) if args.newest_tools else latest_llama()
     refs = {"newest": newest}
-    if not args.skip_crate:
+    if not args.skip_crate and not args.newest_tools:
         refs["crate"] = crate_llama(newest["src"] / "tools/llama-bench")
     models, mmproj = ensure_models(args.quants)
     thread_counts = args.threads or [physical_cores()]
@@ -363,13 +411,15 @@ def main() -> int:
         "target": args.target, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "references": {k: {"name": v["name"], "version": v["version"], "ggml_version": v["ggml_version"]}
                        for k, v in refs.items()},
-        "runs": [], "images": [], "bandwidth": {}}
+        "runs": [], "images": [], "bandwidth": {}, "gpu": gpu_name() if GPU_LAYERS is not None else None,
+        "gpu_layers": GPU_LAYERS}
 
     OUT.mkdir(parents=True, exist_ok=True)
     for threads in thread_counts:
-        bw = read_bandwidth(threads)
-        results["bandwidth"][threads] = bw
-        log(f"{threads} thread(s): memory read bandwidth {bw / 1e9:.1f} GB/s")
+        bw = read_bandwidth(threads) if GPU_LAYERS is None else None
+        if bw is not None:
+            results["bandwidth"][threads] = bw
+            log(f"{threads} thread(s): memory read bandwidth {bw / 1e9:.1f} GB/s")
         for quant, model in models.items():
             got = text_rounds(model, quant, refs, args, threads)
             per_token = gguf_tensor_bytes(model) + kv_bytes(args.prompt + args.gen // 2)
@@ -377,7 +427,8 @@ def main() -> int:
                 "quant": quant, "threads": threads, "file_bytes": model.stat().st_size,
                 "tools": {name: {"pp": spread(s["pp"]), "tg": spread(s["tg"]), "settings": got["settings"][name]}
                           for name, s in got["samples"].items()},
-                "ratios": got["ratios"], "bytes_per_token": per_token, "tg_bound": bw / per_token})
+                "ratios": got["ratios"], "bytes_per_token": per_token,
+                "tg_bound": bw / per_token if bw is not None else None})
             (OUT / "results.partial.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         if args.image_reps:
             images = {"threads": threads, "mmproj": mmproj.name, "ms": {n: [] for n in ["medgemma", *refs]}}
@@ -411,7 +462,8 @@ def fmt_ci(ci: dict) -> str:
 
 
 def print_tables(r: dict) -> None:
-    print(f"Machine: {r['cpu']}, {r['logical_cpus']} logical CPUs. Prompt {r['prompt_tokens']} tokens from an empty "
+    gpu = f"; GPU {r['gpu']}, {r['gpu_layers']} layers offloaded" if r.get("gpu") else ""
+    print(f"Machine: {r['cpu']}, {r['logical_cpus']} logical CPUs{gpu}. Prompt {r['prompt_tokens']} tokens from an empty "
           f"cache; generation of {r['gen_tokens']} tokens at depth {r['prompt_tokens']}. Rounds interleave the "
           "tools; ratios are medgemma / reference (tokens/s, above 1 = medgemma faster), geometric mean [95% "
           "confidence interval].\n")
@@ -429,7 +481,8 @@ def print_tables(r: dict) -> None:
         print(f"| {x['quant'].upper()} | {x['threads']} | {rounds} | {fmt(t['medgemma']['pp'])} | "
               + " | ".join(fmt(t[k]["pp"]) for k in refs) + " | " + " | ".join(fmt_ci(q[k]["pp"]) for k in refs)
               + f" | {fmt(t['medgemma']['tg'])} | " + " | ".join(fmt(t[k]["tg"]) for k in refs) + " | "
-              + " | ".join(fmt_ci(q[k]["tg"]) for k in refs) + f" | {x['tg_bound']:.2f} |")
+              + " | ".join(fmt_ci(q[k]["tg"]) for k in refs) + " | "
+              + (f"{x['tg_bound']:.2f}" if x["tg_bound"] is not None else "n/a (GPU)") + " |")
     if r["images"]:
         print("\n| threads | mmproj | encode ms medgemma | " + " | ".join(f"encode ms {k}" for k in refs) + " | "
               + " | ".join(f"time ratio vs {k}" for k in refs) + " |")
@@ -463,7 +516,7 @@ def chart(r: dict, path: Path) -> None:
             label = "medgemma bench" if tool == "medgemma" else f"llama-bench: {r['references'][tool]['name']}"
             ax.bar([x + (i - (len(tools) - 1) / 2) * w for x in xs], [x["tools"][tool][key]["mean"] for x in r["runs"]],
                    w, label=label, yerr=[x["tools"][tool][key]["stddev"] for x in r["runs"]])
-        if key == "tg":
+        if key == "tg" and all(x["tg_bound"] is not None for x in r["runs"]):
             ax.scatter(list(xs), [x["tg_bound"] for x in r["runs"]], marker="_", s=900, color="black",
                        label="memory-bandwidth bound", zorder=3)
         ax.set_xticks(list(xs), labels)
@@ -471,7 +524,7 @@ def chart(r: dict, path: Path) -> None:
         ax.set_title(f"{title}, synthetic MedGemma 4B")
     handles, names = axes[1].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(f"{r['cpu']} ({r['logical_cpus']} CPUs)", fontsize=9)
+    fig.suptitle(f"{r.get('gpu') or r['cpu']} ({r['logical_cpus']} CPUs)", fontsize=9)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     log(f"wrote {path}")

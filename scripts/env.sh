@@ -8,7 +8,7 @@
 # - Some virtual machines advertise AMX but fault (SIGILL) when AMX instructions run. A small probe
 #   (scripts/probe/amx_probe.c) executes one AMX tile instruction; if that faults, the C/C++ flags carry
 #   -mno-amx-* so the native build leaves AMX out. On real AMX hardware nothing is removed.
-# - Set MEDGEMMA_PORTABLE=1 to skip the native build (AVX2 baseline, runs on any x86-64 with AVX2).
+# - Set MEDGEMMA_PORTABLE=1 to skip the native build (x86-64-v3: AVX2, FMA, F16C; runs on any x86-64 with AVX2).
 
 MEDGEMMA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export MEDGEMMA_ROOT
@@ -38,7 +38,11 @@ medgemma_need_system_packages() {
 }
 
 medgemma_native_flags() {
-    if [ "${MEDGEMMA_PORTABLE:-0}" = 1 ] || [ "$(uname -m)" != x86_64 ]; then
+    if [ "$(uname -m)" != x86_64 ]; then
+        return 0
+    fi
+    if [ "${MEDGEMMA_PORTABLE:-0}" = 1 ]; then
+        export RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=x86-64-v3"
         return 0
     fi
     export RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=native"

@@ -238,7 +238,7 @@ fn context_full_is_said_not_truncated() {
 }
 
 fn pty_chat(model: &Path, extra: &[&str]) -> rexpect::session::PtySession {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgemma"));
+    let mut cmd = Command::new(binary());
     cmd.arg("chat")
         .arg("-m")
         .arg(model)

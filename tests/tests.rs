@@ -18,7 +18,7 @@ mod eval;
 mod eval_quant;
 mod gguf_check;
 mod gpu_flags;
-#[cfg(any(feature = "cuda", feature = "vulkan", feature = "metal"))]
+#[cfg(any(feature = "cuda", feature = "vulkan", feature = "metal", feature = "gpu-tests"))]
 mod gpu_parity;
 mod hub;
 mod image_cache;

@@ -89,11 +89,19 @@ pub fn reference(checkpoint: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The binary under test: this build's, or the one MEDGEMMA_TEST_BIN names (a GPU build made elsewhere, tested on
+/// a machine with a GPU and no Rust toolchain: scripts/cuda-check-prebuilt).
+pub fn binary() -> PathBuf {
+    std::env::var_os("MEDGEMMA_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_medgemma")))
+}
+
 /// The binary under test, with a clean environment: no model from the environment, and no way to reach the real
 /// Hugging Face hub (downloads off, an empty HF_HOME and medgemma folder of its own); tests/hub.rs points it at a
 /// local hub.
 pub fn medgemma() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgemma"));
+    let mut cmd = Command::new(binary());
     let nowhere = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-hub");
     cmd.env_remove("MEDGEMMA_MODEL")
         .env_remove("MEDGEMMA_MMPROJ")

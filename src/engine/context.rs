@@ -150,6 +150,13 @@ impl<'e> Context<'e> {
             .map_err(|e| EngineError::Decode(e.to_string()))
     }
 
+    /// Waits until the work queued by earlier decodes has finished. llama.cpp's decode returns once the work is
+    /// queued on a GPU backend (the CPU backend finishes first), and only reading logits waits for it; a timing
+    /// that reads none must wait here or it stops the clock too early.
+    pub(crate) fn synchronize(&self) {
+        self.ctx.synchronize();
+    }
+
     /// Decodes `tokens` into sequence `seq` from position `start` on, `n_batch` at a time. `wants_logits(i)` says
     /// whether token `i` (an index into `tokens`) must produce logits; after each chunk, `on_chunk(ctx, first, n)`
     /// may read them (`ctx.logits(j)` for the j-th token of the chunk). On failure returns how many tokens were

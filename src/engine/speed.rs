@@ -64,6 +64,8 @@ impl<'e> SpeedTest<'e> {
         self.ctx
             .decode_tokens(0, 0, &tokens, &last, &mut |_, _, _| {})
             .map_err(|(_, e)| e)?;
+        // On a GPU the last batch may still be running: the prompt's time ends when it has finished.
+        self.ctx.synchronize();
         let prompt = started.elapsed();
         let started = Instant::now();
         for i in 0..n_gen {
@@ -72,6 +74,7 @@ impl<'e> SpeedTest<'e> {
                 .decode_tokens(0, n_prompt + i, &[t], &|_| true, &mut |_, _, _| {})
                 .map_err(|(_, e)| e)?;
         }
+        self.ctx.synchronize();
         Ok(SpeedSample {
             prompt,
             generation: started.elapsed(),
