@@ -90,5 +90,5 @@ medgemma_cuda_env() {
     elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
         export CMAKE_CUDA_ARCHITECTURES=native
     fi
-    echo "medgemma: CUDA toolkit $tk ($("$tk/bin/nvcc" --version | tail -1)); architectures: ${CMAKE_CUDA_ARCHITECTURES:-ggml's default list}" >&2
+    echo "medgemma: CUDA toolkit $tk ($("$tk/bin/nvcc" --version | tail -1)); architectures: ${CMAKE_CUDA_ARCHITECTURES:-the default list of ggml}" >&2
 }
