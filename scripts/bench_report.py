@@ -182,8 +182,13 @@ def crate_llama(bench_src: Path) -> dict:
 GPU_LAYERS: int | None = None  # --gpu-layers: layers offloaded by every tool (None: a CPU run)
 
 
+def gpu_args(flag: str) -> list[str]:
+    """A tool's option for --gpu-layers (`-ngl` for llama.cpp's tools, `--gpu-layers` for ours), or none."""
+    return [flag, str(GPU_LAYERS)] if GPU_LAYERS is not None else []
+
+
 def llama_bench(tool: dict, model: Path, threads: int, prompt: int, gen: int) -> dict:
-    ngl = ["-ngl", str(GPU_LAYERS)] if GPU_LAYERS is not None else []
+    ngl = gpu_args("-ngl")
 
     def one(args: list[str]) -> dict:
         out = run([str(tool["bench"]), "-m", str(model), "-t", str(threads), "-r", "1", "-o", "json", *ngl, *args])
@@ -199,8 +204,7 @@ def llama_bench(tool: dict, model: Path, threads: int, prompt: int, gen: int) ->
 
 
 def ours(model: Path, args: list[str]) -> dict:
-    gpu = ["--gpu-layers", str(GPU_LAYERS)] if GPU_LAYERS is not None else []
-    out = run([str(MEDGEMMA), "bench", "-m", str(model), "--json", *gpu, *args])
+    out = run([str(MEDGEMMA), "bench", "-m", str(model), "--json", *gpu_args("--gpu-layers"), *args])
     return json.loads(out.stdout)
 
 
@@ -214,9 +218,8 @@ IMAGE_MS = re.compile(r"(?:image slice encoded in|batch encoding done in) (\d+) 
 
 
 def reference_image(tool: dict, model: Path, mmproj: Path, threads: int) -> float:
-    ngl = ["-ngl", str(GPU_LAYERS)] if GPU_LAYERS is not None else []
     out = run([str(tool["mtmd"]), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-n", "1",
-               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "-lv", "4", *ngl])
+               "--temp", "0", "--image", str(IMAGE), "-p", "Describe this image.", "-lv", "4", *gpu_args("-ngl")])
     m = IMAGE_MS.search(out.stdout + out.stderr)
     if not m:
         sys.exit(f"bench_report: no image timing in llama-mtmd-cli's output:\n{(out.stdout + out.stderr)[-3000:]}")
@@ -492,10 +495,11 @@ def print_tables(r: dict) -> None:
             print(f"| {x['threads']} | {x['mmproj']} | {fmt(ms['medgemma'])} | "
                   + " | ".join(fmt(ms[k]) for k in refs) + " | "
                   + " | ".join(f"{ms['medgemma']['mean'] / ms[k]['mean']:.3f}" for k in refs) + " |")
-    print("\n| threads | read bandwidth GB/s |")
-    print("|---|---|")
-    for t, bw in r["bandwidth"].items():
-        print(f"| {t} | {bw / 1e9:.1f} |")
+    if r["bandwidth"]:  # a GPU run measures none
+        print("\n| threads | read bandwidth GB/s |")
+        print("|---|---|")
+        for t, bw in r["bandwidth"].items():
+            print(f"| {t} | {bw / 1e9:.1f} |")
 
 
 def chart(r: dict, path: Path) -> None:
