@@ -8,12 +8,16 @@
 //!   rounding and records how far it moves the last-position logits (tests/fixtures/reference/ggml-rounding.json:
 //!   0.05-0.23 on the high-gain fixtures, 0.002 on the gentle one). Every other difference (the order of float32
 //!   sums) is relative 1e-7 per operation, orders of magnitude below that. Our run rounds at the same places but
-//!   from slightly different float32 inputs, so its error is another draw of the same size: the f32 GGUF (f32 KV
-//!   cache, no flash attention) must stay within twice the simulated difference, case by case, and give the same
-//!   argmax. Every reference top-1 margin along the greedy path must exceed that bound, so greedy parity is
-//!   decided by the model, not by rounding.
+//!   from slightly different float32 inputs, so its errors are another draw of the same process, and one draw's
+//!   max abs difference varies: the script also re-draws every rounding 32 times (each weight times
+//!   1 + 2^-12 N(0,1) in both the exact and the rounded model) and records the spread, up to 3.6x the plain
+//!   replay's value on these fixtures. The f32 GGUF (f32 KV cache, no flash attention) must stay within twice the
+//!   largest of the replay and its draws ([`simulated`]), case by case, and give the reference's argmax wherever
+//!   the reference's top-1 margin exceeds that bound. Every reference top-1 margin along the greedy path must
+//!   exceed it too, so greedy parity is decided by the model, not by rounding.
 //! - f16 GGUF: the same script also rounds every matrix weight and every matmul input to fp16 (what ggml does with
-//!   fp16 weights); the f16 GGUF must stay within twice that simulated difference and give the same argmax.
+//!   fp16 weights); the f16 GGUF must stay within twice that simulated difference (replay and draws), with the
+//!   same argmax rule.
 //! - bf16 and q8_0 are compared with the f32 GGUF (same prompt, same numerics elsewhere), by the RMS difference of
 //!   the logits, predicted from the same simulation: the f16 simulation minus the f32 one isolates the effect of
 //!   rounding every matmul weight and input to fp16 (unit roundoff 2^-11, RMS relative error 2^-11/sqrt(3) per
@@ -28,6 +32,14 @@
 //!   wherever the f32 top-1 margin exceeds 4 RMS differences (below that, rounding can decide a near-tie; at least
 //!   one case per fixture must qualify). On the high-gain fixtures q8_0 is far outside the linear regime (cosine
 //!   ~0.96), so q8_0 is tested on the gentle fixture, as is bf16 on all three.
+//! - A Vulkan build (scripts/test-gpu sets MEDGEMMA_TEST_ROUNDING=vulkan) rounds differently, by design:
+//!   ggml-vulkan, on a device with fp16 arithmetic (lavapipe is one), loads every matmul's operands into fp16
+//!   shared-memory tiles, copies non-contiguous operands (the KV cache's K and V views) to fp16 first, and sums an
+//!   fp16 weight in fp16 unless llama.cpp asks for float32 (the logits and K*Q do; V*softmax and, in an f16 GGUF,
+//!   every other linear layer do not). The same script replays that, with draws (`vulkan_f32_gguf`,
+//!   `vulkan_f16_gguf`: 3-6x the CPU's effect), and the same rules apply with those numbers. Greedy tokens are
+//!   compared only where the reference margin exceeds that bound; a case below it is reported, not compared
+//!   (rounding, not the model, may decide it), and on the multimodal fixture no case clears it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -36,24 +48,63 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// The simulated effect of llama.cpp's rounding on a case's last-position logits (max abs), for a GGUF type.
-fn simulated(checkpoint: &str, case: &Value, outtype: &str) -> f64 {
-    simulated_stat(checkpoint, case, outtype, "max_abs")
+/// The backend whose rounding the binary under test has: "cpu" (ggml's CPU backend), or "vulkan" when
+/// MEDGEMMA_TEST_ROUNDING=vulkan (scripts/test-gpu, every layer on a Vulkan device).
+pub fn rounding_model() -> &'static str {
+    match std::env::var("MEDGEMMA_TEST_ROUNDING").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => "cpu",
+        Ok("vulkan") => "vulkan",
+        Ok(other) => panic!("MEDGEMMA_TEST_ROUNDING={other}: expected cpu or vulkan"),
+    }
 }
 
-/// One statistic (`max_abs` or `rms`) of the simulated rounding effect.
-fn simulated_stat(checkpoint: &str, case: &Value, outtype: &str, stat: &str) -> f64 {
+/// The largest simulated effect of the binary's rounding ([`rounding_model`]) on a case's last-position logits
+/// (max abs) over the plain replay and its draws, for a GGUF type (f32 or f16); the bounds are twice this.
+pub fn simulated(checkpoint: &str, case: &Value, outtype: &str) -> f64 {
+    match rounding_model() {
+        "cpu" => simulated_cpu(checkpoint, case, outtype),
+        model => largest_draw(checkpoint, case, &format!("{model}_{outtype}_gguf")),
+    }
+}
+
+/// [`simulated`] for ggml's CPU rounding, whatever the binary under test.
+pub fn simulated_cpu(checkpoint: &str, case: &Value, outtype: &str) -> f64 {
+    largest_draw(checkpoint, case, &format!("{outtype}_gguf"))
+}
+
+/// The largest max abs difference of a simulated variant over the plain replay and its draws.
+fn largest_draw(checkpoint: &str, case: &Value, variant: &str) -> f64 {
+    let draws = simulation(checkpoint, case, variant)["draws_max_abs"].clone();
+    let largest = draws[2].as_f64().unwrap_or_else(|| {
+        panic!(
+            "no draws for {checkpoint}/{}/{variant}: run scripts/ggml_rounding_bound.py",
+            case["name"]
+        )
+    });
+    largest.max(simulated_stat(checkpoint, case, variant, "max_abs"))
+}
+
+/// One statistic (`max_abs` or `rms`) of a simulated variant's plain replay (`f32_gguf`, `vulkan_f16_gguf`, ...).
+fn simulated_stat(checkpoint: &str, case: &Value, variant: &str, stat: &str) -> f64 {
+    simulation(checkpoint, case, variant)[stat]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {stat} for {checkpoint}/{}/{variant}", case["name"]))
+}
+
+/// A simulated variant's record for a case in tests/fixtures/reference/ggml-rounding.json.
+fn simulation(checkpoint: &str, case: &Value, variant: &str) -> Value {
     static TABLE: OnceLock<Value> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let path = fixtures().join("reference/ggml-rounding.json");
         serde_json::from_str(&std::fs::read_to_string(&path).expect("ggml-rounding.json")).unwrap()
     });
     let name = case["name"].as_str().unwrap();
-    table[checkpoint]["cases"][name][format!("{outtype}_gguf")][stat]
-        .as_f64()
-        .unwrap_or_else(|| {
-            panic!("no simulated rounding for {checkpoint}/{name}/{outtype}: run scripts/ggml_rounding_bound.py")
-        })
+    let entry = &table[checkpoint]["cases"][name][variant];
+    assert!(
+        entry.is_object(),
+        "no simulated rounding for {checkpoint}/{name}/{variant}: run scripts/ggml_rounding_bound.py"
+    );
+    entry.clone()
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +216,7 @@ fn prompt_token_parity(checkpoint: &str) {
 }
 
 fn logit_parity(checkpoint: &str, outtype: &str) {
+    let mut argmax_checked = 0;
     for case in cases(checkpoint) {
         let ours = run_case(checkpoint, outtype, &case);
         let reference = floats(&case["last_logits"]);
@@ -179,24 +231,41 @@ fn logit_parity(checkpoint: &str, outtype: &str) {
             "{checkpoint}/{}: {outtype} max abs logit difference {diff} > {bound}",
             case["name"]
         );
-        assert_eq!(
-            argmax(&ours.logits),
-            argmax(&reference),
-            "{checkpoint}/{}: {outtype} argmax differs",
-            case["name"]
-        );
+        if top1_margin(&reference) > bound {
+            argmax_checked += 1;
+            assert_eq!(
+                argmax(&ours.logits),
+                argmax(&reference),
+                "{checkpoint}/{}: {outtype} argmax differs",
+                case["name"]
+            );
+        }
     }
+    assert!(
+        argmax_checked > 0,
+        "{checkpoint}: no case's top-1 margin clears the {outtype} bound"
+    );
 }
 
 fn greedy_parity_f32(checkpoint: &str) {
+    let mut compared = 0;
     for case in cases(checkpoint) {
         let bound = 2.0 * simulated(checkpoint, &case, "f32");
         let min_margin = case["min_top1_margin_greedy"].as_f64().unwrap();
+        if rounding_model() != "cpu" && min_margin <= bound {
+            eprintln!(
+                "{checkpoint}/{}: greedy not compared: reference margin {min_margin:.3} <= {bound:.3} ({} rounding)",
+                case["name"],
+                rounding_model()
+            );
+            continue;
+        }
         assert!(
             min_margin > bound,
             "fixture too flat: {checkpoint}/{} margin {min_margin} <= {bound}",
             case["name"]
         );
+        compared += 1;
         let ours = run_case(checkpoint, "f32", &case);
         let expected: Vec<i64> = case["greedy_ids"]
             .as_array()
@@ -208,6 +277,13 @@ fn greedy_parity_f32(checkpoint: &str) {
             ours.generated, expected,
             "{checkpoint}/{}: greedy continuation differs",
             case["name"]
+        );
+    }
+    if compared == 0 {
+        // only where the backend's bound is wider than the CPU's (above, a CPU run asserts every case's margin)
+        eprintln!(
+            "{checkpoint}: no greedy continuation compared: every margin is within {} rounding",
+            rounding_model()
         );
     }
 }
@@ -235,8 +311,8 @@ fn rounded_type_against_f32(checkpoint: &str, outtype: &str, ratio: f64) {
         let base = run_case(checkpoint, "f32", &case);
         let ours = run_case(checkpoint, outtype, &case);
         let (f16, f32) = (
-            simulated_stat(checkpoint, &case, "f16", "rms"),
-            simulated_stat(checkpoint, &case, "f32", "rms"),
+            simulated_stat(checkpoint, &case, "f16_gguf", "rms"),
+            simulated_stat(checkpoint, &case, "f32_gguf", "rms"),
         );
         let predicted = ratio * (f16 * f16 - f32 * f32).max(0.0).sqrt();
         let rms = rms_diff(&ours.logits, &base.logits);
