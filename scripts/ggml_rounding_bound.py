@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Measure, in the reference itself, how much llama.cpp's CPU arithmetic is expected to move the logits.
 
-llama.cpp computes Gemma 3 in float32 like the reference, with one systematic exception: ggml's GELU (and the
+llama.cpp computes Gemma 3 in float32 like the reference, with two systematic exceptions: ggml's GELU (and the
 fused GEGLU of the text FFN, and SigLIP's GELU in the vision tower) looks the result up in a table indexed by the
-fp16-rounded input, whose entries are themselves fp16 (`ggml_table_gelu_f16`, ggml-cpu/vec.h, for |x| < 10).
+fp16-rounded input, whose entries are themselves fp16 (`ggml_table_gelu_f16`, ggml-cpu/vec.h, for |x| < 10); and
+the vision tower's attention is flash attention with K and V cast to fp16 (vision_flash_attention).
 This script replays each committed reference case with transformers in float32, once exactly and once with GELU
 replaced by that lookup (y = fp16(gelu(fp16(x))) for |x| < 10) -- what llama.cpp computes on an f32 GGUF -- and
 once more with, in addition, the rounding of an f16 GGUF (fp16 weights, fp16 matmul activations). It records the
@@ -12,7 +13,10 @@ and f16 tolerances from these numbers.
 
 A Vulkan build rounds elsewhere and more (matmul operands in fp16 tiles, some sums in fp16; round_like_vulkan says
 where and why): `vulkan_f32_gguf` and `vulkan_f16_gguf` replay that, for scripts/test-gpu
-(MEDGEMMA_TEST_ROUNDING=vulkan). The two attention products are replaced for that model's calls only.
+(MEDGEMMA_TEST_ROUNDING=vulkan). Attention is replaced for each model's own calls only (use_attention).
+
+One draw of rounding errors is not the whole story: rounding_draws re-draws them (--draws, default 32) and records
+the spread, which the tests' bounds cover.
 
 Needs torch + transformers (scripts/requirements-fixtures.txt); outputs are committed:
     python scripts/ggml_rounding_bound.py   # writes tests/fixtures/reference/ggml-rounding.json
@@ -121,13 +125,10 @@ def round_like_vulkan(model: Any, f16_weights: bool) -> None:
     - operands that are not contiguous (the K and V views of the KV cache, permuted Q) are first copied to fp16;
     - an fp16 weight (src0) is summed in fp16 unless the op asks for float32 (ggml_prec_set_acc): with an f16 GGUF
       every linear layer but the output one (llama.cpp marks the logits F32); in the text attention K*Q is marked
-      F32 but V*softmax is not, and V has been copied to fp16, so it is summed in fp16; in the vision tower
-      (clip.cpp, no flash attention) K*Q is not marked and K is a permuted view, so K*Q is summed in fp16, while V
-      is made contiguous f32 and V*softmax is summed in float32.
+      F32 but V*softmax is not, and V has been copied to fp16, so it is summed in fp16;
+    - the vision tower's attention is flash attention, as on the CPU (vision_flash_attention).
     Norms, softmax, RoPE, GELU stay float32 (GELU as ggml's CPU table does not apply: the shader computes it)."""
     import torch
-    from transformers.models.gemma3 import modeling_gemma3
-    from transformers.models.siglip import modeling_siglip
 
     if f16_weights:
         round_f16_weights(model)
@@ -159,40 +160,70 @@ def round_like_vulkan(model: Any, f16_weights: bool) -> None:
 
         projector.forward = project
 
-    def attention(kq_in_f16: bool, kqv_in_f16: bool) -> Any:
-        def eager(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                  scaling: Any = None, softcap: Any = None, **_: Any) -> Any:
-            if scaling is None:
-                scaling = module.head_dim ** -0.5
-            groups = getattr(module, "num_key_value_groups", 1)
-            key = modeling_gemma3.repeat_kv(key, groups) if groups > 1 else key
-            value = modeling_gemma3.repeat_kv(value, groups) if groups > 1 else value
-            kt = key.transpose(-1, -2)
-            scores = (f16_accumulated(query, kt) if kq_in_f16 else f16_operands(query, kt)) * scaling
-            if softcap is not None:
-                scores = torch.tanh(scores / softcap) * softcap
-            if attention_mask is not None:
-                scores = scores + attention_mask
-            weights = torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-            out = f16_accumulated(weights, value) if kqv_in_f16 else f16_operands(weights, value)
-            return out.transpose(1, 2).contiguous(), weights
-        return eager
+    use_attention(model, text=attention(matmul_f16_operands, f16_accumulated),
+                  vision=attention(exact_matmul, exact_matmul, f16_kv=True))  # as vision_flash_attention
 
-    text_attention = attention(kq_in_f16=False, kqv_in_f16=True)
-    vision_attention = attention(kq_in_f16=True, kqv_in_f16=False)
+
+def exact_matmul(a: Any, b: Any) -> Any:
+    import torch
+    return torch.matmul(a, b)
+
+
+def matmul_f16_operands(a: Any, b: Any) -> Any:
+    return f16_operands(a, b)
+
+
+def attention(kq: Any, kqv: Any, f16_kv: bool = False) -> Any:
+    """An eager attention (Gemma 3's and SigLIP's, same arithmetic) whose two products are `kq(q, k^T)` and
+    `kqv(softmax, v)`; `f16_kv` first rounds K and V to fp16 (flash attention's f16 cast, see use_attention)."""
+    import torch
+    from transformers.models.gemma3 import modeling_gemma3
+
+    def eager(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+              scaling: Any = None, softcap: Any = None, **_: Any) -> Any:
+        if scaling is None:
+            scaling = module.head_dim ** -0.5
+        groups = getattr(module, "num_key_value_groups", 1)
+        key = modeling_gemma3.repeat_kv(key, groups) if groups > 1 else key
+        value = modeling_gemma3.repeat_kv(value, groups) if groups > 1 else value
+        if f16_kv:
+            key, value = to_f16(key), to_f16(value)
+        scores = kq(query, key.transpose(-1, -2)) * scaling
+        if softcap is not None:
+            scores = torch.tanh(scores / softcap) * softcap
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        weights = torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        return kqv(weights, value).transpose(1, 2).contiguous(), weights
+    return eager
+
+
+def use_attention(model: Any, text: Any = None, vision: Any = None) -> None:
+    """Make `model` compute its text (Gemma 3) and vision (SigLIP) attention with these functions (None: the
+    reference's). Eager attention is looked up in the modeling modules at call time, so they are swapped in for
+    this model's calls only."""
+    from transformers.models.gemma3 import modeling_gemma3
+    from transformers.models.siglip import modeling_siglip
     original_forward = model.forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        # eager attention is looked up in the modeling modules at call time: swap it for this model's calls only
         saved = modeling_gemma3.eager_attention_forward, modeling_siglip.eager_attention_forward
-        modeling_gemma3.eager_attention_forward, modeling_siglip.eager_attention_forward = \
-            text_attention, vision_attention
+        modeling_gemma3.eager_attention_forward = text or saved[0]
+        modeling_siglip.eager_attention_forward = vision or saved[1]
         try:
             return original_forward(*args, **kwargs)
         finally:
             modeling_gemma3.eager_attention_forward, modeling_siglip.eager_attention_forward = saved
 
     model.forward = forward
+
+
+def vision_flash_attention(model: Any) -> None:
+    """mtmd turns flash attention on for the vision tower wherever the backend has it (the CPU and Vulkan do; our
+    tests' --flash-attn off is the text model's): clip.cpp casts K and V to fp16, Q stays f32, and both backends sum
+    in float32 (ggml-cpu's tiled kernel converts K and V back to f32; ggml-vulkan's f32-accumulator shader, as
+    clip.cpp marks the op F32)."""
+    use_attention(model, vision=attention(exact_matmul, exact_matmul, f16_kv=True))
 
 
 def last_logits(model: Any, inputs: dict[str, Any]) -> Any:
@@ -214,9 +245,11 @@ def measure(checkpoint: str, draws: int) -> dict[str, Any]:
     patched = patch_gelu(rounded)
     if patched == 0:
         fx.die(f"{checkpoint}: no GELU activation found to patch")
+    vision_flash_attention(rounded)
     half = fx.load_reference(folder, multimodal)
     patch_gelu(half)
     round_like_f16_gguf(half)
+    vision_flash_attention(half)
     vulkan = {}
     for outtype in ("f32", "f16"):
         vulkan[outtype] = fx.load_reference(folder, multimodal)

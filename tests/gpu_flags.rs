@@ -4,10 +4,12 @@
 
 use crate::util::*;
 
+#[cfg(not(any(feature = "cuda", feature = "vulkan", feature = "metal")))]
 fn tiny() -> Gguf {
     converted("tiny-medgemma-text", "f32")
 }
 
+#[cfg(not(any(feature = "cuda", feature = "vulkan", feature = "metal")))]
 fn answer(extra: &[&str]) -> (String, String) {
     let g = tiny();
     let (out, stdout, stderr) = output(

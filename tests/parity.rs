@@ -2,15 +2,16 @@
 //! last-position logits and greedy continuations.
 //!
 //! Tolerances, from the arithmetic:
-//! - llama.cpp computes Gemma 3 in float32 like the reference, with one systematic exception: ggml's CPU GELU (and
-//!   the fused GEGLU of the FFN, and SigLIP's GELU) reads a table indexed by the fp16-rounded input whose entries
-//!   are fp16. `scripts/ggml_rounding_bound.py` replays every reference case in transformers with exactly that
-//!   rounding and records how far it moves the last-position logits (tests/fixtures/reference/ggml-rounding.json:
+//! - llama.cpp computes Gemma 3 in float32 like the reference, with two systematic exceptions: ggml's CPU GELU
+//!   (and the fused GEGLU of the FFN, and SigLIP's GELU) reads a table indexed by the fp16-rounded input whose
+//!   entries are fp16, and the vision tower's flash attention casts K and V to fp16.
+//!   `scripts/ggml_rounding_bound.py` replays every reference case in transformers with exactly that rounding and
+//!   records how far it moves the last-position logits (tests/fixtures/reference/ggml-rounding.json:
 //!   0.05-0.23 on the high-gain fixtures, 0.002 on the gentle one). Every other difference (the order of float32
 //!   sums) is relative 1e-7 per operation, orders of magnitude below that. Our run rounds at the same places but
 //!   from slightly different float32 inputs, so its errors are another draw of the same process, and one draw's
 //!   max abs difference varies: the script also re-draws every rounding 32 times (each weight times
-//!   1 + 2^-12 N(0,1) in both the exact and the rounded model) and records the spread, up to 3.6x the plain
+//!   1 + 2^-12 N(0,1) in both the exact and the rounded model) and records the spread, up to 5.6x the plain
 //!   replay's value on these fixtures. The f32 GGUF (f32 KV cache, no flash attention) must stay within twice the
 //!   largest of the replay and its draws ([`simulated`]), case by case, and give the reference's argmax wherever
 //!   the reference's top-1 margin exceeds that bound. Every reference top-1 margin along the greedy path must
@@ -37,7 +38,7 @@
 //!   shared-memory tiles, copies non-contiguous operands (the KV cache's K and V views) to fp16 first, and sums an
 //!   fp16 weight in fp16 unless llama.cpp asks for float32 (the logits and K*Q do; V*softmax and, in an f16 GGUF,
 //!   every other linear layer do not). The same script replays that, with draws (`vulkan_f32_gguf`,
-//!   `vulkan_f16_gguf`: 3-6x the CPU's effect), and the same rules apply with those numbers. Greedy tokens are
+//!   `vulkan_f16_gguf`: 3-7x the CPU's bounds), and the same rules apply with those numbers. Greedy tokens are
 //!   compared only where the reference margin exceeds that bound; a case below it is reported, not compared
 //!   (rounding, not the model, may decide it), and on the multimodal fixture no case clears it.
 
@@ -253,10 +254,17 @@ fn greedy_parity_f32(checkpoint: &str) {
         let bound = 2.0 * simulated(checkpoint, &case, "f32");
         let min_margin = case["min_top1_margin_greedy"].as_f64().unwrap();
         if rounding_model() != "cpu" && min_margin <= bound {
+            // reported for the record, not asserted: rounding may decide a near-tie here
+            let same = run_case(checkpoint, "f32", &case).generated
+                == floats(&case["greedy_ids"])
+                    .iter()
+                    .map(|&x| x as i64)
+                    .collect::<Vec<_>>();
             eprintln!(
-                "{checkpoint}/{}: greedy not compared: reference margin {min_margin:.3} <= {bound:.3} ({} rounding)",
+                "{checkpoint}/{}: greedy not compared: reference margin {min_margin:.3} <= {bound:.3} ({} rounding); tokens {}",
                 case["name"],
-                rounding_model()
+                rounding_model(),
+                if same { "equal anyway" } else { "differ" }
             );
             continue;
         }
