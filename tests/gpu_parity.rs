@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::parity::{rounding_model, simulated, simulated_cpu};
+use crate::parity::{argmax, max_abs_diff, rounding_model, simulated, simulated_cpu, top1_margin};
 use crate::util::*;
 
 fn run_json(mut cmd: std::process::Command, g: &Gguf, extra: &[&str]) -> (Value, String) {
@@ -119,16 +119,7 @@ fn same_tokens_as_the_cpu_build(checkpoint: &str, name: &str) {
 fn same_logits_as_the_cpu_build(checkpoint: &str, name: &str) {
     let (case, bound) = case_and_bound(checkpoint, name);
     let [(_, gpu), (_, cpu)] = both_builds(checkpoint, &case);
-    let argmax = |v: &[f64]| (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best });
-    let (top, diff) = (
-        argmax(&cpu),
-        gpu.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max),
-    );
-    let margin = cpu[top]
-        - (0..cpu.len())
-            .filter(|&i| i != top)
-            .map(|i| cpu[i])
-            .fold(f64::MIN, f64::max);
+    let (diff, margin) = (max_abs_diff(&gpu, &cpu), top1_margin(&cpu));
     eprintln!(
         "{checkpoint}/{name}: GPU vs CPU build max abs logit diff {diff:.4} (bound {bound:.4}), CPU margin {margin:.3}"
     );
@@ -142,7 +133,7 @@ fn same_logits_as_the_cpu_build(checkpoint: &str, name: &str) {
     );
     assert_eq!(
         argmax(&gpu),
-        top,
+        argmax(&cpu),
         "{checkpoint}/{name}: the GPU build's top-1 differs from the CPU build's"
     );
 }

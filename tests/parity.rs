@@ -171,13 +171,13 @@ fn floats(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
-fn argmax(v: &[f64]) -> usize {
+pub fn argmax(v: &[f64]) -> usize {
     v.iter()
         .enumerate()
         .fold(0, |best, (i, x)| if *x > v[best] { i } else { best })
 }
 
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "logit vectors differ in length");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
@@ -296,7 +296,7 @@ fn greedy_parity_f32(checkpoint: &str) {
     }
 }
 
-fn top1_margin(v: &[f64]) -> f64 {
+pub fn top1_margin(v: &[f64]) -> f64 {
     let best = argmax(v);
     let second = v
         .iter()
