@@ -83,10 +83,6 @@ def round_like_f16_gguf(model: Any) -> None:
     Norm weights and biases stay f32 (the converter keeps 1-D tensors in f32), as do SigLIP's patch and position
     embeddings (llama.cpp keeps them f32)."""
     import torch
-
-    def to_f16(t: Any) -> Any:
-        return t.to(torch.float16).to(t.dtype)
-
     round_f16_weights(model)
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
@@ -148,7 +144,7 @@ def round_like_vulkan(model: Any, f16_weights: bool) -> None:
         weight = projector.mm_input_projection_weight
         original = projector.forward
 
-        def project(vision_outputs: Any, p: Any = projector) -> Any:
+        def project(vision_outputs: Any) -> Any:
             # the projector's one matmul (normed @ W) is a ggml mul_mat of an f32/f16 weight like any other
             saved = torch.matmul
             torch.matmul = lambda a, b: (f16_accumulated(a, b) if f16_weights else f16_operands(a, b)) \
@@ -160,17 +156,12 @@ def round_like_vulkan(model: Any, f16_weights: bool) -> None:
 
         projector.forward = project
 
-    use_attention(model, text=attention(matmul_f16_operands, f16_accumulated),
-                  vision=attention(exact_matmul, exact_matmul, f16_kv=True))  # as vision_flash_attention
+    use_attention(model, text=attention(f16_operands, f16_accumulated), vision=flash_vision_attention())
 
 
 def exact_matmul(a: Any, b: Any) -> Any:
     import torch
     return torch.matmul(a, b)
-
-
-def matmul_f16_operands(a: Any, b: Any) -> Any:
-    return f16_operands(a, b)
 
 
 def attention(kq: Any, kqv: Any, f16_kv: bool = False) -> Any:
@@ -218,12 +209,17 @@ def use_attention(model: Any, text: Any = None, vision: Any = None) -> None:
     model.forward = forward
 
 
+def flash_vision_attention() -> Any:
+    """The vision tower's attention as both backends compute it (vision_flash_attention)."""
+    return attention(exact_matmul, exact_matmul, f16_kv=True)
+
+
 def vision_flash_attention(model: Any) -> None:
     """mtmd turns flash attention on for the vision tower wherever the backend has it (the CPU and Vulkan do; our
     tests' --flash-attn off is the text model's): clip.cpp casts K and V to fp16, Q stays f32, and both backends sum
     in float32 (ggml-cpu's tiled kernel converts K and V back to f32; ggml-vulkan's f32-accumulator shader, as
     clip.cpp marks the op F32)."""
-    use_attention(model, vision=attention(exact_matmul, exact_matmul, f16_kv=True))
+    use_attention(model, vision=flash_vision_attention())
 
 
 def last_logits(model: Any, inputs: dict[str, Any]) -> Any:
