@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::parity::{argmax, max_abs_diff, rounding_model, simulated, simulated_cpu, top1_margin};
+use crate::parity::{argmax, case_run, max_abs_diff, rounding_model, simulated, simulated_cpu, top1_margin};
 use crate::util::*;
 
 fn run_json(mut cmd: std::process::Command, g: &Gguf, extra: &[&str]) -> (Value, String) {
@@ -23,30 +23,13 @@ fn run_json(mut cmd: std::process::Command, g: &Gguf, extra: &[&str]) -> (Value,
     (serde_json::from_str(&stdout).unwrap(), stderr)
 }
 
-/// Runs a reference case greedily with the parity tests' settings (f32 KV cache, no flash attention): the
-/// `run --json` report and the last-position logits.
-fn run_case(mut cmd: std::process::Command, g: &Gguf, case: &Value, extra: &[&str]) -> (Value, Vec<f64>, String) {
+/// Runs a reference case with the parity tests' settings ([`case_run`]): the `run --json` report and the
+/// last-position logits.
+fn run_case(cmd: std::process::Command, g: &Gguf, case: &Value, extra: &[&str]) -> (Value, Vec<f64>, String) {
     let dir = tempfile::tempdir().unwrap();
     let logits = dir.path().join("logits.json");
-    cmd.args([
-        "run",
-        "--json",
-        "--temp",
-        "0",
-        "-n",
-        "20",
-        "--cache-type",
-        "f32",
-        "--flash-attn",
-        "off",
-    ])
-    .args(["--no-image-cache", "-m"])
-    .arg(&g.model);
-    if let Some(mmproj) = &g.mmproj {
-        cmd.arg("--mmproj").arg(mmproj);
-    }
-    cmd.arg("--messages").arg(messages_file(dir.path(), case));
-    cmd.arg("--logits-out").arg(&logits).args(extra);
+    let mut cmd = case_run(cmd, g, &messages_file(dir.path(), case), &logits);
+    cmd.arg("--no-image-cache").args(extra);
     let (out, stdout, stderr) = output(&mut cmd);
     assert!(out.status.success(), "{stderr}");
     let logits = serde_json::from_str(&std::fs::read_to_string(&logits).unwrap()).unwrap();

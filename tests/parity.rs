@@ -43,6 +43,8 @@
 //!   (rounding, not the model, may decide it), and on the multimodal fixture no case clears it.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
@@ -115,22 +117,14 @@ struct Outcome {
     logits: Vec<f64>,
 }
 
-fn run_case(checkpoint: &str, outtype: &str, case: &Value) -> Outcome {
-    static CACHE: OnceLock<Mutex<HashMap<String, Outcome>>> = OnceLock::new();
-    let key = format!("{checkpoint}/{outtype}/{}", case["name"]);
-    if let Some(o) = CACHE.get_or_init(Default::default).lock().unwrap().get(&key) {
-        return o.clone();
-    }
-    let gguf = converted(checkpoint, outtype);
-    let dir = tempfile::tempdir().unwrap();
-    let messages = messages_file(dir.path(), case);
-    let logits_path = dir.path().join("logits.json");
-    let mut cmd = medgemma();
+/// `run` of a reference case (its messages file) with the settings the bounds assume: greedy, 20 tokens, f32 KV
+/// cache, no flash attention, 2 threads; the JSON report on stdout, the last-position logits to `logits`.
+pub fn case_run(mut cmd: Command, gguf: &Gguf, messages: &Path, logits: &Path) -> Command {
     cmd.arg("run").arg("-m").arg(&gguf.model);
     if let Some(mmproj) = &gguf.mmproj {
         cmd.arg("--mmproj").arg(mmproj);
     }
-    cmd.arg("--messages").arg(&messages).args([
+    cmd.arg("--messages").arg(messages).args([
         "--json",
         "--temp",
         "0",
@@ -143,7 +137,21 @@ fn run_case(checkpoint: &str, outtype: &str, case: &Value) -> Outcome {
         "-t",
         "2",
     ]);
-    cmd.arg("--logits-out").arg(&logits_path);
+    cmd.arg("--logits-out").arg(logits);
+    cmd
+}
+
+fn run_case(checkpoint: &str, outtype: &str, case: &Value) -> Outcome {
+    static CACHE: OnceLock<Mutex<HashMap<String, Outcome>>> = OnceLock::new();
+    let key = format!("{checkpoint}/{outtype}/{}", case["name"]);
+    if let Some(o) = CACHE.get_or_init(Default::default).lock().unwrap().get(&key) {
+        return o.clone();
+    }
+    let gguf = converted(checkpoint, outtype);
+    let dir = tempfile::tempdir().unwrap();
+    let messages = messages_file(dir.path(), case);
+    let logits_path = dir.path().join("logits.json");
+    let mut cmd = case_run(medgemma(), &gguf, &messages, &logits_path);
     let stdout = ok(&mut cmd);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     let ids = |v: &Value| {
