@@ -38,7 +38,7 @@
 //!   shared-memory tiles, copies non-contiguous operands (the KV cache's K and V views) to fp16 first, and sums an
 //!   fp16 weight in fp16 unless llama.cpp asks for float32 (the logits and K*Q do; V*softmax and, in an f16 GGUF,
 //!   every other linear layer do not). The same script replays that, with draws (`vulkan_f32_gguf`,
-//!   `vulkan_f16_gguf`: 3-7x the CPU's bounds), and the same rules apply with those numbers. Greedy tokens are
+//!   `vulkan_f16_gguf`: 2.4-6.9x the CPU's bounds), and the same rules apply with those numbers. Greedy tokens are
 //!   compared only where the reference margin exceeds that bound; a case below it is reported, not compared
 //!   (rounding, not the model, may decide it), and on the multimodal fixture no case clears it.
 
