@@ -156,7 +156,7 @@ def round_like_vulkan(model: Any, f16_weights: bool) -> None:
 
         projector.forward = project
 
-    use_attention(model, text=attention(f16_operands, f16_accumulated), vision=flash_vision_attention())
+    use_attention(model, text=attention(f16_operands, f16_accumulated), vision=vision_flash_attention())
 
 
 def exact_matmul(a: Any, b: Any) -> Any:
@@ -209,17 +209,12 @@ def use_attention(model: Any, text: Any = None, vision: Any = None) -> None:
     model.forward = forward
 
 
-def flash_vision_attention() -> Any:
-    """The vision tower's attention as both backends compute it (vision_flash_attention)."""
+def vision_flash_attention() -> Any:
+    """The vision tower's attention as both backends compute it. mtmd turns flash attention on for the vision tower
+    wherever the backend has it (the CPU and Vulkan do; our tests' --flash-attn off is the text model's): clip.cpp
+    casts K and V to fp16, Q stays f32, and both backends sum in float32 (ggml-cpu's tiled kernel converts K and V
+    back to f32; ggml-vulkan's f32-accumulator shader, as clip.cpp marks the op F32)."""
     return attention(exact_matmul, exact_matmul, f16_kv=True)
-
-
-def vision_flash_attention(model: Any) -> None:
-    """mtmd turns flash attention on for the vision tower wherever the backend has it (the CPU and Vulkan do; our
-    tests' --flash-attn off is the text model's): clip.cpp casts K and V to fp16, Q stays f32, and both backends sum
-    in float32 (ggml-cpu's tiled kernel converts K and V back to f32; ggml-vulkan's f32-accumulator shader, as
-    clip.cpp marks the op F32)."""
-    use_attention(model, vision=flash_vision_attention())
 
 
 def last_logits(model: Any, inputs: dict[str, Any]) -> Any:
@@ -241,18 +236,19 @@ def measure(checkpoint: str, draws: int) -> dict[str, Any]:
     patched = patch_gelu(rounded)
     if patched == 0:
         fx.die(f"{checkpoint}: no GELU activation found to patch")
-    vision_flash_attention(rounded)
+    use_attention(rounded, vision=vision_flash_attention())
     half = fx.load_reference(folder, multimodal)
     patch_gelu(half)
     round_like_f16_gguf(half)
-    vision_flash_attention(half)
+    use_attention(half, vision=vision_flash_attention())
     vulkan = {}
     for outtype in ("f32", "f16"):
         vulkan[outtype] = fx.load_reference(folder, multimodal)
         round_like_vulkan(vulkan[outtype], f16_weights=outtype == "f16")
+    all_inputs = [fx.encode_case(case, tokenizer, processor, ROOT / "tests/fixtures", ids)
+                  for case in reference["cases"]]
     out: dict[str, Any] = {}
-    for case in reference["cases"]:
-        inputs = fx.encode_case(case, tokenizer, processor, ROOT / "tests/fixtures", ids)
+    for case, inputs in zip(reference["cases"], all_inputs):
         a = last_logits(exact, inputs)
         recorded = __import__("torch").tensor(case["last_logits"], dtype=a.dtype)
         entry: dict[str, Any] = {"reference_replay_max_abs": round(float((a - recorded).abs().max()), 5)}
@@ -265,9 +261,7 @@ def measure(checkpoint: str, draws: int) -> dict[str, Any]:
         out[case["name"]] = entry
     if draws:
         spread = rounding_draws(exact, {"f32_gguf": rounded, "f16_gguf": half, "vulkan_f32_gguf": vulkan["f32"],
-                                        "vulkan_f16_gguf": vulkan["f16"]}, draws,
-                                [fx.encode_case(case, tokenizer, processor, ROOT / "tests/fixtures", ids)
-                                 for case in reference["cases"]])
+                                        "vulkan_f16_gguf": vulkan["f16"]}, draws, all_inputs)
         for case, per_variant in zip(reference["cases"], spread):
             for variant, values in per_variant.items():
                 out[case["name"]][variant]["draws_max_abs"] = values
@@ -282,31 +276,31 @@ def rounding_draws(exact: Any, models: dict[str, Any], draws: int, inputs: list[
     exact model and of each simulated one is multiplied by the same factor 1 + 2^-12 * N(0, 1) (one seed per
     draw), which moves every activation by about one fp16 rounding step and so re-draws every rounding downstream,
     while the model stays the same to 4 significant digits. Returns, per case and variant, [min, median, max] of
-    the max abs difference over the draws: the bound (twice the unperturbed value) must cover the largest."""
+    the max abs difference over the draws; tests/parity.rs bounds a run by twice the largest of these and the plain
+    replay."""
     import torch
     originals = {name: p.detach().clone() for name, p in exact.named_parameters()}
-    values: list[dict[str, list[float]]] = [{variant: [] for variant in models} for _ in inputs]
-    for seed in range(draws):
-        generator = torch.Generator().manual_seed(seed)
-        factors = {name: 1.0 + 2.0 ** -12 * torch.randn(p.shape, generator=generator, dtype=p.dtype)
-                   for name, p in originals.items()}
+
+    def set_weights(factors: dict[str, Any] | None) -> None:
+        # every model gets the same weights (times `factors`); an f16 one stores them rounded again
         with torch.no_grad():
             for model in (exact, *models.values()):
                 for name, p in model.named_parameters():
-                    p.copy_(originals[name] * factors[name])
+                    p.copy_(originals[name] if factors is None else originals[name] * factors[name])
                 if getattr(model, "f16_weights", False):
                     round_f16_weights(model)
+
+    values: list[dict[str, list[float]]] = [{variant: [] for variant in models} for _ in inputs]
+    for seed in range(draws):
+        generator = torch.Generator().manual_seed(seed)
+        set_weights({name: 1.0 + 2.0 ** -12 * torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                     for name, p in originals.items()})
         for i, case_inputs in enumerate(inputs):
             a = last_logits(exact, case_inputs)
             for variant, model in models.items():
                 values[i][variant].append(float((a - last_logits(model, case_inputs)).abs().max()))
         print(f"draw {seed + 1}/{draws}", file=sys.stderr)
-    with torch.no_grad():
-        for model in (exact, *models.values()):
-            for name, p in model.named_parameters():
-                p.copy_(originals[name])
-            if getattr(model, "f16_weights", False):
-                round_f16_weights(model)
+    set_weights(None)
     return [{variant: [round(min(v), 5), round(sorted(v)[len(v) // 2], 5), round(max(v), 5)]
              for variant, v in per_case.items()} for per_case in values]
 

@@ -4,8 +4,8 @@
 //! MEDGEMMA_TEST_ROUNDING, [`simulated_cpu`] for the CPU's), so the two builds are within the sum of those bounds
 //! of each other. Text: the case's smallest top-1 margin along the reference's greedy path exceeds that sum, so
 //! the greedy tokens must be equal. Image: no multimodal case's margins clear the Vulkan bound all along the path,
-//! so the last-position logits are compared (within the sum, the same top-1 where the CPU build's margin exceeds
-//! it). tests/parity.rs, run on the GPU too, holds each build to the reference.
+//! so the last-position logits are compared: within the sum, and the same top-1 (the CPU build's margin there must
+//! exceed the sum). tests/parity.rs, run on the GPU too, holds each build to the reference.
 //!
 //! MEDGEMMA_CPU_BIN names the CPU build's binary (scripts/test-gpu builds it); the GPU device must be visible
 //! (for lavapipe, GGML_VK_VISIBLE_DEVICES=0).

@@ -7,7 +7,7 @@
 //!   entries are fp16, and the vision tower's flash attention casts K and V to fp16.
 //!   `scripts/ggml_rounding_bound.py` replays every reference case in transformers with exactly that rounding and
 //!   records how far it moves the last-position logits (tests/fixtures/reference/ggml-rounding.json:
-//!   0.05-0.23 on the high-gain fixtures, 0.002 on the gentle one). Every other difference (the order of float32
+//!   0.06-0.23 on the high-gain fixtures, 0.002 on the gentle one). Every other difference (the order of float32
 //!   sums) is relative 1e-7 per operation, orders of magnitude below that. Our run rounds at the same places but
 //!   from slightly different float32 inputs, so its errors are another draw of the same process, and one draw's
 //!   max abs difference varies: the script also re-draws every rounding 32 times (each weight times
@@ -261,18 +261,20 @@ fn greedy_parity_f32(checkpoint: &str) {
     for case in cases(checkpoint) {
         let bound = 2.0 * simulated(checkpoint, &case, "f32");
         let min_margin = case["min_top1_margin_greedy"].as_f64().unwrap();
+        let ours = run_case(checkpoint, "f32", &case);
+        let expected: Vec<i64> = case["greedy_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect();
         if rounding_model() != "cpu" && min_margin <= bound {
             // reported for the record, not asserted: rounding may decide a near-tie here
-            let same = run_case(checkpoint, "f32", &case).generated
-                == floats(&case["greedy_ids"])
-                    .iter()
-                    .map(|&x| x as i64)
-                    .collect::<Vec<_>>();
             eprintln!(
                 "{checkpoint}/{}: greedy not compared: reference margin {min_margin:.3} <= {bound:.3} ({} rounding); tokens {}",
                 case["name"],
                 rounding_model(),
-                if same { "equal anyway" } else { "differ" }
+                if ours.generated == expected { "equal anyway" } else { "differ" }
             );
             continue;
         }
@@ -282,13 +284,6 @@ fn greedy_parity_f32(checkpoint: &str) {
             case["name"]
         );
         compared += 1;
-        let ours = run_case(checkpoint, "f32", &case);
-        let expected: Vec<i64> = case["greedy_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect();
         assert_eq!(
             ours.generated, expected,
             "{checkpoint}/{}: greedy continuation differs",
