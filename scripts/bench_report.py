@@ -29,6 +29,10 @@ Inputs (made when missing; models/ is git-ignored):
   models/synthetic-medgemma-4b-f16.gguf     scripts/make_synthetic.py (medgemma-4b-it's exact text geometry)
   models/synthetic-medgemma-4b-<quant>.gguf  `medgemma quantize` of the F16 file
   models/synthetic-mmproj-4b-f16.gguf        scripts/make_synthetic.py --mmproj-out (the exact vision tower)
+With --variant 27b-text (medgemma-27b-text-it's geometry; text only, so no image rounds):
+  models/synthetic-medgemma-27b-text-q8_0.gguf     scripts/make_synthetic.py --outtype q8_0 (29 GB; an F16 file
+                                                   would be 54 GB)
+  models/synthetic-medgemma-27b-text-<quant>.gguf  `medgemma quantize --allow-requantize` of the Q8_0 file
 
 Writes docs/bench/results.json and docs/bench/tokens-per-second.png (needs matplotlib:
 scripts/requirements-bench.txt), prints Markdown tables on stdout and progress on stderr.
@@ -261,11 +265,18 @@ def gguf_tensor_bytes(path: Path) -> int:
     return sum(int(t.n_bytes) for t in GGUFReader(path).tensors)
 
 
-def kv_bytes(depth: int) -> int:
-    # medgemma-4b-it: 34 layers, 4 KV heads x 256, f16 K and V; 5 of 6 layers keep at most 1024 positions.
-    per_position = 2 * 4 * 256 * 2
-    global_layers, local_layers = 34 // 6, 34 - 34 // 6
-    return per_position * (global_layers * depth + local_layers * min(depth, 1024))
+def kv_bytes(model: Path, depth: int) -> int:
+    """Bytes of f16 K and V a decode step reads at `depth`, from the model's own geometry (sliding-window layers
+    keep at most the window; every sixth layer is global, as in Gemma 3)."""
+    from gguf import GGUFReader
+    fields = GGUFReader(model).fields
+
+    def value(key: str) -> int:
+        return int(fields[f"gemma3.{key}"].contents())
+    layers, window = value("block_count"), value("attention.sliding_window")
+    per_position = 2 * value("attention.head_count_kv") * value("attention.key_length") * 2
+    global_layers = layers // 6
+    return per_position * (global_layers * depth + (layers - global_layers) * min(depth, window))
 
 
 def gpu_name() -> str:
@@ -317,21 +328,27 @@ def spread(values: list[float]) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def ensure_models(quants: list[str]) -> tuple[dict[str, Path], Path]:
-    f16 = MODELS / "synthetic-medgemma-4b-f16.gguf"
-    mmproj = MODELS / "synthetic-mmproj-4b-f16.gguf"
-    models = {q: MODELS / f"synthetic-medgemma-4b-{q}.gguf" for q in quants}
-    if any(not p.exists() for p in models.values()) and not f16.exists():
-        log(f"writing {f16} (random weights, 7.8 GB)")
-        run([sys.executable, str(ROOT / "scripts/make_synthetic.py"), "--out", str(f16), "--outtype", "f16"])
+def ensure_models(quants: list[str], variant: str) -> tuple[dict[str, Path], Path | None]:
+    """The model files (made when missing) and the 4b's mmproj (None for the text-only 27b)."""
+    synthetic = [sys.executable, str(ROOT / "scripts/make_synthetic.py"), "--variant", variant]
+    models = {q: MODELS / f"synthetic-medgemma-{variant}-{q}.gguf" for q in quants}
+    # The 27b's F16 would be 54 GB: its base is written as Q8_0 and the other types are requantised from it.
+    base_type = "f16" if variant == "4b" else "q8_0"
+    base = MODELS / f"synthetic-medgemma-{variant}-{base_type}.gguf"
+    if any(not p.exists() for p in models.values()) and not base.exists():
+        log(f"writing {base} (random weights)")
+        run([*synthetic, "--out", str(base), "--outtype", base_type])
     for q, p in models.items():
         if not p.exists():
-            log(f"quantising {f16.name} to {q}")
-            run([str(MEDGEMMA), "quantize", str(f16), str(p), "--type", q])
+            log(f"quantising {base.name} to {q}")
+            run([str(MEDGEMMA), "quantize", str(base), str(p), "--type", q,
+                 *(["--allow-requantize"] if base_type != "f16" else [])])
+    if variant != "4b":
+        return models, None
+    mmproj = MODELS / "synthetic-mmproj-4b-f16.gguf"
     if not mmproj.exists():
         log(f"writing {mmproj}")
-        run([sys.executable, str(ROOT / "scripts/make_synthetic.py"), "--mmproj-out", str(mmproj),
-             "--mmproj-outtype", "f16"])
+        run([*synthetic, "--mmproj-out", str(mmproj), "--mmproj-outtype", "f16"])
     return models, mmproj
 
 
@@ -365,6 +382,9 @@ def text_rounds(model: Path, quant: str, refs: dict[str, dict], args, threads: i
 def main() -> int:
     global MEDGEMMA, MODELS, OUT, GPU_LAYERS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", choices=["4b", "27b-text"], default="4b",
+                        help="the synthetic model's geometry: medgemma-4b-it (default) or medgemma-27b-text-it (no "
+                             "image rounds)")
     parser.add_argument("--quants", nargs="+", default=["q4_k_m", "q8_0"])
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="thread counts [default: the physical cores, medgemma's and llama-bench's default]")
@@ -405,13 +425,13 @@ def main() -> int:
     refs = {"newest": newest}
     if not args.skip_crate and not args.newest_tools:
         refs["crate"] = crate_llama(newest["src"] / "tools/llama-bench")
-    models, mmproj = ensure_models(args.quants)
+    models, mmproj = ensure_models(args.quants, args.variant)
     thread_counts = args.threads or [physical_cores()]
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), "unknown CPU")
     results: dict = {
         "cpu": cpu, "logical_cpus": os.cpu_count(), "prompt_tokens": args.prompt, "gen_tokens": args.gen,
-        "target": args.target, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "variant": args.variant, "target": args.target, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "references": {k: {"name": v["name"], "version": v["version"], "ggml_version": v["ggml_version"]}
                        for k, v in refs.items()},
         "runs": [], "images": [], "bandwidth": {}, "gpu": gpu_name() if GPU_LAYERS is not None else None,
@@ -425,7 +445,7 @@ def main() -> int:
             log(f"{threads} thread(s): memory read bandwidth {bw / 1e9:.1f} GB/s")
         for quant, model in models.items():
             got = text_rounds(model, quant, refs, args, threads)
-            per_token = gguf_tensor_bytes(model) + kv_bytes(args.prompt + args.gen // 2)
+            per_token = gguf_tensor_bytes(model) + kv_bytes(model, args.prompt + args.gen // 2)
             results["runs"].append({
                 "quant": quant, "threads": threads, "file_bytes": model.stat().st_size,
                 "tools": {name: {"pp": spread(s["pp"]), "tg": spread(s["tg"]), "settings": got["settings"][name]}
@@ -433,7 +453,7 @@ def main() -> int:
                 "ratios": got["ratios"], "bytes_per_token": per_token,
                 "tg_bound": bw / per_token if bw is not None else None})
             (OUT / "results.partial.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-        if args.image_reps:
+        if args.image_reps and mmproj is not None:
             images = {"threads": threads, "mmproj": mmproj.name, "ms": {n: [] for n in ["medgemma", *refs]}}
             first = next(iter(models.values()))
             for rep in range(args.image_reps):
@@ -466,7 +486,8 @@ def fmt_ci(ci: dict) -> str:
 
 def print_tables(r: dict) -> None:
     gpu = f"; GPU {r['gpu']}, {r['gpu_layers']} layers offloaded" if r.get("gpu") else ""
-    print(f"Machine: {r['cpu']}, {r['logical_cpus']} logical CPUs{gpu}. Prompt {r['prompt_tokens']} tokens from an empty "
+    print(f"Machine: {r['cpu']}, {r['logical_cpus']} logical CPUs{gpu}. Model: synthetic "
+          f"medgemma-{r.get('variant', '4b')} geometry. Prompt {r['prompt_tokens']} tokens from an empty "
           f"cache; generation of {r['gen_tokens']} tokens at depth {r['prompt_tokens']}. Rounds interleave the "
           "tools; ratios are medgemma / reference (tokens/s, above 1 = medgemma faster), geometric mean [95% "
           "confidence interval].\n")

@@ -24,7 +24,7 @@ from medgemma_convert.config import load_config  # noqa: E402
 from medgemma_convert.metadata import CLIP_ARCH, TEXT_ARCH, add_mmproj_metadata, add_text_metadata  # noqa: E402
 from medgemma_convert.tensors import plan_tensors  # noqa: E402
 from medgemma_convert.tokenizer import load_vocabulary  # noqa: E402
-from medgemma_convert.writer import progress, write_gguf  # noqa: E402
+from medgemma_convert.writer import clean_up_on_sigterm, progress, write_gguf  # noqa: E402
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 MMPROJ_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -95,6 +95,7 @@ def convert(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    clean_up_on_sigterm()
     try:
         outputs = convert(args)
     except ConversionError as e:

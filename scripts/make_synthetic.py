@@ -8,7 +8,8 @@ The files are laid out exactly as scripts/convert_hf_to_gguf.py would write them
 the converter's name mapping, shape checks and per-tensor types (medgemma_convert.tensors.plan_tensors), the metadata
 is written by medgemma_convert.metadata.add_text_metadata / add_mmproj_metadata and the files by
 medgemma_convert.writer.write_gguf. Only the source of the numbers differs: instead of safetensors rows, each tensor
-is drawn chunk by chunk (memory stays at one chunk whatever the model size) from fixed seeds:
+is drawn chunk by chunk (memory stays at --jobs chunks whatever the model size; the chunks are drawn and encoded on
+--jobs threads, and each chunk has its own seed, so the file is the same for any --jobs) from fixed seeds:
 
   text model     every tensor N(0, 0.02); norm weights get the converter's (1 + w) shift, so they end up around 1.
   vision tower   (SigLIP-400M at 896 px, 27 layers, and the Gemma 3 projector to the text width 2560) matrices,
@@ -46,6 +47,7 @@ import os
 import string
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -64,13 +66,13 @@ from medgemma_convert.tensors import (CAUSAL_LM_PREFIX, PROJECTOR, PROJECTOR_PRE
                                       TEXT_LAYER, TEXT_PREFIXES, VISION_GLOBAL, VISION_LAYER, VISION_PREFIXES,
                                       TensorPlan, map_name, plan_tensors, text_shapes, vision_shapes)
 from medgemma_convert.tokenizer import Vocabulary  # noqa: E402
-from medgemma_convert.writer import progress, write_gguf  # noqa: E402
+from medgemma_convert.writer import clean_up_on_sigterm, progress, write_gguf  # noqa: E402
 
 STD = 0.02
 CHUNK_ELEMENTS = 16 * 1024 * 1024
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 MMPROJ_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
-VISION_SEED_STREAM = 1  # the vision tower draws from default_rng([seed, 1]), the text model from default_rng(seed)
+TEXT_SEED_STREAM, VISION_SEED_STREAM = 0, 1  # each chunk draws from default_rng([seed, stream, crc32(name), row])
 
 # The Hugging Face text configs (as in the published config.json files, transformers 4.5x layout).
 TEXT_CONFIGS: dict[str, dict[str, Any]] = {
@@ -218,31 +220,34 @@ def vision_init(plan: TensorPlan) -> tuple[float, float]:
     return 0.0, STD
 
 
-def random_rows(ref: TensorRef, rng: np.random.Generator, mean: float = 0.0,
-                std: float = STD) -> Iterator[np.ndarray]:
-    """Stand-in for checkpoint.read_rows: N(mean, std) float32 rows, a bounded chunk at a time."""
+def random_chunks(ref: TensorRef, key: tuple[int, ...], mean: float = 0.0,
+                  std: float = STD) -> Iterator[Callable[[], np.ndarray]]:
+    """Stand-in for the checkpoint's rows: N(mean, std) float32 rows, a bounded chunk at a time, each chunk drawn
+    (when called, on whichever thread) from its own generator, seeded by `key`, the tensor's name and the chunk's
+    place, so the numbers do not depend on --jobs, on the other tensors or on the output type."""
     row_len = ref.shape[-1] if ref.shape else 1
     n_rows = ref.n_elements // row_len
     step = max(1, CHUNK_ELEMENTS // row_len)
-    for start in range(0, n_rows, step):
+    name = zlib.crc32(ref.name.encode())
+
+    def draw(start: int) -> np.ndarray:
+        rng = np.random.default_rng([*key, name, start])
         rows = rng.standard_normal((min(step, n_rows - start), row_len), dtype=np.float32)
         rows *= np.float32(std)
         if mean:
             rows += np.float32(mean)
-        yield rows
+        return rows
+
+    for start in range(0, n_rows, step):
+        yield lambda start=start: draw(start)
 
 
 def write_random(out: Path, arch: str, add_metadata: writer.AddMetadata, plans: list[TensorPlan],
-                 rng: np.random.Generator, init: Callable[[TensorPlan], tuple[float, float]]) -> Path:
+                 key: tuple[int, ...], init: Callable[[TensorPlan], tuple[float, float]], jobs: int) -> Path:
     """The converter's writer, reading random rows (N(init(plan))) instead of safetensors rows."""
     draws = {plan.source.name: init(plan) for plan in plans}
     out.parent.mkdir(parents=True, exist_ok=True)
-    original = writer.read_rows
-    writer.read_rows = lambda ref: random_rows(ref, rng, *draws[ref.name])  # type: ignore[assignment]
-    try:
-        tmp = write_gguf(out, arch, add_metadata, plans)
-    finally:
-        writer.read_rows = original  # type: ignore[assignment]
+    tmp = write_gguf(out, arch, add_metadata, plans, lambda ref: random_chunks(ref, key, *draws[ref.name]), jobs)
     os.replace(tmp, out)
     return out
 
@@ -301,7 +306,7 @@ def synthetic_vocabulary(vocab_size: int) -> Vocabulary:
                       add_bos=True, add_eos=False, add_space_prefix=False, chat_template=CHAT_TEMPLATE)
 
 
-def write_text_model(variant: str, plan: SyntheticPlan, out: Path, outtype: str, seed: int) -> Path:
+def write_text_model(variant: str, plan: SyntheticPlan, out: Path, outtype: str, seed: int, jobs: int = 1) -> Path:
     cfg = plan.cfg
     vocab = synthetic_vocabulary(cfg.text.vocab_size)
     n_params = sum(p.source.n_elements for p in plan.text)
@@ -309,10 +314,10 @@ def write_text_model(variant: str, plan: SyntheticPlan, out: Path, outtype: str,
              f"{sum(p.nbytes for p in plan.text) / 1e9:.2f} GB of tensor data as {outtype}")
     name = NAMES[variant]
     return write_random(out, TEXT_ARCH, lambda w: add_text_metadata(w, name, outtype, cfg.text, vocab), plan.text,
-                        np.random.default_rng(seed), text_init)
+                        (seed, TEXT_SEED_STREAM), text_init, jobs)
 
 
-def write_mmproj(variant: str, plan: SyntheticPlan, out: Path, mmproj_outtype: str, seed: int) -> Path:
+def write_mmproj(variant: str, plan: SyntheticPlan, out: Path, mmproj_outtype: str, seed: int, jobs: int = 1) -> Path:
     vision = plan.cfg.vision
     if vision is None:
         raise ConversionError(f"--mmproj-out: the {variant} variant has no vision tower (only 4b has one)")
@@ -321,7 +326,7 @@ def write_mmproj(variant: str, plan: SyntheticPlan, out: Path, mmproj_outtype: s
              f"{sum(p.nbytes for p in plan.vision) / 1e9:.2f} GB of tensor data as {mmproj_outtype}")
     name = NAMES[variant]
     return write_random(out, CLIP_ARCH, lambda w: add_mmproj_metadata(w, name, mmproj_outtype, vision), plan.vision,
-                        np.random.default_rng([seed, VISION_SEED_STREAM]), vision_init)
+                        (seed, VISION_SEED_STREAM), vision_init, jobs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -341,7 +346,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "position embeddings and 1-D tensors stay f32; q8_0 keeps rows that are not a "
                              "multiple of 32 and the projection in f16); default f16")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="threads drawing and encoding chunks (default: the logical CPUs; the file does not "
+                             "depend on it)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give 1 or more threads")
     if args.out is None and args.mmproj_out is None:
         parser.error("nothing to write: give --out (text model), --mmproj-out (vision tower) or both")
     if args.mmproj_out is not None and ARCHITECTURES[args.variant] != "Gemma3ForConditionalGeneration":
@@ -351,15 +361,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    clean_up_on_sigterm()
     try:
         plan = plan_synthetic(args.variant, args.outtype, args.mmproj_outtype)
-        jobs = []
+        outputs = []
         if args.out is not None:
-            jobs.append((args.out, lambda: write_text_model(args.variant, plan, args.out, args.outtype, args.seed)))
+            outputs.append(lambda: write_text_model(args.variant, plan, args.out, args.outtype, args.seed, args.jobs))
         if args.mmproj_out is not None:
-            jobs.append((args.mmproj_out,
-                         lambda: write_mmproj(args.variant, plan, args.mmproj_out, args.mmproj_outtype, args.seed)))
-        for _, write in jobs:
+            outputs.append(lambda: write_mmproj(args.variant, plan, args.mmproj_out, args.mmproj_outtype, args.seed,
+                                                args.jobs))
+        for write in outputs:
             start = time.monotonic()
             out = write()
             progress(f"wrote {out} ({out.stat().st_size / 1e9:.2f} GB) in {time.monotonic() - start:.1f} s")

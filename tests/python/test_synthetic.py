@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 
 import make_synthetic
+from conftest import SCRIPTS
 from medgemma_convert.config import load_config
 from medgemma_convert.tensors import vision_shapes
 
@@ -148,3 +152,35 @@ def test_refused_arguments(argv, capsys):
 def test_mmproj_alone_is_allowed():
     args = make_synthetic.parse_args(["--mmproj-out", "m.gguf", "--mmproj-outtype", "q8_0"])
     assert args.out is None and args.mmproj_out == Path("m.gguf") and args.mmproj_outtype == "q8_0"
+
+
+def test_jobs_do_not_change_the_file(tmp_path):
+    """Chunks are drawn on threads, each from its own seed: one thread and three write the same bytes, also for a
+    tensor of several chunks (the 4b ffn_down is 2560 x 10240: two chunks of 16 Mi values)."""
+    plan = make_synthetic.plan_synthetic("4b", outtype="q8_0")
+    small = {"blk.0.ffn_down.weight", "blk.0.attn_norm.weight", "blk.0.attn_k.weight"}
+    plan = dataclasses.replace(plan, text=[p for p in plan.text if p.name in small])
+    one = make_synthetic.write_text_model("4b", plan, tmp_path / "one.gguf", "q8_0", 0, jobs=1)
+    three = make_synthetic.write_text_model("4b", plan, tmp_path / "three.gguf", "q8_0", 0, jobs=3)
+    assert one.read_bytes() == three.read_bytes()
+    tensors = {t.name: t for t in GGUFReader(one).tensors}
+    down = dequantize(np.asarray(tensors["blk.0.ffn_down.weight"].data), Q.Q8_0).reshape(-1)
+    half = down.size // 2  # the two chunks are different draws, each N(0, 0.02)
+    assert not np.allclose(down[:half], down[half:])
+    assert abs(down.std() - 0.02) < 0.001
+
+
+def test_sigterm_leaves_no_partial_file(tmp_path):
+    """`timeout` or `kill` mid-write: the temporary file goes, as on Ctrl-C, and the exit status says why."""
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "make_synthetic.py"), "--variant", "27b-text",
+                             "--outtype", "q8_0", "--out", str(tmp_path / "m.gguf"), "--jobs", "2"],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("[3/"):  # tensor data is being written
+            break
+    assert any(tmp_path.iterdir()), "the temporary file should exist while writing"
+    proc.send_signal(signal.SIGTERM)
+    proc.stderr.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
