@@ -257,7 +257,7 @@ impl ModelArgs {
                 layers: self.gpu_layers,
                 device: self.gpu_device.clone(),
                 mmproj_offload: self.mmproj_offload == OnOff::On,
-                kv_positions: None,
+                kv: None,
             },
             threads,
             verbose: self.verbose,

@@ -165,3 +165,56 @@ fn a_device_that_does_not_exist_is_refused_naming_the_ones_there() {
         "{err}"
     );
 }
+
+/// A size as the plan line prints it ("928 KiB", "300 MiB", "9.57 GiB"), in KiB.
+fn plan_size_kib(text: &str) -> f64 {
+    let (number, unit) = text.trim().split_once(' ').unwrap_or_else(|| panic!("{text:?}"));
+    let n: f64 = number.parse().unwrap_or_else(|_| panic!("{text:?}"));
+    n * match unit {
+        "KiB" => 1.0,
+        "MiB" => 1024.0,
+        "GiB" => 1024.0 * 1024.0,
+        _ => panic!("unit of {text:?}"),
+    }
+}
+
+/// The fit's KV cache is what llama.cpp then allocates on the device (its `--verbose` log), at two context sizes:
+/// the global layer keeps every position, the sliding-window layers the window plus one micro-batch (`run`), and
+/// `-c` reaches the plan.
+#[test]
+fn the_plans_kv_cache_is_what_llama_cpp_allocates() {
+    let g = converted("tiny-medgemma-text", "f32");
+    let mut seen = Vec::new();
+    for ctx in ["256", "2048"] {
+        let (_, stderr) = run_json(medgemma(), &g, &["--gpu-layers", "auto", "--verbose", "-c", ctx]);
+        check_everything_offloaded(&stderr, false);
+        let plan = stderr.lines().find(|l| l.starts_with("medgemma: gpu: ")).unwrap();
+        let ours = plan_size_kib(plan.split("KV cache ").nth(1).unwrap().split(',').next().unwrap());
+        let device_lines: Vec<f64> = stderr
+            .lines()
+            .filter(|l| l.contains(" KV buffer size = ") && !l.contains(" CPU KV buffer"))
+            .map(|l| {
+                let mib = l
+                    .split(" KV buffer size = ")
+                    .nth(1)
+                    .unwrap()
+                    .trim()
+                    .trim_end_matches(" MiB");
+                mib.parse::<f64>().unwrap_or_else(|_| panic!("{l}")) * 1024.0
+            })
+            .collect();
+        assert!(
+            !device_lines.is_empty(),
+            "no device KV buffer in llama.cpp's log:\n{stderr}"
+        );
+        let theirs: f64 = device_lines.iter().sum();
+        // ours is printed to the KiB, llama.cpp's lines to 0.01 MiB each
+        let slack = 0.5 + device_lines.len() as f64 * 0.005 * 1024.0;
+        assert!(
+            (ours - theirs).abs() <= slack,
+            "-c {ctx}: the plan counts {ours} KiB of KV cache, llama.cpp allocated {theirs} KiB on the device\n{plan}"
+        );
+        seen.push(ours);
+    }
+    assert!(seen[1] > seen[0], "-c must reach the plan: {seen:?}");
+}

@@ -90,7 +90,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
     if !todo.is_empty() {
         // The results file is open already; what is left to read is the model and the jobs' images.
         let mut options = args.model.load_options(&files, context.threads)?;
-        options.gpu.kv_positions = Some(super::kv_positions(&files.model, &context, args.parallel));
+        options.gpu.kv = Some(super::kv_cache(&files.model, &context, args.parallel, true));
         crate::sandbox::Policy::new("batch")
             .read_model(&files.model)
             .read_all(&files.mmproj)

@@ -53,7 +53,8 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let mut input = InputSource::new(interactive, keep_history)?;
     // /image, /load and /save work beneath the current folder; the history file keeps being written.
     let history_dir = crate::chat::input::history_path().filter(|_| keep_history);
-    let options = args.model.load_options(&files, context.threads)?;
+    let mut options = args.model.load_options(&files, context.threads)?;
+    options.gpu.kv = Some(super::kv_cache(&files.model, &context, 1, true));
     crate::sandbox::Policy::new("chat")
         .read_model(&files.model)
         .read_all(&files.mmproj)

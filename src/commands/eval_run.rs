@@ -168,7 +168,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     if !todo.is_empty() {
-        let options = args.model.load_options(&files, context.threads)?;
+        let mut options = args.model.load_options(&files, context.threads)?;
+        options.gpu.kv = Some(super::kv_cache(&files.model, &context, args.parallel, true));
         crate::sandbox::Policy::new("eval")
             .read_model(&files.model)
             .write_beneath(dir)

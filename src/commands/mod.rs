@@ -42,12 +42,28 @@ pub(crate) fn resolve_for_results(
     Ok(files)
 }
 
-/// KV positions of a context of `parallel` sequences (for the GPU fit): `-c` each, or the default context size.
-pub(crate) fn kv_positions(model: &std::path::Path, context: &crate::settings::ContextSettings, parallel: u32) -> u64 {
-    let per_sequence = context
-        .ctx_size
-        .map_or_else(|| trained_length(model).unwrap_or(8192).min(8192), u64::from);
-    per_sequence * u64::from(parallel.max(1))
+/// The KV cache of a context of `parallel` sequences of `-c` positions each (or the default context size), for
+/// the GPU fit; `swa_full` when the command keeps whole caches for prefix reuse (chat, batch, serve, eval).
+pub(crate) fn kv_cache(
+    model: &std::path::Path,
+    context: &crate::settings::ContextSettings,
+    parallel: u32,
+    swa_full: bool,
+) -> crate::gpu_plan::KvCache {
+    use crate::settings::CacheType;
+    crate::gpu_plan::KvCache {
+        positions: context
+            .ctx_size
+            .map_or_else(|| trained_length(model).unwrap_or(8192).min(8192), u64::from),
+        sequences: u64::from(parallel.max(1)),
+        swa_full,
+        ubatch: u64::from(context.batch_size.max(512)),
+        bytes_per_32: match context.cache_type {
+            CacheType::F16 => 64,
+            CacheType::F32 => 128,
+            CacheType::Q8_0 => 34,
+        },
+    }
 }
 
 /// Refuses `-c/--ctx-size` beyond the model's trained length unless `--allow-long-context` (run, chat, batch),

@@ -114,7 +114,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     terminal::research_notice();
 
     let mut context = args.context.settings();
-    let options = args.model.load_options(&files, context.threads)?;
+    let mut options = args.model.load_options(&files, context.threads)?;
+    // One sequence; the sliding-window layers keep only the window (no prefix reuse in a single run).
+    options.gpu.kv = Some(super::kv_cache(&files.model, &context, 1, false));
     crate::sandbox::Policy::new("run")
         .read_model(&files.model)
         .read_all(&files.mmproj)

@@ -60,7 +60,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         context.ctx_size = Some(DEFAULT_CTX_SIZE.min(trained as u32));
     }
     let mut options = args.model.load_options(&files, context.threads)?;
-    options.gpu.kv_positions = Some(super::kv_positions(&files.model, &context, args.parallel));
+    options.gpu.kv = Some(super::kv_cache(&files.model, &context, args.parallel, true));
     crate::sandbox::Policy::new("serve")
         .read_model(&files.model)
         .read_all(&files.mmproj)

@@ -7,7 +7,7 @@
 
 use super::error::EngineError;
 use crate::gguf::GgufHeader;
-use crate::gpu_plan::{plan, GpuLayers, ModelFootprint};
+use crate::gpu_plan::{plan, GpuLayers, KvCache, ModelFootprint};
 
 /// What the user asked of the GPU.
 #[derive(Debug, Clone, Default)]
@@ -17,8 +17,9 @@ pub struct GpuOptions {
     pub device: Option<String>,
     /// Put the vision projector on the GPU when it fits (`--mmproj-offload on`, the default).
     pub mmproj_offload: bool,
-    /// KV positions of the context (all sequences), for the fit; the default context when absent.
-    pub kv_positions: Option<u64>,
+    /// The KV cache of the context the command will run, for the fit; when absent, the default context of one
+    /// sequence with the whole cache kept (the larger of the two ways llama.cpp sizes it).
+    pub kv: Option<KvCache>,
 }
 
 /// A device as `doctor` shows it.
@@ -104,14 +105,18 @@ pub(super) fn placement(
         return Ok(Placement::default());
     };
     let footprint = ModelFootprint::from_header(model);
-    let positions = options
-        .kv_positions
-        .unwrap_or_else(|| model.arch_u64("context_length").unwrap_or(8192).min(8192));
+    let kv = options.kv.unwrap_or_else(|| KvCache {
+        positions: model.arch_u64("context_length").unwrap_or(8192).min(8192),
+        sequences: 1,
+        swa_full: true,
+        ubatch: 512,
+        bytes_per_32: 64,
+    });
     let offload_mmproj = if options.mmproj_offload { mmproj_bytes } else { None };
     let plan = plan(
         options.layers,
         &footprint,
-        positions,
+        &kv,
         offload_mmproj,
         &device.name,
         device.memory_free,
