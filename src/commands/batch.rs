@@ -229,7 +229,10 @@ pub(crate) fn run_jobs(
             progress.finish();
             return Ok(true);
         }
-        while scheduler.active() < parallel && next < todo.len() {
+        // The jobs for the free sequences are prepared and submitted together (their prompts are evaluated in
+        // shared batches).
+        let mut waiting = Vec::new();
+        while scheduler.active() + waiting.len() < parallel && next < todo.len() {
             let job = todo[next];
             let tag = JobTag {
                 index: next,
@@ -237,27 +240,37 @@ pub(crate) fn run_jobs(
                 prompt_tokens: 0,
             };
             next += 1;
-            let outcome = match prepare_job(engine, job, sampling, images) {
-                Err(e) => Err(e),
+            match prepare_job(engine, job, sampling, images) {
                 Ok((prompt, job_sampling)) => {
                     let tag = JobTag {
                         prompt_tokens: prompt.n_tokens(),
                         ..tag
                     };
-                    match scheduler.submit(tag, &prompt, &job_sampling, &mut on_token) {
-                        Ok(done) => Ok(done),
-                        Err((_, e)) => Err(with_series_fix(job, e)),
-                    }
+                    waiting.push((tag, prompt, job_sampling));
                 }
-            };
-            match outcome {
-                Ok(Some(done)) => record(finished_result(todo, done, format), &mut failed, &mut generated)?,
-                Ok(None) => {}
                 Err(e) => record(
                     error_result(job, format!("{e:#}"), tag.started),
                     &mut failed,
                     &mut generated,
                 )?,
+            }
+        }
+        let submitted = scheduler.submit_many(
+            waiting.iter().map(|(tag, prompt, s)| (*tag, prompt, s)).collect(),
+            &mut on_token,
+        );
+        for outcome in submitted {
+            match outcome {
+                Ok(Some(done)) => record(finished_result(todo, done, format), &mut failed, &mut generated)?,
+                Ok(None) => {}
+                Err((tag, e)) => {
+                    let job = todo[tag.index];
+                    record(
+                        error_result(job, format!("{:#}", with_series_fix(job, e)), tag.started),
+                        &mut failed,
+                        &mut generated,
+                    )?
+                }
             }
         }
         if scheduler.active() == 0 {

@@ -34,6 +34,11 @@ pub(crate) trait Backend {
 
     /// Decodes one row per running answer, each with logits (row i's logits are read with index i).
     fn decode_rows(&mut self, rows: &[Row]) -> Result<(), EngineError>;
+    /// Tokens per decode call (llama.cpp's `n_batch`).
+    fn n_batch(&self) -> usize;
+    /// Decodes prompt rows of several sequences in one batch (at most [`Backend::n_batch`]), with logits for the
+    /// rows `logits` marks (row i's are read with index i).
+    fn decode_prompt_rows(&mut self, rows: &[Row], logits: &[bool]) -> Result<(), EngineError>;
     /// Decodes `tokens` into `seq` from position `start` on; logits for the last one when `logits_last`. On failure,
     /// how many were decoded before the failing chunk.
     fn decode_tokens(
@@ -99,6 +104,16 @@ impl Backend for Context<'_> {
         let mut batch = Batch::new(rows.len(), rows.len());
         for r in rows {
             batch.add(r.token, r.pos, r.seq, true)?;
+        }
+        self.decode(&mut batch)
+    }
+    fn n_batch(&self) -> usize {
+        self.n_batch as usize
+    }
+    fn decode_prompt_rows(&mut self, rows: &[Row], logits: &[bool]) -> Result<(), EngineError> {
+        let mut batch = Batch::new(rows.len(), 1);
+        for (r, &l) in rows.iter().zip(logits) {
+            batch.add(r.token, r.pos, r.seq, l)?;
         }
         self.decode(&mut batch)
     }

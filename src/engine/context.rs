@@ -61,7 +61,7 @@ pub(crate) struct Context<'e> {
     pub(crate) engine: &'e Engine,
     ctx: LlamaContext<'e>,
     n_ctx: u32,
-    n_batch: u32,
+    pub(super) n_batch: u32,
 }
 
 fn kv_type(t: CacheType) -> KvCacheType {

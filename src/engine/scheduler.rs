@@ -45,6 +45,10 @@ pub struct Finished<T> {
     pub stats: SessionStats,
 }
 
+/// What submitting a prompt gave: an answer that finished at once, one that is running (None), or the tag back
+/// with the error that kept the prompt from being evaluated.
+pub type Submitted<T> = Result<Option<Finished<T>>, (T, EngineError)>;
+
 /// What a prefill did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prefilled {
@@ -52,6 +56,20 @@ pub struct Prefilled {
     pub evaluated: usize,
     /// Positions taken from the cache (the sequence's own, or copied from another sequence).
     pub cached: usize,
+}
+
+/// A prompt of [`Scheduler::submit_many`] evaluated together with others: its tokens still to evaluate in `seq`
+/// from position `from`, `done` of them so far.
+struct Together<'p, T> {
+    i: usize,
+    tag: T,
+    prompt: &'p PreparedPrompt,
+    sampling: &'p SamplingSettings,
+    seq: usize,
+    started: Instant,
+    from: usize,
+    tokens: Vec<LlamaToken>,
+    done: usize,
 }
 
 struct Running<T, A> {
@@ -307,6 +325,25 @@ impl<T, B: Backend> Scheduler<T, B> {
         stats: SessionStats,
         on_token: &mut OnAnswerToken<'_, T>,
     ) -> Option<Finished<T>> {
+        if self.logits_of != Some(seq) {
+            return self.start_from_row(seq, tag, sampling, prompt_started, stats, on_token, None);
+        }
+        self.logits_of = None;
+        self.start_from_row(seq, tag, sampling, prompt_started, stats, on_token, Some(-1))
+    }
+
+    /// [`Self::start`] sampling from row `row` of the last decode (None: there are no logits to sample from).
+    #[allow(clippy::too_many_arguments)]
+    fn start_from_row(
+        &mut self,
+        seq: usize,
+        tag: T,
+        sampling: &SamplingSettings,
+        prompt_started: Instant,
+        stats: SessionStats,
+        on_token: &mut OnAnswerToken<'_, T>,
+        row: Option<i32>,
+    ) -> Option<Finished<T>> {
         let mut answer = match self.backend.new_answer(sampling, prompt_started, stats.clone()) {
             Ok(answer) => answer,
             Err(e) => {
@@ -320,13 +357,12 @@ impl<T, B: Backend> Scheduler<T, B> {
         if B::is_exhausted(&answer) {
             return Some(self.finished(tag, answer, Ok(FinishReason::Length), on_token));
         }
-        if self.logits_of != Some(seq) {
+        let Some(row) = row else {
             let e = EngineError::Decode("no logits to sample from (empty prompt?)".into());
             return Some(self.finished(tag, answer, Err(e), on_token));
-        }
+        };
         let n_past = self.ledger.len(seq);
-        let next = self.backend.next(&mut answer, -1, n_past, &mut |t| on_token(&tag, t));
-        self.logits_of = None;
+        let next = self.backend.next(&mut answer, row, n_past, &mut |t| on_token(&tag, t));
         match next {
             Next::Decode(pending) => {
                 self.running[seq] = Some(Running { tag, answer, pending });
@@ -344,7 +380,7 @@ impl<T, B: Backend> Scheduler<T, B> {
         prompt: &PreparedPrompt,
         sampling: &SamplingSettings,
         on_token: &mut OnAnswerToken<'_, T>,
-    ) -> Result<Option<Finished<T>>, (T, EngineError)> {
+    ) -> Submitted<T> {
         let Some(seq) = self.free_sequence_for(prompt) else {
             return Err((tag, EngineError::Decode("no free sequence".into())));
         };
@@ -359,6 +395,139 @@ impl<T, B: Backend> Scheduler<T, B> {
             ..SessionStats::default()
         };
         Ok(self.start(seq, tag, sampling, started, stats, on_token))
+    }
+
+    /// Submits prompts waiting together (jobs for the free sequences): the first is evaluated alone, so that the
+    /// others can copy what they share with it (a system prompt) instead of evaluating it again; then what the
+    /// other text prompts still need is evaluated together, in batches that mix sequences (as llama-server
+    /// does), so that many short prompts cost a few large decodes rather than many small ones. Prompts with
+    /// images are evaluated one by one. Results come in the order given. When a mixed batch fails, the prompts in
+    /// it keep what they held before it and are evaluated one by one, so a failure ends only the prompt it is in.
+    pub fn submit_many(
+        &mut self,
+        prompts: Vec<(T, &PreparedPrompt, &SamplingSettings)>,
+        on_token: &mut OnAnswerToken<'_, T>,
+    ) -> Vec<Submitted<T>> {
+        let mut results: Vec<Option<Submitted<T>>> = prompts.iter().map(|_| None).collect();
+        let mut prompts = prompts.into_iter().enumerate();
+        if let Some((i, (tag, prompt, sampling))) = prompts.next() {
+            results[i] = Some(self.submit(tag, prompt, sampling, on_token));
+        }
+        let mut group: Vec<Together<'_, T>> = Vec::new();
+        let mut alone = Vec::new();
+        for (i, (tag, prompt, sampling)) in prompts {
+            let text_only = prompt.payloads.iter().all(|p| matches!(p, Payload::Tokens(_)));
+            let free: Vec<bool> = (0..self.running.len())
+                .map(|s| self.running[s].is_none() && group.iter().all(|g| g.seq != s))
+                .collect();
+            let seq = match best_free_sequence(&prompt.layout, &self.ledger.all(), &free) {
+                Some(seq) if text_only => seq,
+                Some(_) => {
+                    alone.push((i, tag, prompt, sampling));
+                    continue;
+                }
+                None => {
+                    results[i] = Some(Err((tag, EngineError::Decode("no free sequence".into()))));
+                    continue;
+                }
+            };
+            if let Err(e) = self.check_fits(prompt) {
+                results[i] = Some(Err((tag, e)));
+                continue;
+            }
+            let started = Instant::now();
+            let cached = self.reuse(seq, prompt);
+            self.logits_of = None;
+            let tokens: Vec<LlamaToken> = prompt
+                .layout
+                .pending(cached)
+                .iter()
+                .flat_map(|p| match &prompt.payloads[p.span] {
+                    Payload::Tokens(t) => t[p.from - prompt.layout.spans()[p.span].start..].to_vec(),
+                    Payload::Image(_) => unreachable!("text-only prompts"),
+                })
+                .collect();
+            if tokens.is_empty() {
+                alone.push((i, tag, prompt, sampling));
+                continue;
+            }
+            group.push(Together {
+                i,
+                tag,
+                prompt,
+                sampling,
+                seq,
+                started,
+                from: cached,
+                tokens,
+                done: 0,
+            });
+        }
+        let mut group: Vec<Option<Together<'_, T>>> = group.into_iter().map(Some).collect();
+        let n_batch = self.backend.n_batch().max(1);
+        loop {
+            // One batch: each waiting prompt's next tokens in turn, as many as fit.
+            let (mut rows, mut logits, mut taken) = (Vec::new(), Vec::new(), Vec::new());
+            for (m, g) in group.iter().enumerate() {
+                let Some(g) = g else { continue };
+                let take = (n_batch - rows.len()).min(g.tokens.len() - g.done);
+                if take == 0 {
+                    break;
+                }
+                for j in g.done..g.done + take {
+                    rows.push(Row {
+                        token: g.tokens[j],
+                        pos: g.from + j,
+                        seq: g.seq,
+                    });
+                    logits.push(j + 1 == g.tokens.len());
+                }
+                taken.push((m, take));
+            }
+            if rows.is_empty() {
+                break;
+            }
+            if self.backend.decode_prompt_rows(&rows, &logits).is_err() {
+                for (m, _) in taken {
+                    let g = group[m].take().expect("in the batch");
+                    let held = self.ledger.len(g.seq);
+                    let removed = self.backend.remove_from(g.seq, held);
+                    if !removed {
+                        self.backend.clear_sequence(g.seq);
+                    }
+                    self.ledger.truncated(g.seq, held, removed);
+                    alone.push((g.i, g.tag, g.prompt, g.sampling));
+                }
+                continue;
+            }
+            let mut row = 0;
+            for (m, take) in taken {
+                let g = group[m].as_mut().expect("in the batch");
+                let positions = &g.prompt.layout.positions()[g.from + g.done..g.from + g.done + take];
+                self.ledger.extend(g.seq, positions);
+                g.done += take;
+                row += take;
+                if g.done == g.tokens.len() {
+                    let g = group[m].take().expect("in the batch");
+                    let stats = SessionStats {
+                        prompt_tokens: g.tokens.len(),
+                        prompt_ms: g.started.elapsed().as_secs_f64() * 1000.0,
+                        ..SessionStats::default()
+                    };
+                    let last = Some(row as i32 - 1);
+                    results[g.i] = Some(Ok(
+                        self.start_from_row(g.seq, g.tag, g.sampling, g.started, stats, on_token, last)
+                    ));
+                }
+            }
+        }
+        for (i, tag, prompt, sampling) in alone {
+            results[i] = Some(self.submit(tag, prompt, sampling, on_token));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every prompt has an outcome"))
+            .collect()
     }
 
     /// Decodes the next token of every running answer together; returns the answers that finished.
@@ -527,9 +696,11 @@ mod tests {
         refuse_removal: bool,
         /// Predict the end of the turn once a sequence holds this many positions.
         eog_at: Option<usize>,
-        /// Rows per `decode_rows` call and positions written by prefills, for assertions.
+        /// Rows per `decode_rows` call, positions written by prefills, and the sequences of each mixed prompt batch,
+        /// for assertions.
         step_rows: Vec<usize>,
         prefilled: usize,
+        prompt_batches: Vec<Vec<usize>>,
     }
 
     fn fake(n_seq: usize, n_ctx: usize) -> Fake {
@@ -596,6 +767,29 @@ mod tests {
                 self.write(r.seq, r.pos, r.token.0);
             }
             self.rows = rows.iter().map(|r| self.predict(r.seq)).collect();
+            Ok(())
+        }
+        fn n_batch(&self) -> usize {
+            self.n_batch
+        }
+        fn decode_prompt_rows(&mut self, rows: &[Row], logits: &[bool]) -> Result<(), EngineError> {
+            assert!(rows.len() <= self.n_batch, "a batch holds at most n_batch rows");
+            if let Some(e) = self.fails(rows.iter().map(|r| r.pos)) {
+                return Err(e);
+            }
+            for r in rows {
+                self.write(r.seq, r.pos, r.token.0);
+            }
+            self.prefilled += rows.len();
+            let mut seqs: Vec<usize> = rows.iter().map(|r| r.seq).collect();
+            seqs.dedup();
+            self.prompt_batches.push(seqs);
+            // A row without logits reads as garbage: sampling from the wrong row changes the answer.
+            self.rows = rows
+                .iter()
+                .zip(logits)
+                .map(|(r, &l)| if l { self.predict(r.seq) } else { -1000 })
+                .collect();
             Ok(())
         }
         fn decode_tokens(
@@ -1017,5 +1211,136 @@ mod tests {
         }
         let g = finished.unwrap().result.unwrap();
         assert_eq!((g.finish, g.tokens.len()), (FinishReason::Interrupted, 3));
+    }
+
+    /// Like [`run_all`], but the prompts for the free sequences are submitted together ([`Sched::submit_many`]).
+    fn run_all_together(
+        s: &mut Sched,
+        prompts: &[PreparedPrompt],
+        max_tokens: &[usize],
+    ) -> Vec<Result<Generation, String>> {
+        let mut out: Vec<Option<Result<Generation, String>>> = prompts.iter().map(|_| None).collect();
+        let samplings: Vec<SamplingSettings> = max_tokens.iter().map(|&m| sampling(m)).collect();
+        let mut next = 0;
+        loop {
+            let mut waiting = Vec::new();
+            while s.active() + waiting.len() < s.running.len() && next < prompts.len() {
+                waiting.push((next, &prompts[next], &samplings[next]));
+                next += 1;
+            }
+            for outcome in s.submit_many(waiting, &mut quiet) {
+                match outcome {
+                    Ok(Some(f)) => out[f.tag] = Some(f.result.map_err(|e| e.to_string())),
+                    Ok(None) => {}
+                    Err((tag, e)) => out[tag] = Some(Err(e.to_string())),
+                }
+            }
+            if s.active() == 0 {
+                break;
+            }
+            for f in s.step(&mut quiet) {
+                out[f.tag] = Some(f.result.map_err(|e| e.to_string()));
+            }
+        }
+        out.into_iter().map(|o| o.expect("every prompt answered")).collect()
+    }
+
+    #[test]
+    fn prompts_submitted_together_share_batches_and_answer_as_alone() {
+        let system: Vec<i32> = (100..110).collect();
+        let with_system = |q: &[i32]| text(&system.iter().chain(q).copied().collect::<Vec<_>>());
+        let prompts = [
+            with_system(&[50, 51]),
+            with_system(&[60, 61, 62, 63, 64, 65, 66]),
+            with_system(&[70]),
+            text(&[2, 80, 81, 82, 83, 84]),
+            with_system(&[90, 91, 92]),
+        ];
+        let max = [6, 3, 9, 5, 7];
+        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, m)| alone(p, m)).collect();
+        for n_seq in [1, 2, 3, 5] {
+            let mut s = Sched::with_backend(fake(n_seq, 64), n_seq, true);
+            let got: Vec<Vec<i32>> = run_all_together(&mut s, &prompts, &max)
+                .into_iter()
+                .map(|g| g.unwrap().tokens)
+                .collect();
+            assert_eq!(got, reference, "--parallel {n_seq}");
+            assert_ledger_matches(&s);
+        }
+        // Five sequences: the first prompt alone (10 + 2 positions), the others copy the system prompt from it and
+        // evaluate only their questions (7 + 1 + 3) and the unrelated prompt (6), 17 positions in batches of 4
+        // that mix sequences.
+        let mut s = Sched::with_backend(fake(5, 64), 5, true);
+        let mut waiting = Vec::new();
+        let samplings: Vec<SamplingSettings> = max.iter().map(|&m| sampling(m)).collect();
+        for (i, p) in prompts.iter().enumerate() {
+            waiting.push((i, p, &samplings[i]));
+        }
+        let outcomes = s.submit_many(waiting, &mut quiet);
+        assert!(outcomes.iter().all(|o| matches!(o, Ok(None))));
+        assert_eq!(s.active(), 5);
+        assert_eq!(s.backend.prefilled, 12 + 17);
+        assert_eq!(
+            s.backend.prompt_batches.len(),
+            5,
+            "17 positions in batches of 4: {:?}",
+            s.backend.prompt_batches
+        );
+        assert!(
+            s.backend.prompt_batches.iter().any(|b| b.len() > 1),
+            "batches mix sequences"
+        );
+        for seq in 1..5 {
+            if seq != 3 {
+                assert_eq!(
+                    s.backend.kv[seq][..10],
+                    system[..],
+                    "sequence {seq} holds the system prompt"
+                );
+            }
+        }
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn a_failing_mixed_batch_ends_only_the_prompt_that_fails() {
+        let prompts = [
+            text(&[2, 40, 41]),
+            text(&[2, 50]),
+            text(&(0..12).map(|t| 20 + t).collect::<Vec<_>>()),
+            text(&[2, 70, 71]),
+        ];
+        let max = [3, 3, 3, 3];
+        let mut f = fake(4, 64);
+        // Only the 12-token prompt reaches position 10 while its prompt is evaluated.
+        f.fail_at = Some(10);
+        let mut s = Sched::with_backend(f, 4, true);
+        let got = run_all_together(&mut s, &prompts, &max);
+        assert!(got[2].as_ref().unwrap_err().contains("injected at 10"), "{:?}", got[2]);
+        for i in [0, 1, 3] {
+            assert_eq!(got[i].as_ref().unwrap().tokens, alone(&prompts[i], 3), "prompt {i}");
+        }
+        // The batch that failed held the failing prompt's last two tokens and the next prompt's: that one was
+        // evaluated again alone, and answered as if nothing had happened.
+        assert_eq!(s.backend.prompt_batches, [vec![1, 2], vec![2], vec![2]]);
+        assert_ledger_matches(&s);
+    }
+
+    #[test]
+    fn prompts_with_images_submitted_together_are_evaluated_one_by_one() {
+        let prompts = [
+            text(&[2, 30]),
+            with_image(&[2, 30, 31], "chest", &[40, 41]),
+            text(&[2, 33, 34]),
+        ];
+        let max = [4, 4, 4];
+        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, m)| alone(p, m)).collect();
+        let mut s = Sched::with_backend(fake(3, 64), 3, true);
+        let got: Vec<Vec<i32>> = run_all_together(&mut s, &prompts, &max)
+            .into_iter()
+            .map(|g| g.unwrap().tokens)
+            .collect();
+        assert_eq!(got, reference);
+        assert_ledger_matches(&s);
     }
 }
