@@ -274,7 +274,11 @@ pub(crate) fn run_jobs(
             }
         }
         if scheduler.active() == 0 {
-            break;
+            // Nothing running: every job submitted so far finished at once (or failed); take the next ones.
+            if next >= todo.len() {
+                break;
+            }
+            continue;
         }
         for done in scheduler.step(&mut on_token) {
             record(finished_result(todo, done, format), &mut failed, &mut generated)?;

@@ -1236,7 +1236,10 @@ mod tests {
                 }
             }
             if s.active() == 0 {
-                break;
+                if next >= prompts.len() {
+                    break;
+                }
+                continue;
             }
             for f in s.step(&mut quiet) {
                 out[f.tag] = Some(f.result.map_err(|e| e.to_string()));
