@@ -19,9 +19,11 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::error::{from_engine, ApiError};
 use super::request::{Ask, Event, Outcome};
 use super::stop::StopStrings;
-use crate::engine::{Engine, FinishReason, Finished, GeneratedToken, LlamaScheduler, LoadOptions, Scheduler};
+use crate::engine::{
+    Engine, FinishReason, Finished, GeneratedToken, LlamaScheduler, LoadOptions, PreparedPrompt, Scheduler,
+};
 use crate::server::log;
-use crate::settings::{ContextSettings, Grammar};
+use crate::settings::{ContextSettings, Grammar, SamplingSettings};
 
 /// A request on its way to the engine, with where its events go.
 pub struct Work {
@@ -163,8 +165,11 @@ fn serve(setup: &EngineSetup, queue: Receiver<Work>, shared: &Shared) -> Result<
                 break;
             }
         } else {
-            while scheduler.active() < parallel {
-                let work = if scheduler.active() == 0 {
+            // The requests waiting for the free sequences are prepared and submitted together (their prompts are
+            // evaluated in shared batches).
+            let (mut tags, mut prompts) = (Vec::new(), Vec::new());
+            while scheduler.active() + tags.len() < parallel {
+                let work = if scheduler.active() + tags.len() == 0 {
                     match queue.recv_timeout(Duration::from_millis(100)) {
                         Ok(work) => work,
                         Err(RecvTimeoutError::Timeout) => break,
@@ -176,8 +181,21 @@ fn serve(setup: &EngineSetup, queue: Receiver<Work>, shared: &Shared) -> Result<
                         Err(_) => break,
                     }
                 };
-                if let Some(done) = admit(&engine, &mut scheduler, work, &mut on_token) {
-                    report(done, stopping);
+                if let Some((tag, prompt, sampling)) = admit(&engine, &scheduler, work) {
+                    tags.push(tag);
+                    prompts.push((prompt, sampling));
+                }
+            }
+            let waiting = tags.into_iter().zip(&prompts).map(|(t, (p, s))| (t, p, s)).collect();
+            for outcome in scheduler.submit_many(waiting, &mut on_token) {
+                match outcome {
+                    Ok(Some(done)) => report(done, stopping),
+                    Ok(None) => {}
+                    Err((tag, e)) => {
+                        let e = from_engine(&e);
+                        log!("request {}: refused ({}): {}", tag.id, e.status.as_u16(), e.message);
+                        let _ = tag.events.send(Event::Failed(e));
+                    }
                 }
             }
         }
@@ -191,13 +209,13 @@ fn serve(setup: &EngineSetup, queue: Receiver<Work>, shared: &Shared) -> Result<
     Ok(())
 }
 
-/// Prepares a request's prompt and starts its answer in a free sequence; an answer that ends at once comes back.
+/// Prepares a request's prompt for a free sequence; a request that cannot be answered is refused here (and gives
+/// None).
 fn admit(
     engine: &Engine,
-    scheduler: &mut LlamaScheduler<Answering>,
+    scheduler: &LlamaScheduler<Answering>,
     work: Work,
-    on_token: &mut dyn FnMut(&Answering, &GeneratedToken) -> ControlFlow<()>,
-) -> Option<Finished<Answering>> {
+) -> Option<(Answering, PreparedPrompt, SamplingSettings)> {
     let Work { id, ask, events } = work;
     if events.is_closed() {
         log!("request {id}: the client left before it started");
@@ -234,13 +252,7 @@ fn admit(
         prompt_tokens: prompt.n_tokens(),
         started: Instant::now(),
     };
-    match scheduler.submit(tag, &prompt, &sampling, on_token) {
-        Ok(done) => done,
-        Err((_, e)) => {
-            fail(from_engine(&e));
-            None
-        }
-    }
+    Some((tag, prompt, sampling))
 }
 
 /// Sends a finished answer's last text and outcome (or its error) to its request.
