@@ -1,10 +1,10 @@
 //! The scheduler: N sequences in one context, each evaluating a prompt (from the longest prefix any sequence
 //! holds) and then decoding an answer, all sequences' next tokens in one batch per step (continuous batching).
-//! `run` and `chat` are its one-sequence case ([`super::Session`]); `batch --parallel N` submits jobs as sequences
-//! free up; a server would do the same with requests.
+//! `run` and `chat` are its one-sequence case ([`super::Session`]); `batch --parallel N` and `serve` submit the
+//! jobs (requests) waiting for the free sequences together, as sequences free up.
 //!
-//! Owns: the ledger of every sequence, the one prefill (text and image spans, one failure rule), the running
-//! answers and their decoders, the step. Must not: read files, know about jobs or commands (a caller's tag `T`
+//! Owns: the ledger of every sequence, the one prefill (text and image spans, one failure rule), the evaluation of
+//! several text prompts in shared batches, the running answers and their decoders, the step. Must not: read files, know about jobs or commands (a caller's tag `T`
 //! identifies an answer), or print.
 //!
 //! Failure rules. Prefill: the sequence keeps what was evaluated before the failing span or chunk, and the error
@@ -238,12 +238,7 @@ impl<T, B: Backend> Scheduler<T, B> {
                 Ok(()) => self.ledger.extend(seq, positions),
                 Err((done, e)) => {
                     self.ledger.extend(seq, &positions[..done]);
-                    let held = self.ledger.len(seq);
-                    let removed = self.backend.remove_from(seq, held);
-                    if !removed {
-                        self.backend.clear_sequence(seq);
-                    }
-                    self.ledger.truncated(seq, held, removed);
+                    self.keep_what_the_ledger_holds(seq);
                     return Err(e);
                 }
             }
@@ -490,12 +485,7 @@ impl<T, B: Backend> Scheduler<T, B> {
             if self.backend.decode_prompt_rows(&rows, &logits).is_err() {
                 for (m, _) in taken {
                     let g = group[m].take().expect("in the batch");
-                    let held = self.ledger.len(g.seq);
-                    let removed = self.backend.remove_from(g.seq, held);
-                    if !removed {
-                        self.backend.clear_sequence(g.seq);
-                    }
-                    self.ledger.truncated(g.seq, held, removed);
+                    self.keep_what_the_ledger_holds(g.seq);
                     alone.push((g.i, g.tag, g.prompt, g.sampling));
                 }
                 continue;
@@ -600,6 +590,17 @@ impl<T, B: Backend> Scheduler<T, B> {
         }
     }
 
+    /// After a failed decode: drops whatever `seq`'s cache holds beyond the ledger (clearing the sequence, and its
+    /// ledger, when llama.cpp cannot remove a tail).
+    fn keep_what_the_ledger_holds(&mut self, seq: usize) {
+        let held = self.ledger.len(seq);
+        let removed = self.backend.remove_from(seq, held);
+        if !removed {
+            self.backend.clear_sequence(seq);
+        }
+        self.ledger.truncated(seq, held, removed);
+    }
+
     /// Ends the answers whose decode failed; the cache and ledger of each keep what was decoded before.
     fn fail(
         &mut self,
@@ -608,12 +609,7 @@ impl<T, B: Backend> Scheduler<T, B> {
         on_token: &mut OnAnswerToken<'_, T>,
     ) -> Vec<Finished<T>> {
         for (seq, e) in failed {
-            let held = self.ledger.len(seq);
-            let removed = self.backend.remove_from(seq, held);
-            if !removed {
-                self.backend.clear_sequence(seq);
-            }
-            self.ledger.truncated(seq, held, removed);
+            self.keep_what_the_ledger_holds(seq);
             let running = self.running[seq].take().expect("running");
             finished.push(self.finished(running.tag, running.answer, Err(e), on_token));
         }
