@@ -673,7 +673,7 @@ mod tests {
     use super::super::error::EngineError;
     use super::super::layout::PromptLayout;
     use super::super::prepare::{ImageChunks, Payload, PreparedPrompt};
-    use super::{Finished, NoObserver, Scheduler};
+    use super::{NoObserver, Scheduler};
     use crate::settings::SamplingSettings;
 
     const EOG: i32 = 3;
@@ -957,28 +957,83 @@ mod tests {
 
     /// Submits every prompt (as sequences free up) and steps until all answers are done; answers by prompt index.
     fn run_all(s: &mut Sched, prompts: &[PreparedPrompt], max_tokens: &[usize]) -> Vec<Result<Generation, String>> {
+        run_waves(s, prompts, max_tokens, false)
+    }
+
+    /// Like [`run_all`], but the prompts for the free sequences are submitted together ([`Sched::submit_many`]).
+    fn run_all_together(
+        s: &mut Sched,
+        prompts: &[PreparedPrompt],
+        max_tokens: &[usize],
+    ) -> Vec<Result<Generation, String>> {
+        run_waves(s, prompts, max_tokens, true)
+    }
+
+    fn run_waves(
+        s: &mut Sched,
+        prompts: &[PreparedPrompt],
+        max_tokens: &[usize],
+        together: bool,
+    ) -> Vec<Result<Generation, String>> {
         let mut out: Vec<Option<Result<Generation, String>>> = prompts.iter().map(|_| None).collect();
-        let record = |f: Finished<usize>, out: &mut Vec<Option<Result<Generation, String>>>| {
-            out[f.tag] = Some(f.result.map_err(|e| e.to_string()));
-        };
+        let samplings: Vec<SamplingSettings> = max_tokens.iter().map(|&m| sampling(m)).collect();
         let mut next = 0;
         loop {
-            while s.active() < s.running.len() && next < prompts.len() {
-                match s.submit(next, &prompts[next], &sampling(max_tokens[next]), &mut quiet) {
-                    Ok(Some(f)) => record(f, &mut out),
+            let mut waiting = Vec::new();
+            while s.active() + waiting.len() < s.running.len() && next < prompts.len() {
+                waiting.push((next, &prompts[next], &samplings[next]));
+                next += 1;
+            }
+            let outcomes = if together {
+                s.submit_many(waiting, &mut quiet)
+            } else {
+                waiting
+                    .into_iter()
+                    .map(|(tag, p, sampling)| s.submit(tag, p, sampling, &mut quiet))
+                    .collect()
+            };
+            for outcome in outcomes {
+                match outcome {
+                    Ok(Some(f)) => out[f.tag] = Some(f.result.map_err(|e| e.to_string())),
                     Ok(None) => {}
                     Err((tag, e)) => out[tag] = Some(Err(e.to_string())),
                 }
-                next += 1;
             }
             if s.active() == 0 {
-                break;
+                if next >= prompts.len() {
+                    break;
+                }
+                continue;
             }
             for f in s.step(&mut quiet) {
-                record(f, &mut out);
+                out[f.tag] = Some(f.result.map_err(|e| e.to_string()));
             }
         }
         out.into_iter().map(|o| o.expect("every prompt answered")).collect()
+    }
+
+    /// Runs `prompts` at each of `n_seqs` sequences and checks that every answer is the prompt's answer alone;
+    /// gives back each run's scheduler for further checks.
+    fn check_answers_as_alone(
+        prompts: &[PreparedPrompt],
+        max: &[usize],
+        n_seqs: &[usize],
+        together: bool,
+    ) -> Vec<Sched> {
+        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, &m)| alone(p, m)).collect();
+        n_seqs
+            .iter()
+            .map(|&n_seq| {
+                let mut s = Sched::with_backend(fake(n_seq, 64), n_seq, true);
+                let got: Vec<Vec<i32>> = run_waves(&mut s, prompts, max, together)
+                    .into_iter()
+                    .map(|g| g.unwrap().tokens)
+                    .collect();
+                assert_eq!(got, reference, "--parallel {n_seq}");
+                assert_ledger_matches(&s);
+                s
+            })
+            .collect()
     }
 
     /// What one sequence alone answers: the reference for every multi-sequence run.
@@ -1030,20 +1085,16 @@ mod tests {
             text(&[2, 80, 81]),
         ];
         let max = [9, 4, 12, 7];
-        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, m)| alone(p, m)).collect();
-        for n_seq in [1, 2, 3, 4] {
-            let mut s = Sched::with_backend(fake(n_seq, 64), n_seq, true);
-            let got: Vec<Vec<i32>> = run_all(&mut s, &prompts, &max)
-                .into_iter()
-                .map(|g| g.unwrap().tokens)
-                .collect();
-            assert_eq!(got, reference, "--parallel {n_seq}");
+        let n_seqs = [1, 2, 3, 4];
+        for (s, n_seq) in check_answers_as_alone(&prompts, &max, &n_seqs, false)
+            .iter()
+            .zip(n_seqs)
+        {
             assert_eq!(
                 s.backend.step_rows.iter().max().copied(),
                 Some(n_seq),
                 "steps batch every running answer"
             );
-            assert_ledger_matches(&s);
         }
     }
 
@@ -1209,41 +1260,6 @@ mod tests {
         assert_eq!((g.finish, g.tokens.len()), (FinishReason::Interrupted, 3));
     }
 
-    /// Like [`run_all`], but the prompts for the free sequences are submitted together ([`Sched::submit_many`]).
-    fn run_all_together(
-        s: &mut Sched,
-        prompts: &[PreparedPrompt],
-        max_tokens: &[usize],
-    ) -> Vec<Result<Generation, String>> {
-        let mut out: Vec<Option<Result<Generation, String>>> = prompts.iter().map(|_| None).collect();
-        let samplings: Vec<SamplingSettings> = max_tokens.iter().map(|&m| sampling(m)).collect();
-        let mut next = 0;
-        loop {
-            let mut waiting = Vec::new();
-            while s.active() + waiting.len() < s.running.len() && next < prompts.len() {
-                waiting.push((next, &prompts[next], &samplings[next]));
-                next += 1;
-            }
-            for outcome in s.submit_many(waiting, &mut quiet) {
-                match outcome {
-                    Ok(Some(f)) => out[f.tag] = Some(f.result.map_err(|e| e.to_string())),
-                    Ok(None) => {}
-                    Err((tag, e)) => out[tag] = Some(Err(e.to_string())),
-                }
-            }
-            if s.active() == 0 {
-                if next >= prompts.len() {
-                    break;
-                }
-                continue;
-            }
-            for f in s.step(&mut quiet) {
-                out[f.tag] = Some(f.result.map_err(|e| e.to_string()));
-            }
-        }
-        out.into_iter().map(|o| o.expect("every prompt answered")).collect()
-    }
-
     #[test]
     fn prompts_submitted_together_share_batches_and_answer_as_alone() {
         let system: Vec<i32> = (100..110).collect();
@@ -1256,16 +1272,7 @@ mod tests {
             with_system(&[90, 91, 92]),
         ];
         let max = [6, 3, 9, 5, 7];
-        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, m)| alone(p, m)).collect();
-        for n_seq in [1, 2, 3, 5] {
-            let mut s = Sched::with_backend(fake(n_seq, 64), n_seq, true);
-            let got: Vec<Vec<i32>> = run_all_together(&mut s, &prompts, &max)
-                .into_iter()
-                .map(|g| g.unwrap().tokens)
-                .collect();
-            assert_eq!(got, reference, "--parallel {n_seq}");
-            assert_ledger_matches(&s);
-        }
+        check_answers_as_alone(&prompts, &max, &[1, 2, 3, 5], true);
         // Five sequences: the first prompt alone (10 + 2 positions), the others copy the system prompt from it and
         // evaluate only their questions (7 + 1 + 3) and the unrelated prompt (6), 17 positions in batches of 4
         // that mix sequences.
@@ -1332,14 +1339,6 @@ mod tests {
             with_image(&[2, 30, 31], "chest", &[40, 41]),
             text(&[2, 33, 34]),
         ];
-        let max = [4, 4, 4];
-        let reference: Vec<Vec<i32>> = prompts.iter().zip(max).map(|(p, m)| alone(p, m)).collect();
-        let mut s = Sched::with_backend(fake(3, 64), 3, true);
-        let got: Vec<Vec<i32>> = run_all_together(&mut s, &prompts, &max)
-            .into_iter()
-            .map(|g| g.unwrap().tokens)
-            .collect();
-        assert_eq!(got, reference);
-        assert_ledger_matches(&s);
+        check_answers_as_alone(&prompts, &[4, 4, 4], &[3], true);
     }
 }
