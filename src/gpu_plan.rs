@@ -188,7 +188,7 @@ pub struct Plan {
     pub n_layers: u32,
     /// The layers' weights, KV cache and logits on the device (without the margin).
     pub parts: DeviceBytes,
-    /// Bytes the layers (weights and KV) and the margin take on the device.
+    /// Bytes the layers (weights, KV cache, logits) and the margin take on the device.
     pub device_bytes: u64,
     pub free_bytes: u64,
     /// The vision projector goes to the device too.
