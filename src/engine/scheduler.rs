@@ -320,11 +320,12 @@ impl<T, B: Backend> Scheduler<T, B> {
         stats: SessionStats,
         on_token: &mut OnAnswerToken<'_, T>,
     ) -> Option<Finished<T>> {
-        if self.logits_of != Some(seq) {
-            return self.start_from_row(seq, tag, sampling, prompt_started, stats, on_token, None);
+        // The prefill's logits are at the last row of the last decode; they are used once.
+        let row = (self.logits_of == Some(seq)).then_some(-1);
+        if row.is_some() {
+            self.logits_of = None;
         }
-        self.logits_of = None;
-        self.start_from_row(seq, tag, sampling, prompt_started, stats, on_token, Some(-1))
+        self.start_from_row(seq, tag, sampling, prompt_started, stats, on_token, row)
     }
 
     /// [`Self::start`] sampling from row `row` of the last decode (None: there are no logits to sample from).
