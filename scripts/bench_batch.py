@@ -2,17 +2,20 @@
 """Benchmark `medgemma batch` (--parallel 1, 2, 4, 8) and `medgemma serve` against llama.cpp's llama-server and `medgemma run` per job.
 
 Every mode answers the same N short jobs (distinct short medical questions, one shared system prompt, greedy,
-at most 32 generated tokens, -t 2, 512 context positions per sequence). For each mode the wall time of the whole
+at most 32 generated tokens, --threads (default: the physical cores, both tools' default; 2 on the machines this
+was written on), 512 context positions per sequence). With --vary-tokens the jobs' limits differ instead (8 to 56
+tokens, 32 on average, the same limits in every mode), so that sequences finish at different times and new jobs
+start while others are generating, as answers of different lengths do. For each mode the wall time of the whole
 set is measured, load included, and from it jobs/minute and generated tokens/s (the sum of the jobs' generated
 tokens / wall time: `usage.completion_tokens` of the batch output records and of the server's answers, and the
 number of generated token ids that `medgemma run --json` reports for the loop). The loop pays the model load once
 per job; batch pays it once.
 
 llama-server (--llama-server PATH; scripts/bench_report.py builds it from the newest llama.cpp in
-target/llama-latest/build/bin) is started with `-np P -c 512*P -t 2` on 127.0.0.1, and all N requests are sent at
-once to /v1/chat/completions (system + user message, max_tokens 32, temperature 0); the wall time runs from the
+target/llama-latest/build/bin) is started with `-np P -c 512*P -t T` on 127.0.0.1, and all N requests are sent at
+once to /v1/chat/completions (system + user message, the job's max_tokens, temperature 0); the wall time runs from the
 server's start to the last answer, so it includes the load, as batch's does. `medgemma serve` (--serve-parallel)
-is measured the same way through HTTP: `--parallel P -c 512 -t 2` (medgemma's -c is per sequence, llama-server's
+is measured the same way through HTTP: `--parallel P -c 512 -t T` (medgemma's -c is per sequence, llama-server's
 is shared by its P slots: 512 positions per sequence on both), the same requests at once.
 
 Prints a Markdown table on stdout and progress on stderr.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -55,7 +59,23 @@ QUESTIONS = [
 PARALLELS = (1, 2, 4, 8)
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOKENS = 32
-COMMON = ["-n", str(MAX_TOKENS), "-t", "2", "-c", "512", "--temp", "0"]
+THREADS = 2  # --threads; set in main()
+
+
+def common(max_tokens: int = MAX_TOKENS) -> list[str]:
+    """The options every medgemma mode gets."""
+    return ["-n", str(max_tokens), "-t", str(THREADS), "-c", "512", "--temp", "0"]
+
+
+def physical_cores() -> int:
+    """medgemma's and llama.cpp's default thread count: distinct (package, core) pairs in sysfs."""
+    cores = set()
+    for topo in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology"):
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            pass
+    return len(cores) or os.cpu_count() or 1
 
 
 @dataclass
@@ -79,24 +99,32 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def questions(n: int) -> list[str]:
-    """n distinct short questions (numbered variants once the list runs out)."""
+@dataclass(frozen=True)
+class Job:
+    question: str
+    max_tokens: int
+
+
+def questions(n: int, vary_tokens: bool = False) -> list[Job]:
+    """n distinct short questions (numbered variants once the list runs out), each with its token limit: 32, or
+    with `vary_tokens` 8 + (13 i mod 49), i.e. 8 to 56 spread evenly over the jobs (32 on average over 49)."""
     out = []
     for i in range(n):
         q = QUESTIONS[i % len(QUESTIONS)]
-        out.append(q if i < len(QUESTIONS) else f"{q[:-1]} (case {i // len(QUESTIONS) + 1})?")
+        q = q if i < len(QUESTIONS) else f"{q[:-1]} (case {i // len(QUESTIONS) + 1})?"
+        out.append(Job(q, 8 + (13 * i) % 49 if vary_tokens else MAX_TOKENS))
     return out
 
 
-def bench_batch(binary: Path, model: Path, jobs: list[str], parallel: int, tmp: Path) -> Result:
+def bench_batch(binary: Path, model: Path, jobs: list[Job], parallel: int, tmp: Path) -> Result:
     input_path = tmp / "jobs.jsonl"
     with open(input_path, "w", encoding="utf-8") as f:
-        for i, q in enumerate(jobs):
-            f.write(json.dumps({"id": f"q{i:03d}", "prompt": q, "system": SYSTEM, "max_tokens": MAX_TOKENS,
-                                "temperature": 0}) + "\n")
+        for i, job in enumerate(jobs):
+            f.write(json.dumps({"id": f"q{i:03d}", "prompt": job.question, "system": SYSTEM,
+                                "max_tokens": job.max_tokens, "temperature": 0}) + "\n")
     output = tmp / f"out-p{parallel}.jsonl"
     cmd = [str(binary), "batch", "-m", str(model), "--input", str(input_path), "--output", str(output),
-           "--overwrite", "--parallel", str(parallel), *COMMON]
+           "--overwrite", "--parallel", str(parallel), *common()]
     log(f"running: {' '.join(cmd)}")
     start = time.monotonic()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -111,11 +139,12 @@ def bench_batch(binary: Path, model: Path, jobs: list[str], parallel: int, tmp: 
     return Result(f"batch --parallel {parallel}", wall, len(jobs), generated, failed)
 
 
-def bench_loop(binary: Path, model: Path, jobs: list[str]) -> Result:
+def bench_loop(binary: Path, model: Path, jobs: list[Job]) -> Result:
     generated = failed = 0
     start = time.monotonic()
-    for i, q in enumerate(jobs):
-        cmd = [str(binary), "run", "-m", str(model), *COMMON, "--system", SYSTEM, "--json", q]
+    for i, job in enumerate(jobs):
+        cmd = [str(binary), "run", "-m", str(model), *common(job.max_tokens), "--system", SYSTEM,
+               "--json", job.question]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             failed += 1
@@ -142,15 +171,16 @@ def post(url: str, body: dict, timeout: float) -> dict:
 
 def llama_server_cmd(server: Path, model: Path, port: int, parallel: int) -> list[str]:
     return [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
-            "-c", str(512 * parallel), "-t", "2", "--temp", "0", "--no-webui"]
+            "-c", str(512 * parallel), "-t", str(THREADS), "--temp", "0", "--no-webui"]
 
 
-def medgemma_serve_cmd(binary: Path, model: Path, port: int, parallel: int) -> list[str]:
+def medgemma_serve_cmd(binary: Path, model: Path, port: int, parallel: int, max_tokens: int) -> list[str]:
+    """`medgemma serve`; its -n is the largest max_tokens a request may ask for."""
     return [str(binary), "serve", "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel",
-            str(parallel), *COMMON]
+            str(parallel), *common(max_tokens)]
 
 
-def bench_server(name: str, cmd_for, model: Path, jobs: list[str], parallel: int, tmp: Path) -> Result:
+def bench_server(name: str, cmd_for, model: Path, jobs: list[Job], parallel: int, tmp: Path) -> Result:
     """Wall time of `jobs` sent at once to an OpenAI-compatible server started by `cmd_for(port)`, load included."""
     port = free_port()
     cmd = cmd_for(port)
@@ -172,11 +202,11 @@ def bench_server(name: str, cmd_for, model: Path, jobs: list[str], parallel: int
             time.sleep(0.1)
         loaded = time.monotonic() - start
 
-        def ask(q: str) -> dict:
+        def ask(job: Job) -> dict:
             try:
                 return post(base + "/v1/chat/completions", {
-                    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
-                    "max_tokens": MAX_TOKENS, "temperature": 0}, timeout=3600)
+                    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": job.question}],
+                    "max_tokens": job.max_tokens, "temperature": 0}, timeout=3600)
             except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as e:
                 log(f"{name} request failed: {e}")
                 return {}
@@ -212,6 +242,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=32, help="number of jobs (default 32)")
     parser.add_argument("--binary", type=Path, default=Path(__file__).resolve().parent.parent / "target/release/medgemma",
                         help="the medgemma binary (default target/release/medgemma)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of every tool (default: the physical cores, their own default)")
+    parser.add_argument("--vary-tokens", action="store_true",
+                        help="token limits of 8 to 56 (32 on average) instead of 32 for every job")
     parser.add_argument("--skip-loop", action="store_true", help="measure batch modes only (ratios then omitted)")
     parser.add_argument("--parallel", type=int, nargs="*", default=list(PARALLELS),
                         help=f"the batch modes to measure (default {' '.join(map(str, PARALLELS))})")
@@ -228,7 +262,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global THREADS
     args = parse_args(argv)
+    THREADS = args.threads or physical_cores()
     if args.jobs < 1:
         log("error: --jobs must be at least 1")
         return 2
@@ -236,14 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             log(f"error: {path} not found")
             return 2
-    jobs = questions(args.jobs)
+    jobs = questions(args.jobs, args.vary_tokens)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         for parallel in args.parallel:
             results.append(bench_batch(args.binary, args.model, jobs, parallel, Path(tmp)))
         ours, theirs = [], []
         for parallel in args.serve_parallel:
-            cmd = lambda port, p=parallel: medgemma_serve_cmd(args.binary, args.model, port, p)  # noqa: E731
+            limit = max(job.max_tokens for job in jobs)
+            cmd = lambda port, p=parallel, n=limit: medgemma_serve_cmd(args.binary, args.model, port, p, n)  # noqa: E731
             ours.append(("medgemma serve --parallel", cmd, parallel))
         if args.llama_server.is_file():
             for parallel in args.server_parallel:
@@ -254,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, cmd, parallel in (theirs + ours if args.server_first else ours + theirs):
             results.append(bench_server(name, cmd, args.model, jobs, parallel, Path(tmp)))
     loop = None if args.skip_loop else bench_loop(args.binary, args.model, jobs)
-    print(f"Model: {args.model.name}; {args.jobs} jobs, -n {MAX_TOKENS} -t 2 -c 512, greedy, shared system prompt\n")
+    limits = "8 to 56 tokens per job" if args.vary_tokens else f"-n {MAX_TOKENS}"
+    print(f"Model: {args.model.name}; {args.jobs} jobs, {limits}, -t {THREADS} -c 512, greedy, shared system "
+          "prompt\n")
     if loop is None:
         base = next((r for r in results if r.mode.startswith("llama-server")), None) or \
             max(results, key=lambda r: r.wall_s)
