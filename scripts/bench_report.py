@@ -498,7 +498,7 @@ def print_tables(r: dict) -> None:
           + " | ".join(f"pp ratio vs {k}" for k in refs) + " | tg t/s medgemma | "
           + " | ".join(f"tg t/s {k}" for k in refs) + " | " + " | ".join(f"tg ratio vs {k}" for k in refs)
           + " | tg bound |")
-    print("|" + "---|" * (5 + 4 * len(refs)))
+    print("|" + "---|" * (6 + 4 * len(refs)))
     for x in r["runs"]:
         t, q = x["tools"], x["ratios"]
         rounds = len(t["medgemma"]["pp"]["samples"])
