@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench_report import physical_cores  # scripts/ is on the path when this runs as a script
 
 SYSTEM = "You are a careful medical assistant. Answer briefly."
 QUESTIONS = [
@@ -67,15 +68,6 @@ def common(max_tokens: int = MAX_TOKENS) -> list[str]:
     return ["-n", str(max_tokens), "-t", str(THREADS), "-c", "512", "--temp", "0"]
 
 
-def physical_cores() -> int:
-    """medgemma's and llama.cpp's default thread count: distinct (package, core) pairs in sysfs."""
-    cores = set()
-    for topo in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology"):
-        try:
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
-        except OSError:
-            pass
-    return len(cores) or os.cpu_count() or 1
 
 
 @dataclass
