@@ -68,8 +68,6 @@ def common(max_tokens: int = MAX_TOKENS) -> list[str]:
     return ["-n", str(max_tokens), "-t", str(THREADS), "-c", "512", "--temp", "0"]
 
 
-
-
 @dataclass
 class Result:
     mode: str
